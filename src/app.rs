@@ -1,0 +1,379 @@
+//! The shared state and the whole HTTP surface: every feature's router merged, the OpenAPI
+//! document and explorer, the web client, health and metrics, and the layers every response
+//! passes through (request id, logs, security headers, Origin check, the error envelope).
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::api::{ApiOk, ApiResult};
+use crate::auth::ClientInfo;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{error_response, AppError, Enveloped, ErrorEnvelope};
+use crate::keys::Keys;
+use crate::metrics::Metrics;
+use crate::sms::SmsSender;
+
+pub struct App {
+    pub config: Config,
+    pub db: Db,
+    pub clock: Clock,
+    pub keys: Keys,
+    pub sms: Arc<dyn SmsSender>,
+    pub metrics: Metrics,
+    /// Cancelled on shutdown: long-lived responses (event streams) end when it fires.
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Connects and migrates the database, loads the secret, and sets up the providers.
+    pub async fn build(config: Config) -> anyhow::Result<AppState> {
+        let db = Db::connect(&config.database_url(), config.limits.db_max_connections).await?;
+        db.migrate().await.context("migrating the database")?;
+        let keys = Keys::load(&config)?;
+        let sms = crate::sms::from_config(&config)?;
+        Ok(AppState(Arc::new(App {
+            config,
+            db,
+            clock: Clock::default(),
+            keys,
+            sms,
+            metrics: Metrics::default(),
+            shutdown: CancellationToken::new(),
+        })))
+    }
+}
+
+/// Called inside the sign-in transaction, after the session is created.
+pub async fn on_sign_in(
+    _state: &AppState,
+    _tx: &mut sqlx::AnyConnection,
+    _user_id: &str,
+    _client: &ClientInfo,
+) -> Result<(), AppError> {
+    Ok(())
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Auravita API", description = "Patients keep their medical documents and share them with the doctors they choose."),
+    modifiers(&SessionCookie),
+    components(schemas(ErrorEnvelope)),
+    tags(
+        (name = "auth", description = "Sign-up, sign-in, sessions"),
+        (name = "user", description = "Profiles, doctors, connections, sessions"),
+        (name = "health", description = "Liveness, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct SessionCookie;
+
+impl Modify for SessionCookie {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("auravita_session"))),
+        );
+    }
+}
+
+/// The documented API routes, as one router with its OpenAPI document.
+pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/auth", crate::auth::router(state))
+        .nest("/protected/user", crate::users::router())
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .split_for_parts()
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api(&state);
+    let hsts = state
+        .config
+        .https()
+        .then(|| HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    let openapi = Arc::new(openapi);
+    let doc = openapi.clone();
+    let app = api
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route("/metrics", axum::routing::get(metrics))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(
+            utoipa_swagger_ui::Config::from("/openapi.json"),
+        ))
+        .merge(crate::web::router())
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), check_origin))
+        .layer(axum::middleware::from_fn(envelope_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            move |_: &Response| hsts.clone(),
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    app.with_state(state)
+}
+
+/// Strict by default; the API explorer under `/docs` needs inline styles and scripts of its own.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; form-action 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Refuses state-changing requests sent by pages of another origin.
+async fn check_origin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let allowed = state.config.public_origin();
+            if origin.to_str().map(|o| o != allowed).unwrap_or(true) {
+                return AppError::forbidden(
+                    "ORIGIN_REFUSED",
+                    "this request came from a page of another site and was refused",
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// Wraps any error the framework produced on its own (plain text or empty) in the envelope.
+async fn envelope_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || res.extensions().get::<Enveloped>().is_some()
+    {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        return res;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("NOT_FOUND", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => ("METHOD_NOT_ALLOWED", "that method is not allowed here"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UNSUPPORTED_MEDIA_TYPE", "unsupported content type"),
+        StatusCode::UNPROCESSABLE_ENTITY => ("VALIDATION_FAILED", "the request could not be understood"),
+        StatusCode::REQUEST_TIMEOUT => ("TIMEOUT", "the request took too long"),
+        s if s.is_server_error() => ("INTERNAL", "something went wrong on our side"),
+        _ => ("BAD_REQUEST", "the request could not be understood"),
+    };
+    let mut out = error_response(status, code, message, serde_json::json!({}));
+    if let Some(allow) = res.headers().get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+        "something went wrong on our side",
+        serde_json::json!({}),
+    )
+}
+
+async fn unknown_route() -> AppError {
+    AppError::not_found("route")
+}
+
+async fn wrong_method() -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "that method is not allowed here",
+    )
+}
+
+async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let started = Instant::now();
+    let res = next.run(req).await;
+    state
+        .metrics
+        .observe(method.as_str(), &route, res.status().as_u16(), started.elapsed());
+    res
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, body = crate::api::Envelope<Health>)))]
+async fn live() -> ApiResult<Health> {
+    Ok(ApiOk::new(Health { status: "ok".into() }, "alive"))
+}
+
+/// The database (and storage) can be reached.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses((status = 200, body = crate::api::Envelope<Health>), (status = 503, body = ErrorEnvelope)))]
+async fn ready(State(state): State<AppState>) -> ApiResult<Health> {
+    state
+        .db
+        .ping()
+        .await
+        .map_err(|e| AppError::unavailable("the database", e))?;
+    Ok(ApiOk::new(Health { status: "ready".into() }, "ready"))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let pool = &state.db.pool;
+    let body = state.metrics.render(pool.size(), pool.num_idle());
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        body,
+    )
+        .into_response()
+}
+
+/// Periodic housekeeping every instance runs (each step is idempotent, so instances may overlap).
+pub fn spawn_background(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = sweep(&state).await {
+                tracing::warn!(error = %e, "housekeeping failed; will retry");
+            }
+        }
+    });
+}
+
+async fn sweep(state: &AppState) -> anyhow::Result<()> {
+    let now = state.clock.now();
+    let idle = state.config.limits.session_idle_secs * 1000;
+    sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+        .bind(now)
+        .bind(now - idle)
+        .execute(&state.db.pool)
+        .await?;
+    sqlx::query("DELETE FROM otp_challenges WHERE created_at < $1")
+        .bind(now - 86_400_000)
+        .execute(&state.db.pool)
+        .await?;
+    crate::ratelimit::sweep(&state.db, now).await?;
+    Ok(())
+}
+
+/// A running server: what `serve` runs and what tests start on port 0.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    pub async fn start(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<Server> {
+        let addr = listener.local_addr()?;
+        spawn_background(&state);
+        let app = router(state.clone());
+        let token = state.shutdown.clone();
+        let handle = tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+        });
+        Ok(Server { addr, state, handle })
+    }
+
+    /// Stops accepting, ends event streams, and waits (up to `grace`) for requests in flight.
+    pub async fn shutdown(self, grace: Duration) {
+        self.state.shutdown.cancel();
+        let _ = tokio::time::timeout(grace, self.handle).await;
+    }
+
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.handle).await??;
+        Ok(())
+    }
+}
+

@@ -1,0 +1,299 @@
+//! One-time codes: issued under per-phone limits, stored as keyed hashes, claimed by one
+//! conditional UPDATE so a code is used at most once even under concurrent verifies.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use rand::Rng;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::sms::SmsError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Signup,
+    Signin,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Signup => "signup",
+            Purpose::Signin => "signin",
+        }
+    }
+}
+
+pub struct NewChallenge<'a> {
+    pub purpose: Purpose,
+    pub phone: &'a str,
+    /// signin: the account, or `None` when the phone has none (the code then opens nothing and
+    /// no SMS is sent, but the caller sees the same answer).
+    pub user_id: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub role: Option<&'a str>,
+}
+
+/// Reserves the phone's send quota, replaces any live code with a new one, and sends it.
+/// Returns the challenge id the client verifies against.
+pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppError> {
+    let now = state.clock.now();
+    reserve_send(state, c.phone, now).await?;
+
+    let id = crate::db::new_id();
+    let code = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
+    let deliver = c.purpose == Purpose::Signup || c.user_id.is_some();
+    let code_hash = if deliver {
+        state.keys.otp_hash(&id, &code)
+    } else {
+        // Nobody will ever see a code for an unknown phone: store a hash no code can match.
+        let mut junk = [0u8; 32];
+        rand::rngs::OsRng.fill(&mut junk);
+        crate::keys::sha256_hex(&junk)
+    };
+    let ttl_ms = state.config.limits.otp_ttl_secs * 1000;
+    let mut tx = state.db.pool.begin().await?;
+    sqlx::query("UPDATE otp_challenges SET state = 'replaced' WHERE phone = $1 AND state = 'live'")
+        .bind(c.phone)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO otp_challenges (id, purpose, phone, user_id, name, role, code_hash, attempts, state, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 'live', $8, $9)",
+    )
+    .bind(&id)
+    .bind(c.purpose.as_str())
+    .bind(c.phone)
+    .bind(c.user_id)
+    .bind(c.name)
+    .bind(c.role)
+    .bind(&code_hash)
+    .bind(now)
+    .bind(now + ttl_ms)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+
+    if deliver {
+        let body = format!(
+            "{code} is your Auravita code. It expires in {} minutes. Never share it: Auravita staff will not ask for it.",
+            (state.config.limits.otp_ttl_secs + 59) / 60
+        );
+        let validity = Duration::from_secs(state.config.limits.otp_ttl_secs as u64);
+        if let Err(e) = state.sms.send(c.phone, &body, validity).await {
+            // The code was never delivered: kill it and give the cooldown back so the person can
+            // try again at once (the hourly count stays, so this cannot be used to flood).
+            sqlx::query("UPDATE otp_challenges SET state = 'dead' WHERE id = $1")
+                .bind(&id)
+                .execute(&state.db.pool)
+                .await?;
+            sqlx::query("UPDATE phone_limits SET last_sent_at = 0 WHERE phone = $1")
+                .bind(c.phone)
+                .execute(&state.db.pool)
+                .await?;
+            return Err(sms_error(e));
+        }
+    }
+    Ok(id)
+}
+
+fn sms_error(e: SmsError) -> AppError {
+    match e {
+        SmsError::Undeliverable(why) => AppError::invalid("phone", format!("we could not send a code to that number: {why}"))
+            .with_details(json!({"field": "phone", "reason": "undeliverable"})),
+        SmsError::Rejected(why) => {
+            let mut err = AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SMS_UNAVAILABLE",
+                "we could not send a code right now; try again shortly",
+            );
+            err.source = Some(anyhow::anyhow!("SMS provider rejected the request: {why}"));
+            err
+        }
+        SmsError::Unavailable(why) => AppError::unavailable("the SMS service", anyhow::anyhow!(why)),
+    }
+}
+
+/// One conditional UPDATE: the send is allowed only if the cooldown has passed, the phone is not
+/// backing off and the hourly allowance is not used up; concurrent requests cannot exceed it.
+async fn reserve_send(state: &AppState, phone: &str, now: i64) -> Result<(), AppError> {
+    let l = &state.config.limits;
+    let hour_ago = now - 3_600_000;
+    sqlx::query("INSERT INTO phone_limits (phone) VALUES ($1) ON CONFLICT (phone) DO NOTHING")
+        .bind(phone)
+        .execute(&state.db.pool)
+        .await?;
+    let reserved: Option<(String,)> = sqlx::query_as(
+        "UPDATE phone_limits SET last_sent_at = $2, \
+           hour_count = CASE WHEN hour_start <= $3 THEN 1 ELSE hour_count + 1 END, \
+           hour_start = CASE WHEN hour_start <= $3 THEN $2 ELSE hour_start END \
+         WHERE phone = $1 AND last_sent_at <= $4 AND locked_until <= $2 \
+           AND (hour_start <= $3 OR hour_count < $5) \
+         RETURNING phone",
+    )
+    .bind(phone)
+    .bind(now)
+    .bind(hour_ago)
+    .bind(now - l.otp_cooldown_secs * 1000)
+    .bind(l.otp_per_hour)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    if reserved.is_some() {
+        return Ok(());
+    }
+    let (last_sent, hour_start, locked_until): (i64, i64, i64) = sqlx::query_as(
+        "SELECT last_sent_at, hour_start, locked_until FROM phone_limits WHERE phone = $1",
+    )
+    .bind(phone)
+    .fetch_one(&state.db.pool)
+    .await?;
+    let secs = |until: i64| ((until - now).max(0) as u64).div_ceil(1000);
+    if locked_until > now {
+        Err(AppError::rate_limited(
+            "OTP_BACKOFF",
+            "too many wrong codes for this phone; wait before asking for a new one",
+            secs(locked_until),
+        ))
+    } else if last_sent + l.otp_cooldown_secs * 1000 > now {
+        Err(AppError::rate_limited(
+            "OTP_COOLDOWN",
+            "a code was sent to this phone moments ago; wait before asking for another",
+            secs(last_sent + l.otp_cooldown_secs * 1000),
+        ))
+    } else {
+        Err(AppError::rate_limited(
+            "OTP_HOURLY_LIMIT",
+            "too many codes for this phone this hour",
+            secs(hour_start + 3_600_000),
+        ))
+    }
+}
+
+pub struct Claimed {
+    pub phone: String,
+    pub user_id: Option<String>,
+    pub name: Option<String>,
+    pub role: Option<String>,
+}
+
+/// Claims a challenge with its code, in its own statement (not inside the caller's transaction:
+/// SQLite would hold the write lock the refusal path needs). A claimed code is spent even if the
+/// sign-in that follows fails. A wrong code counts against the code (and, when it dies, against
+/// the phone); every other refusal says precisely why.
+pub async fn claim(
+    state: &AppState,
+    purpose: Purpose,
+    challenge_id: &str,
+    code: &str,
+) -> Result<Claimed, AppError> {
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AppError::invalid("otp", "the code is 6 digits"));
+    }
+    let now = state.clock.now();
+    let claimed: Option<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "UPDATE otp_challenges SET state = 'used' \
+         WHERE id = $1 AND purpose = $2 AND state = 'live' AND expires_at > $3 AND code_hash = $4 \
+           AND attempts < $5 \
+         RETURNING phone, user_id, name, role",
+    )
+    .bind(challenge_id)
+    .bind(purpose.as_str())
+    .bind(now)
+    .bind(state.keys.otp_hash(challenge_id, code))
+    .bind(state.config.limits.otp_max_attempts)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    if let Some((phone, user_id, name, role)) = claimed {
+        return Ok(Claimed { phone, user_id, name, role });
+    }
+    Err(refusal(state, purpose, challenge_id, now).await)
+}
+
+async fn refusal(state: &AppState, purpose: Purpose, challenge_id: &str, now: i64) -> AppError {
+    match refusal_inner(state, purpose, challenge_id, now).await {
+        Ok(e) | Err(e) => e,
+    }
+}
+
+async fn refusal_inner(
+    state: &AppState,
+    purpose: Purpose,
+    challenge_id: &str,
+    now: i64,
+) -> Result<AppError, AppError> {
+    let max = state.config.limits.otp_max_attempts;
+    let failed: Option<(i64, String, String)> = sqlx::query_as(
+        "UPDATE otp_challenges SET attempts = attempts + 1, \
+           state = CASE WHEN attempts + 1 >= $4 THEN 'dead' ELSE state END \
+         WHERE id = $1 AND purpose = $2 AND state = 'live' AND expires_at > $3 \
+         RETURNING attempts, state, phone",
+    )
+    .bind(challenge_id)
+    .bind(purpose.as_str())
+    .bind(now)
+    .bind(max)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    if let Some((attempts, st, phone)) = failed {
+        if st == "dead" {
+            back_off(state, &phone, now).await?;
+            return Ok(AppError::gone(
+                "OTP_DEAD",
+                "too many wrong codes: this code no longer works; ask for a new one",
+            ));
+        }
+        return Ok(AppError::new(StatusCode::UNAUTHORIZED, "OTP_INVALID", "that code is not right")
+            .with_details(json!({ "field": "otp", "attempts_left": max - attempts })));
+    }
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT state, expires_at FROM otp_challenges WHERE id = $1 AND purpose = $2",
+    )
+    .bind(challenge_id)
+    .bind(purpose.as_str())
+    .fetch_optional(&state.db.pool)
+    .await?;
+    Ok(match row {
+        None => AppError::not_found("verification"),
+        Some((st, _)) if st == "used" => AppError::gone("OTP_USED", "that code was already used"),
+        Some((st, _)) if st == "dead" => AppError::gone(
+            "OTP_DEAD",
+            "too many wrong codes: this code no longer works; ask for a new one",
+        ),
+        Some((st, _)) if st == "replaced" => AppError::gone(
+            "OTP_REPLACED",
+            "a newer code was sent; use the latest one",
+        ),
+        Some(_) => AppError::gone("OTP_EXPIRED", "that code has expired; ask for a new one"),
+    })
+}
+
+/// A code died of wrong tries: the phone waits 30 s, then 60 s, ... up to an hour before the next
+/// code. A resend does not reset this; only a successful sign-in does.
+async fn back_off(state: &AppState, phone: &str, now: i64) -> Result<(), AppError> {
+    let l = &state.config.limits;
+    let (dead,): (i64,) = sqlx::query_as(
+        "UPDATE phone_limits SET dead_codes = dead_codes + 1 WHERE phone = $1 RETURNING dead_codes",
+    )
+    .bind(phone)
+    .fetch_one(&state.db.pool)
+    .await?;
+    let exp = (dead - 1).clamp(0, 20) as u32;
+    let wait = (l.otp_backoff_secs.saturating_mul(1i64 << exp)).min(l.otp_backoff_max_secs);
+    sqlx::query("UPDATE phone_limits SET locked_until = $2 WHERE phone = $1")
+        .bind(phone)
+        .bind(now + wait * 1000)
+        .execute(&state.db.pool)
+        .await?;
+    Ok(())
+}
+
+/// After a successful sign-in the phone's failure history is forgiven.
+pub async fn forgive(tx: &mut sqlx::AnyConnection, phone: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE phone_limits SET dead_codes = 0, locked_until = 0 WHERE phone = $1")
+        .bind(phone)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! `/auth`: sign-up, sign-in, resend, sign-out.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::otp::{self, NewChallenge, Purpose};
+use super::phone;
+use super::session::{self, ClientInfo, Role, SessionInfo};
+use crate::api::{done, ApiJson, ApiOk, ApiPath, ApiResult, Done};
+use crate::app::AppState;
+use crate::error::{AppError, ErrorEnvelope};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(signup))
+        .routes(routes!(signup_verify))
+        .routes(routes!(signin))
+        .routes(routes!(signin_verify))
+        .routes(routes!(signin_resend))
+        .routes(routes!(signup_resend))
+        .routes(routes!(signout))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SignupRequest {
+    /// E.164, for example `+919876543210`.
+    #[schema(example = "+919876543210")]
+    pub phone: String,
+    /// 1 to 100 characters.
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PhoneRequest {
+    #[schema(example = "+919876543210")]
+    pub phone: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct VerifyRequest {
+    /// The 6-digit code from the SMS.
+    #[schema(example = "123456")]
+    pub otp: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChallengeData {
+    /// The verification id to send the code to.
+    pub id: String,
+    pub message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResendData {
+    pub success: bool,
+    pub message: String,
+    pub id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerifyData {
+    pub success: bool,
+    pub session: SessionInfo,
+}
+
+/// Validates a person's name: trimmed, 1 to 100 characters, no control characters.
+pub fn clean_name(raw: &str, field: &str) -> Result<String, AppError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(AppError::invalid(field, "name is required"));
+    }
+    if name.chars().count() > 100 {
+        return Err(AppError::invalid(field, "name is at most 100 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AppError::invalid(field, "name cannot contain control characters"));
+    }
+    Ok(name.to_string())
+}
+
+/// Is there an account on this phone, and has its owner ever signed in with a code?
+async fn account_for(state: &AppState, phone: &str) -> Result<Option<(String, String, i64)>, AppError> {
+    Ok(sqlx::query_as("SELECT id, role, phone_verified FROM users WHERE phone = $1")
+        .bind(phone)
+        .fetch_optional(&state.db.pool)
+        .await?)
+}
+
+/// A clinic-registered patient may claim the account by signing up as a patient; anything else
+/// on a phone that already has an account is a conflict.
+fn signup_allowed(existing: &Option<(String, String, i64)>, role: Role) -> Result<(), AppError> {
+    match existing {
+        None => Ok(()),
+        Some((_, r, 0)) if r == "patient" && role == Role::Patient => Ok(()),
+        Some((_, r, 0)) if r == "patient" => Err(AppError::conflict(
+            "PHONE_REGISTERED_AS_PATIENT",
+            "a clinic registered this phone as a patient; sign up as a patient to take the account over",
+        )),
+        Some(_) => Err(AppError::conflict(
+            "PHONE_ALREADY_REGISTERED",
+            "this phone already has an account; sign in instead",
+        )),
+    }
+}
+
+/// Start a sign-up: sends a code to the phone.
+#[utoipa::path(post, path = "/signup", tag = "auth", request_body = SignupRequest,
+    responses(
+        (status = 200, body = crate::api::Envelope<ChallengeData>),
+        (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+async fn signup(State(state): State<AppState>, ApiJson(req): ApiJson<SignupRequest>) -> ApiResult<ChallengeData> {
+    let phone = phone::normalize(&req.phone, "phone")?;
+    let name = clean_name(&req.name, "name")?;
+    signup_allowed(&account_for(&state, &phone).await?, req.role)?;
+    let id = otp::issue(
+        &state,
+        NewChallenge {
+            purpose: Purpose::Signup,
+            phone: &phone,
+            user_id: None,
+            name: Some(&name),
+            role: Some(req.role.as_str()),
+        },
+    )
+    .await?;
+    let message = "we sent a 6-digit code to your phone".to_string();
+    Ok(ApiOk::new(ChallengeData { id, message: message.clone() }, message))
+}
+
+/// Finish a sign-up with the code: creates the account and signs in.
+#[utoipa::path(post, path = "/signup/verify/{id}", tag = "auth", request_body = VerifyRequest,
+    params(("id" = String, Path, description = "verification id from /auth/signup")),
+    responses(
+        (status = 200, body = crate::api::Envelope<VerifyData>, headers(("set-cookie" = String, description = "the session cookie"))),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 410, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
+async fn signup_verify(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> ApiResult<VerifyData> {
+    let claimed = otp::claim(&state, Purpose::Signup, &id, req.otp.trim()).await?;
+    let role = claimed
+        .role
+        .as_deref()
+        .and_then(Role::parse)
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("signup challenge without a role")))?;
+    let name = claimed.name.clone().unwrap_or_default();
+    let now = state.clock.now();
+    let mut tx = state.db.pool.begin().await?;
+    let existing: Option<(String, String, i64)> =
+        sqlx::query_as("SELECT id, role, phone_verified FROM users WHERE phone = $1")
+            .bind(&claimed.phone)
+            .fetch_optional(&mut *tx)
+            .await?;
+    signup_allowed(&existing, role)?;
+    let user_id = match existing {
+        Some((id, _, _)) => {
+            // The person takes over the account a clinic registered for them.
+            let taken = sqlx::query(
+                "UPDATE users SET phone_verified = 1, name = $2, name_lower = $3, updated_at = $4 \
+                 WHERE id = $1 AND phone_verified = 0",
+            )
+            .bind(&id)
+            .bind(&name)
+            .bind(name.to_lowercase())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if taken.rows_affected() != 1 {
+                return Err(AppError::conflict("PHONE_ALREADY_REGISTERED", "this phone already has an account; sign in instead"));
+            }
+            id
+        }
+        None => {
+            let id = crate::db::new_id();
+            sqlx::query(
+                "INSERT INTO users (id, phone, name, name_lower, role, phone_verified, doctor_verified, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, 1, 0, $6, $6)",
+            )
+            .bind(&id)
+            .bind(&claimed.phone)
+            .bind(&name)
+            .bind(name.to_lowercase())
+            .bind(role.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if crate::db::is_unique_violation(&e) {
+                    AppError::conflict("PHONE_ALREADY_REGISTERED", "this phone already has an account; sign in instead")
+                } else {
+                    e.into()
+                }
+            })?;
+            id
+        }
+    };
+    finish_sign_in(state, tx, &user_id, &claimed.phone, &client, now, "welcome to Auravita").await
+}
+
+async fn finish_sign_in(
+    state: AppState,
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    phone: &str,
+    client: &ClientInfo,
+    now: i64,
+    message: &str,
+) -> ApiResult<VerifyData> {
+    otp::forgive(&mut tx, phone).await?;
+    let new = session::create(&mut tx, &state, user_id, client, now).await?;
+    crate::app::on_sign_in(&state, &mut tx, user_id, client).await?;
+    tx.commit().await?;
+    Ok(ApiOk::new(VerifyData { success: true, session: new.info }, message)
+        .header(header::SET_COOKIE, new.cookie))
+}
+
+/// Start a sign-in: sends a code if the phone has an account. The answer is the same either way.
+#[utoipa::path(post, path = "/signin", tag = "auth", request_body = PhoneRequest,
+    responses(
+        (status = 200, body = crate::api::Envelope<ChallengeData>),
+        (status = 400, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)))]
+async fn signin(State(state): State<AppState>, ApiJson(req): ApiJson<PhoneRequest>) -> ApiResult<ChallengeData> {
+    let id = start_signin(&state, &req.phone).await?;
+    let message = "if this phone has an account, a 6-digit code is on its way".to_string();
+    Ok(ApiOk::new(ChallengeData { id, message: message.clone() }, message))
+}
+
+async fn start_signin(state: &AppState, raw_phone: &str) -> Result<String, AppError> {
+    let phone = phone::normalize(raw_phone, "phone")?;
+    let user_id = account_for(state, &phone).await?.map(|(id, _, _)| id);
+    otp::issue(
+        state,
+        NewChallenge {
+            purpose: Purpose::Signin,
+            phone: &phone,
+            user_id: user_id.as_deref(),
+            name: None,
+            role: None,
+        },
+    )
+    .await
+}
+
+/// Finish a sign-in with the code.
+#[utoipa::path(post, path = "/signin/verify/{id}", tag = "auth", request_body = VerifyRequest,
+    params(("id" = String, Path, description = "verification id from /auth/signin")),
+    responses(
+        (status = 200, body = crate::api::Envelope<VerifyData>, headers(("set-cookie" = String, description = "the session cookie"))),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 410, body = ErrorEnvelope),
+        (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope)))]
+async fn signin_verify(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> ApiResult<VerifyData> {
+    let claimed = otp::claim(&state, Purpose::Signin, &id, req.otp.trim()).await?;
+    let user_id = claimed
+        .user_id
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("a signin code without an account matched")))?;
+    let now = state.clock.now();
+    let mut tx = state.db.pool.begin().await?;
+    // Signing in with a code proves the phone: a clinic-registered patient now owns the account.
+    let found = sqlx::query("UPDATE users SET phone_verified = 1 WHERE id = $1")
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+    if found.rows_affected() != 1 {
+        return Err(AppError::not_found("account"));
+    }
+    finish_sign_in(state, tx, &user_id, &claimed.phone, &client, now, "signed in").await
+}
+
+/// Send a new sign-in code (the previous one stops working).
+#[utoipa::path(post, path = "/signin/resendotp", tag = "auth", request_body = PhoneRequest,
+    responses(
+        (status = 200, body = crate::api::Envelope<ResendData>),
+        (status = 400, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)))]
+async fn signin_resend(State(state): State<AppState>, ApiJson(req): ApiJson<PhoneRequest>) -> ApiResult<ResendData> {
+    let id = start_signin(&state, &req.phone).await?;
+    let message = "if this phone has an account, a new code is on its way".to_string();
+    Ok(ApiOk::new(ResendData { success: true, message: message.clone(), id }, message))
+}
+
+/// Send a new sign-up code (the previous one stops working).
+#[utoipa::path(post, path = "/signup/resendotp", tag = "auth", request_body = PhoneRequest,
+    responses(
+        (status = 200, body = crate::api::Envelope<ResendData>),
+        (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)))]
+async fn signup_resend(State(state): State<AppState>, ApiJson(req): ApiJson<PhoneRequest>) -> ApiResult<ResendData> {
+    let phone = phone::normalize(&req.phone, "phone")?;
+    let pending: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT name, role FROM otp_challenges WHERE phone = $1 AND purpose = 'signup' \
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(&phone)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    let Some((Some(name), Some(role))) = pending else {
+        return Err(AppError::not_found("pending sign-up for this phone"));
+    };
+    let role_parsed = Role::parse(&role).unwrap_or(Role::Patient);
+    signup_allowed(&account_for(&state, &phone).await?, role_parsed)?;
+    let id = otp::issue(
+        &state,
+        NewChallenge {
+            purpose: Purpose::Signup,
+            phone: &phone,
+            user_id: None,
+            name: Some(&name),
+            role: Some(&role),
+        },
+    )
+    .await?;
+    let message = "we sent a new code to your phone".to_string();
+    Ok(ApiOk::new(ResendData { success: true, message: message.clone(), id }, message))
+}
+
+/// Sign out: ends this session everywhere at once and clears the cookie.
+#[utoipa::path(post, path = "/signout", tag = "auth",
+    responses((status = 200, body = crate::api::Envelope<Done>), (status = 429, body = ErrorEnvelope)))]
+async fn signout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Done> {
+    if let Some(token) = session::cookie_value(&headers, state.config.cookie_name()) {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(crate::keys::sha256_hex(token.as_bytes()))
+            .execute(&state.db.pool)
+            .await?;
+    }
+    Ok(ApiOk::new(done(), "signed out").header(header::SET_COOKIE, session::clear_cookie(&state)))
+}

@@ -1,0 +1,259 @@
+//! Server-side sessions: a 256-bit random token in an HttpOnly cookie, only its hash stored;
+//! idle and absolute timeouts enforced here on every request; revocation is a row deletion, so
+//! it takes effect at once on every instance.
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue};
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::clock::Millis;
+use crate::error::AppError;
+use crate::keys::sha256_hex;
+
+/// The two kinds of account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Patient,
+    Doctor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Patient => "patient",
+            Role::Doctor => "doctor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "patient" => Some(Role::Patient),
+            "doctor" => Some(Role::Doctor),
+            _ => None,
+        }
+    }
+}
+
+/// Who is calling, and from where: for sessions, limits and the access ledger.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+impl FromRequestParts<AppState> for ClientInfo {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        Ok(client_info(parts, state.config.trust_proxy))
+    }
+}
+
+pub fn client_info(parts: &Parts, trust_proxy: bool) -> ClientInfo {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let forwarded = if trust_proxy {
+        parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(|s| s.trim().to_string())
+            .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
+    } else {
+        None
+    };
+    let ip = forwarded.or(peer).unwrap_or_else(|| "unknown".into());
+    let user_agent: String = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(256)
+        .collect();
+    ClientInfo { ip, user_agent }
+}
+
+/// A signed-in caller. Extracting it refuses with 401 when there is no live session.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user_id: String,
+    pub role: Role,
+    /// The session behind this request (`None` for identity-provider tokens).
+    pub session_id: Option<String>,
+}
+
+impl AuthUser {
+    pub fn require_role(&self, role: Role) -> Result<(), AppError> {
+        if self.role == role {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(
+                "WRONG_ROLE",
+                format!("only a {} can do this", role.as_str()),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(user.clone());
+        }
+        let user = authenticate(parts, state).await?;
+        parts.extensions.insert(user.clone());
+        Ok(user)
+    }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<AuthUser, AppError> {
+    if let Some(token) = cookie_value(&parts.headers, state.config.cookie_name()) {
+        return session_user(state, &token).await;
+    }
+    Err(AppError::unauthorized("sign in first"))
+}
+
+/// The caller behind a session token, enforcing the idle and absolute timeouts.
+pub async fn session_user(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
+    let now = state.clock.now();
+    let row: Option<(String, String, i64, i64, String)> = sqlx::query_as(
+        "SELECT s.id, s.user_id, s.last_seen_at, s.expires_at, u.role FROM sessions s \
+         JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
+    )
+    .bind(sha256_hex(token.as_bytes()))
+    .fetch_optional(&state.db.pool)
+    .await?;
+    let Some((session_id, user_id, last_seen, expires_at, role)) = row else {
+        return Err(AppError::unauthorized("your session has ended; sign in again"));
+    };
+    let idle_ms = state.config.limits.session_idle_secs * 1000;
+    if now >= expires_at || now >= last_seen + idle_ms {
+        sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(&session_id)
+            .execute(&state.db.pool)
+            .await?;
+        return Err(AppError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "SESSION_EXPIRED",
+            "your session has expired; sign in again",
+        ));
+    }
+    // Writing on every request would serialise reads behind the writer; a minute's precision
+    // is plenty for a 30-minute idle timeout.
+    if now - last_seen > 60_000 {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
+            .bind(now)
+            .bind(&session_id)
+            .execute(&state.db.pool)
+            .await?;
+    }
+    let role = Role::parse(&role).ok_or_else(|| AppError::internal(anyhow::anyhow!("bad role {role}")))?;
+    Ok(AuthUser {
+        user_id,
+        role,
+        session_id: Some(session_id),
+    })
+}
+
+pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Data about a session, as the API shows it (the token itself is only ever in the cookie).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionInfo {
+    pub id: String,
+    pub user_id: String,
+    /// RFC 3339: the session ends then at the latest.
+    pub expires_at: String,
+    /// Seconds of inactivity after which the session ends.
+    pub idle_timeout_secs: i64,
+}
+
+pub struct NewSession {
+    pub info: SessionInfo,
+    pub cookie: HeaderValue,
+}
+
+/// Creates a session inside the caller's transaction (a sign-in is one atomic step).
+pub async fn create(
+    tx: &mut sqlx::AnyConnection,
+    state: &AppState,
+    user_id: &str,
+    client: &ClientInfo,
+    now: Millis,
+) -> Result<NewSession, AppError> {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let id = crate::db::new_id();
+    let limits = &state.config.limits;
+    let expires_at = now + limits.session_absolute_secs * 1000;
+    sqlx::query(
+        "INSERT INTO sessions (id, token_hash, user_id, created_at, last_seen_at, expires_at, ip, user_agent) \
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
+    )
+    .bind(&id)
+    .bind(sha256_hex(token.as_bytes()))
+    .bind(user_id)
+    .bind(now)
+    .bind(expires_at)
+    .bind(&client.ip)
+    .bind(&client.user_agent)
+    .execute(&mut *tx)
+    .await?;
+    Ok(NewSession {
+        info: SessionInfo {
+            id,
+            user_id: user_id.to_string(),
+            expires_at: crate::clock::rfc3339(expires_at),
+            idle_timeout_secs: limits.session_idle_secs,
+        },
+        cookie: session_cookie(state, &token),
+    })
+}
+
+fn cookie_attrs(state: &AppState) -> &'static str {
+    if state.config.https() {
+        "; Path=/; HttpOnly; SameSite=Lax; Secure"
+    } else {
+        "; Path=/; HttpOnly; SameSite=Lax"
+    }
+}
+
+fn session_cookie(state: &AppState, token: &str) -> HeaderValue {
+    let v = format!(
+        "{}={}{}; Max-Age={}",
+        state.config.cookie_name(),
+        token,
+        cookie_attrs(state),
+        state.config.limits.session_absolute_secs
+    );
+    HeaderValue::from_str(&v).expect("cookie is ASCII")
+}
+
+pub fn clear_cookie(state: &AppState) -> HeaderValue {
+    let v = format!("{}={}; Max-Age=0", state.config.cookie_name(), cookie_attrs(state));
+    HeaderValue::from_str(&v).expect("cookie is ASCII")
+}

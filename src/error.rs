@@ -1,0 +1,185 @@
+//! The error half of the product envelope: one `AppError` type that every handler returns,
+//! rendered as `{"success": false, "error": {code, message, details}, "timestamp"}` with the
+//! fitting status. Internals never reach the client; a 500 is logged with its request id.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use crate::clock::rfc3339_now;
+
+/// What a client sees when a request fails.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable code such as `OTP_EXPIRED`.
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// Extra context, for example `{"field": "phone"}`.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+/// The error envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    /// Always `false`.
+    pub success: bool,
+    pub error: ErrorBody,
+    /// RFC 3339.
+    pub timestamp: String,
+}
+
+#[derive(Debug)]
+pub struct AppError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
+    pub retry_after: Option<u64>,
+    /// The cause of a 5xx, logged and never sent.
+    pub source: Option<anyhow::Error>,
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: json!({}),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    pub fn gone(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GONE, code, message)
+    }
+
+    /// A field that failed validation; `details.field` names it.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED", message)
+            .with_details(json!({ "field": field }))
+    }
+
+    pub fn rate_limited(code: &'static str, message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let retry_after_secs = retry_after_secs.max(1);
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+            .with_details(json!({ "retry_after": retry_after_secs }));
+        e.retry_after = Some(retry_after_secs);
+        e
+    }
+
+    pub fn unavailable(what: &str, source: impl Into<anyhow::Error>) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "DEPENDENCY_UNAVAILABLE",
+            format!("{what} is unavailable; try again shortly"),
+        );
+        e.source = Some(source.into());
+        e
+    }
+
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        let mut e = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "something went wrong on our side",
+        );
+        e.source = Some(source.into());
+        e
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_unique_violation(&e) {
+            return AppError::conflict("ALREADY_EXISTS", "that already exists");
+        }
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                AppError::unavailable("the database", e)
+            }
+            other => AppError::internal(other),
+        }
+    }
+}
+
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> Self {
+        AppError::internal(e)
+    }
+}
+
+/// Render an error body; used by `AppError` and by the middleware that wraps the framework's
+/// own plain-text rejections.
+pub fn error_response(status: StatusCode, code: &str, message: &str, details: Value) -> Response {
+    let body = json!({
+        "success": false,
+        "error": { "code": code, "message": message, "details": details },
+        "timestamp": rfc3339_now(),
+    });
+    let mut res = (status, axum::Json(body)).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            match &self.source {
+                Some(src) => tracing::error!(status = self.status.as_u16(), code = self.code, error = %format!("{src:#}"), "request failed"),
+                None => tracing::error!(status = self.status.as_u16(), code = self.code, "request failed"),
+            }
+        }
+        let mut res = error_response(self.status, self.code, &self.message, self.details);
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        // Marks the body as already in the envelope so the fallback middleware leaves it alone.
+        res.extensions_mut().insert(Enveloped);
+        res
+    }
+}
+
+/// Response extension: this body is already an envelope.
+#[derive(Clone, Copy, Debug)]
+pub struct Enveloped;

@@ -1,0 +1,19 @@
+//! Auravita: patients keep their medical documents and share them with the doctors they choose.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod ratelimit;
+pub mod sms;
+pub mod users;
+pub mod web;
+
+pub use app::{AppState, Server};
+pub use config::Config;

@@ -1,0 +1,110 @@
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use auravita::config::{AdminCommand, Cli, Command};
+use auravita::{AppState, Server};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let db = auravita::db::Db::connect(&config.database_url(), 2).await?;
+            db.migrate().await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Admin(cmd) => admin(config, cmd).await,
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::env::var("AURAVITA_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(config: auravita::Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    tracing::info!(
+        bind = %config.bind,
+        database = %auravita::config::redact_url(&config.database_url()),
+        storage = %config.storage_url(),
+        sms = %config.sms,
+        "starting auravita"
+    );
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("binding {}", config.bind))?;
+    let state = AppState::build(config).await?;
+    let mut server = Server::start(state.clone(), listener).await?;
+    tracing::info!(
+        addr = %server.addr,
+        ready_ms = started.elapsed().as_millis() as u64,
+        "ready: web client at http://{}/ and API explorer at /docs",
+        server.addr
+    );
+    let ended = tokio::select! {
+        r = server.wait() => Some(r),
+        _ = shutdown_signal() => None,
+    };
+    match ended {
+        Some(r) => r,
+        None => {
+            tracing::info!("shutting down");
+            server.shutdown(Duration::from_secs(10)).await;
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn admin(config: auravita::Config, cmd: AdminCommand) -> anyhow::Result<()> {
+    let db = auravita::db::Db::connect(&config.database_url(), 2).await?;
+    db.migrate().await?;
+    let (phone, verified) = match cmd {
+        AdminCommand::VerifyDoctor { phone } => (phone, 1i64),
+        AdminCommand::UnverifyDoctor { phone } => (phone, 0i64),
+    };
+    let phone = auravita::auth::phone::normalize(&phone, "phone")
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let r = sqlx::query("UPDATE users SET doctor_verified = $1 WHERE phone = $2 AND role = 'doctor'")
+        .bind(verified)
+        .bind(&phone)
+        .execute(&db.pool)
+        .await?;
+    anyhow::ensure!(r.rows_affected() == 1, "no doctor has the phone {phone}");
+    println!(
+        "doctor {phone} is now {}",
+        if verified == 1 { "verified" } else { "unverified" }
+    );
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! People: the signed-in user's own view, profiles, doctors, connections and sessions.
+
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::api::{ApiOk, ApiResult};
+use crate::app::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::error::{AppError, ErrorEnvelope};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(session_detail))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    pub id: String,
+    pub name: String,
+    /// E.164; absent for accounts made through an identity provider without a phone.
+    pub phone: Option<String>,
+    pub role: Role,
+    /// Whether the owner has proved the phone with a code (false for a clinic-registered patient
+    /// who has not signed in yet).
+    pub phone_verified: bool,
+    pub created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProfileView {
+    pub role: Role,
+    pub specialization: Option<String>,
+    pub qualification: Option<String>,
+    pub registration_number: Option<String>,
+    pub years_of_experience: Option<i64>,
+    /// For doctors: an operator has checked the registration number.
+    pub verified: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionView {
+    pub id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionDetail {
+    pub user: UserView,
+    pub profile: ProfileView,
+    pub connections: Vec<ConnectionView>,
+}
+
+type UserRow = (
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    i64,
+);
+
+pub async fn load_me(state: &AppState, user_id: &str) -> Result<(UserView, ProfileView), AppError> {
+    let row: Option<UserRow> = sqlx::query_as(
+        "SELECT id, phone, name, role, phone_verified, doctor_verified, specialization, qualification, \
+         registration_number, years_of_experience, created_at FROM users WHERE id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    let (id, phone, name, role, phone_verified, doctor_verified, spec, qual, reg, years, created) =
+        row.ok_or_else(|| AppError::unauthorized("your account no longer exists"))?;
+    let role = Role::parse(&role).unwrap_or(Role::Patient);
+    Ok((
+        UserView {
+            id,
+            name,
+            phone,
+            role,
+            phone_verified: phone_verified != 0,
+            created_at: crate::clock::rfc3339(created),
+        },
+        ProfileView {
+            role,
+            specialization: spec,
+            qualification: qual,
+            registration_number: reg,
+            years_of_experience: years,
+            verified: doctor_verified != 0,
+        },
+    ))
+}
+
+/// Who is signed in: the user, their profile and their connections.
+#[utoipa::path(get, path = "/sessionDetail", tag = "user", security(("session" = [])),
+    responses((status = 200, body = crate::api::Envelope<SessionDetail>), (status = 401, body = ErrorEnvelope)))]
+async fn session_detail(State(state): State<AppState>, me: AuthUser) -> ApiResult<SessionDetail> {
+    let (user, profile) = load_me(&state, &me.user_id).await?;
+    Ok(ApiOk::new(
+        SessionDetail {
+            user,
+            profile,
+            connections: Vec::new(),
+        },
+        "session detail",
+    ))
+}

@@ -1,0 +1,274 @@
+//! Test harness: a real server on port 0 over a fresh database (SQLite in a temporary folder, or
+//! a new PostgreSQL database when `AURAVITA_TEST_DATABASE_URL` is set), spoken to over HTTP.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use auravita::{AppState, Config, Server};
+use rand::Rng;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub outbox: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    server: Option<Server>,
+    pg: Option<PgDb>,
+}
+
+struct PgDb {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let admin = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside async; a short-lived runtime on its own thread removes the database.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Is this run against PostgreSQL?
+pub fn pg_url() -> Option<String> {
+    std::env::var("AURAVITA_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty())
+}
+
+/// A fresh database URL for one test (and the guard that drops it).
+async fn fresh_database(dir: &std::path::Path) -> (String, Option<PgDb>) {
+    match pg_url() {
+        None => (format!("sqlite://{}/test.db", dir.display()), None),
+        Some(admin_url) => {
+            use sqlx::Connection;
+            let name = format!("auravita_t_{}", uuid::Uuid::new_v4().simple());
+            let mut c = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .expect("AURAVITA_TEST_DATABASE_URL must reach PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut c)
+                .await
+                .expect("create test database");
+            let mut url = url::Url::parse(&admin_url).unwrap();
+            url.set_path(&format!("/{name}"));
+            (url.to_string(), Some(PgDb { admin_url, name }))
+        }
+    }
+}
+
+/// The configuration tests start from: defaults, a fresh database, an outbox, generous per-IP limits.
+pub fn base_config(dir: &std::path::Path, database_url: &str) -> Config {
+    let mut cfg = Config::defaults_in(dir);
+    cfg.database_url = Some(database_url.to_string().into());
+    cfg.sms = "console".into();
+    cfg.sms_outbox = Some(dir.join("outbox.jsonl"));
+    cfg.limits.auth_ip_per_minute = 100_000;
+    cfg.secret = Some("test-secret-test-secret-test-secret-0123456789".to_string().into());
+    cfg
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let (db_url, pg) = fresh_database(dir.path()).await;
+        let mut cfg = base_config(dir.path(), &db_url);
+        tweak(&mut cfg);
+        Self::start(dir, cfg, pg).await
+    }
+
+    async fn start(dir: tempfile::TempDir, cfg: Config, pg: Option<PgDb>) -> TestApp {
+        let outbox = cfg.sms_outbox.clone().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let state = AppState::build(cfg).await.expect("build app");
+        let server = Server::start(state.clone(), listener).await.unwrap();
+        TestApp {
+            base: format!("http://{}", server.addr),
+            state,
+            outbox,
+            dir,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            server: Some(server),
+            pg,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn clock(&self) -> &auravita::clock::Clock {
+        &self.state.clock
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown(Duration::from_secs(5)).await;
+        }
+    }
+
+    /// Sends a request; `cookie` is a session cookie (`name=value`) or empty.
+    pub async fn call(&self, method: Method, path: &str, cookie: &str, body: Option<Value>) -> Resp {
+        let mut req = self.http.request(method, self.url(path));
+        if !cookie.is_empty() {
+            req = req.header("cookie", cookie);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Resp::from(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, cookie: &str) -> Resp {
+        self.call(Method::GET, path, cookie, None).await
+    }
+
+    pub async fn post(&self, path: &str, cookie: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, cookie, Some(body)).await
+    }
+
+    /// POST with no body.
+    pub async fn post_empty(&self, path: &str, cookie: &str) -> Resp {
+        self.call(Method::POST, path, cookie, None).await
+    }
+
+    /// Every SMS sent so far, oldest first.
+    pub fn sms(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.outbox)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The code in the latest SMS to `phone`.
+    pub fn last_code(&self, phone: &str) -> String {
+        let msgs = self.sms();
+        let msg = msgs
+            .iter()
+            .rev()
+            .find(|m| m["to"] == phone)
+            .unwrap_or_else(|| panic!("no SMS to {phone}"));
+        msg["body"].as_str().unwrap()[..6].to_string()
+    }
+
+    /// Signs up a new account and returns it signed in.
+    pub async fn signup(&self, name: &str, role: &str) -> User {
+        let phone = random_phone();
+        self.signup_phone(&phone, name, role).await
+    }
+
+    pub async fn signup_phone(&self, phone: &str, name: &str, role: &str) -> User {
+        let r = self
+            .post("/auth/signup", "", serde_json::json!({"phone": phone, "name": name, "role": role}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "signup: {}", r.body);
+        let id = r.data()["id"].as_str().unwrap().to_string();
+        let code = self.last_code(phone);
+        let r = self
+            .post(&format!("/auth/signup/verify/{id}"), "", serde_json::json!({"otp": code}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "verify: {}", r.body);
+        let cookie = r.cookie.clone().expect("session cookie");
+        User {
+            id: r.data()["session"]["user_id"].as_str().unwrap().to_string(),
+            phone: phone.to_string(),
+            name: name.to_string(),
+            cookie,
+        }
+    }
+
+    /// Signs an existing phone in (a new session) and returns its cookie.
+    pub async fn signin(&self, phone: &str) -> String {
+        let r = self.post("/auth/signin", "", serde_json::json!({"phone": phone})).await;
+        assert_eq!(r.status, StatusCode::OK, "signin: {}", r.body);
+        let id = r.data()["id"].as_str().unwrap().to_string();
+        let code = self.last_code(phone);
+        let r = self
+            .post(&format!("/auth/signin/verify/{id}"), "", serde_json::json!({"otp": code}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "signin verify: {}", r.body);
+        r.cookie.expect("session cookie")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    pub phone: String,
+    pub name: String,
+    /// `name=value`, ready for a `Cookie` header.
+    pub cookie: String,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    /// The session cookie set by this response, as `name=value` (empty value when cleared).
+    pub cookie: Option<String>,
+}
+
+impl Resp {
+    pub async fn from(r: reqwest::Response) -> Resp {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let cookie = headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.contains("auravita_session="))
+            .map(|v| v.split(';').next().unwrap().to_string());
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp { status, headers, body, cookie }
+    }
+
+    pub fn data(&self) -> &Value {
+        &self.body["data"]
+    }
+
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// Asserts the status and, for errors, the envelope and its code.
+    #[track_caller]
+    pub fn expect(&self, status: u16, code: &str) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        if status >= 400 {
+            assert_eq!(self.body["success"], false, "body: {}", self.body);
+            assert_eq!(self.code(), code, "body: {}", self.body);
+            assert!(self.body["timestamp"].is_string());
+        } else {
+            assert_eq!(self.body["success"], true, "body: {}", self.body);
+        }
+        self
+    }
+}
+
+/// A valid Indian mobile number nobody else in this run uses.
+pub fn random_phone() -> String {
+    format!("+9198{:08}", rand::thread_rng().gen_range(0..100_000_000u32))
+}
