@@ -72,6 +72,10 @@ impl SmsSender for Outbox {
             f.write_all(line.as_bytes())
                 .await
                 .map_err(|e| SmsError::Unavailable(format!("outbox: {e}")))?;
+            // tokio hands writes to a blocking thread: the line is on disk only after flush.
+            f.flush()
+                .await
+                .map_err(|e| SmsError::Unavailable(format!("outbox: {e}")))?;
         }
         self.inner.send(to, body, validity).await
     }

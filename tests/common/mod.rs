@@ -169,7 +169,7 @@ impl TestApp {
             .iter()
             .rev()
             .find(|m| m["to"] == phone)
-            .unwrap_or_else(|| panic!("no SMS to {phone}"));
+            .unwrap_or_else(|| panic!("no SMS to {phone} in {:?}: {msgs:?}", self.outbox));
         msg["body"].as_str().unwrap()[..6].to_string()
     }
 
