@@ -90,6 +90,8 @@ pub async fn on_sign_in(
     tags(
         (name = "auth", description = "Sign-up, sign-in, sessions"),
         (name = "user", description = "Profiles, doctors, connections, sessions"),
+        (name = "resource", description = "Medical files, sharing, download links, the access ledger"),
+        (name = "notification", description = "Live notifications"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )
 )]
@@ -112,6 +114,8 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/auth", crate::auth::router(state))
         .nest("/protected/user", crate::users::router())
+        .nest("/protected/resource", crate::files::router())
+        .nest("/protected/notification", crate::notifications::router())
         .routes(routes!(live))
         .routes(routes!(ready))
         .split_for_parts()

@@ -45,7 +45,10 @@ macro_rules! migration {
 }
 
 /// In order. Append only: a shipped migration is never edited.
-const MIGRATIONS: &[Migration] = &[migration!(1, "0001_foundation")];
+const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_foundation"),
+    migration!(2, "0002_users"),
+];
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Db> {
