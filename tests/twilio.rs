@@ -581,7 +581,8 @@ async fn a_small_retry_after_is_honoured_and_a_long_one_ends_the_tries() {
 #[tokio::test]
 async fn a_missing_setting_refuses_to_start_and_names_it() {
     let fake = FakeTwilio::start().await;
-    let cases: [(&str, fn(&mut Config)); 4] = [
+    type Unset = fn(&mut Config);
+    let cases: [(&str, Unset); 4] = [
         ("AURAVITA_TWILIO_ACCOUNT_SID", |c| {
             c.twilio_account_sid = None
         }),
@@ -733,4 +734,69 @@ async fn the_fake_refuses_what_twilio_refuses() {
     assert!(fake.accepted().is_empty());
     assert_eq!(send(url.clone(), SID, TOKEN, ok).await, (201, 0));
     assert_eq!(fake.accepted().len(), 1);
+}
+
+#[tokio::test]
+async fn signin_answers_the_same_for_known_and_unknown_phones_even_when_sending_fails() {
+    let fake = FakeTwilio::start().await;
+    let app = app_with(&fake, |_| {}).await;
+    let phone = random_phone();
+    let r = app.post("/auth/signup", "", signup_body(&phone)).await;
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let code = fake.accepted()[0]["Body"][..6].to_string();
+    app.post(
+        &format!("/auth/signup/verify/{id}"),
+        "",
+        json!({"otp": code}),
+    )
+    .await
+    .expect(200, "");
+    app.clock().advance(Duration::from_secs(61));
+
+    // An outage, a refused account, an opted-out number: a known phone's sign-in must not
+    // answer differently from an unknown phone's (which sends nothing), or it reveals the account.
+    for (status, code) in [(503, 20503), (401, 20003), (400, 21610)] {
+        fake.fail_with(status, code);
+        let unknown = random_phone();
+        let k = app.post("/auth/signin", "", json!({"phone": phone})).await;
+        let u = app
+            .post("/auth/signin", "", json!({"phone": unknown}))
+            .await;
+        k.expect(200, "");
+        u.expect(200, "");
+        assert_eq!(k.body["message"], u.body["message"]);
+        // ... nor its verification id ...
+        let mut answers = Vec::new();
+        for r in [&k, &u] {
+            let id = r.data()["id"].as_str().unwrap();
+            let v = app
+                .post(
+                    &format!("/auth/signin/verify/{id}"),
+                    "",
+                    json!({"otp": "000000"}),
+                )
+                .await;
+            answers.push((
+                v.status,
+                v.code().to_string(),
+                v.body["error"]["details"].clone(),
+            ));
+        }
+        assert_eq!(answers[0], answers[1]);
+        // ... nor the next request (the cooldown is not given back to one only).
+        let k = app
+            .post("/auth/signin/resendotp", "", json!({"phone": phone}))
+            .await;
+        let u = app
+            .post("/auth/signin/resendotp", "", json!({"phone": unknown}))
+            .await;
+        k.expect(429, "OTP_COOLDOWN");
+        u.expect(429, "OTP_COOLDOWN");
+        app.clock().advance(Duration::from_secs(61));
+    }
+    assert_eq!(
+        fake.accepted().len(),
+        1,
+        "only the sign-up code was delivered"
+    );
 }
