@@ -800,3 +800,60 @@ async fn signin_answers_the_same_for_known_and_unknown_phones_even_when_sending_
         "only the sign-up code was delivered"
     );
 }
+
+/// Collects every log line written while it is the thread's default subscriber.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn neither_the_auth_token_nor_the_message_is_ever_logged() {
+    // #[tokio::test] runs the server on this thread, so a thread-default subscriber sees its logs.
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .without_time() // six-digit fractions of seconds could look like the code
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fake = FakeTwilio::start().await;
+    let app = app_with(&fake, |_| {}).await;
+    let phone = random_phone();
+    // Accepted, retried, and refused sends all log something; none may log the secret or the code.
+    fake.too_many(1, None);
+    app.post("/auth/signup", "", signup_body(&phone))
+        .await
+        .expect(200, "");
+    fake.fail_with(401, 20003);
+    app.clock().advance(Duration::from_secs(61));
+    app.post("/auth/signup", "", signup_body(&phone))
+        .await
+        .expect(503, "SMS_UNAVAILABLE");
+    fake.fail_with(503, 20503);
+    app.post("/auth/signup", "", signup_body(&phone))
+        .await
+        .expect(503, "DEPENDENCY_UNAVAILABLE");
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("Twilio"),
+        "the test must see the provider's logs: {text}"
+    );
+    let code = &fake.accepted()[0]["Body"][..6];
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{SID}:{TOKEN}"));
+    for secret in [TOKEN, basic.as_str(), code, "is your Auravita code"] {
+        assert!(!text.contains(secret), "{secret:?} in the logs:\n{text}");
+    }
+}
