@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::{random_phone, TestApp};
+use base64::Engine;
+use common::{random_phone, Resp, TestApp};
 use serde_json::json;
 use std::time::Duration;
 
@@ -19,7 +20,11 @@ async fn signup_verify_session_detail_signout() {
 
     let r = app.post_empty("/auth/signout", &user.cookie).await;
     r.expect(200, "");
-    assert!(r.headers.get_all("set-cookie").iter().any(|v| v.to_str().unwrap().contains("Max-Age=0")));
+    assert!(r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .any(|v| v.to_str().unwrap().contains("Max-Age=0")));
     app.get("/protected/user/sessionDetail", &user.cookie)
         .await
         .expect(401, "UNAUTHENTICATED");
@@ -30,9 +35,13 @@ async fn signin_answers_the_same_for_unknown_phones_and_sends_nothing() {
     let app = TestApp::spawn().await;
     let user = app.signup("Ravi", "doctor").await;
     app.clock().advance(Duration::from_secs(61)); // past the sign-up code's cooldown
-    let known = app.post("/auth/signin", "", json!({"phone": user.phone})).await;
+    let known = app
+        .post("/auth/signin", "", json!({"phone": user.phone}))
+        .await;
     let unknown_phone = random_phone();
-    let unknown = app.post("/auth/signin", "", json!({"phone": unknown_phone})).await;
+    let unknown = app
+        .post("/auth/signin", "", json!({"phone": unknown_phone}))
+        .await;
     known.expect(200, "");
     unknown.expect(200, "");
     assert_eq!(known.data()["message"], unknown.data()["message"]);
@@ -40,7 +49,954 @@ async fn signin_answers_the_same_for_unknown_phones_and_sends_nothing() {
     assert!(app.sms().iter().all(|m| m["to"] != unknown_phone.as_str()));
     // No code can open the unknown phone's challenge.
     let id = unknown.data()["id"].as_str().unwrap();
-    app.post(&format!("/auth/signin/verify/{id}"), "", json!({"otp": "000000"}))
+    app.post(
+        &format!("/auth/signin/verify/{id}"),
+        "",
+        json!({"otp": "000000"}),
+    )
+    .await
+    .expect(401, "OTP_INVALID");
+}
+
+// ---- helpers ----
+
+/// Sends a request built by hand (custom headers or a raw body).
+async fn send(req: reqwest::RequestBuilder) -> Resp {
+    Resp::from(req.send().await.expect("request")).await
+}
+
+fn retry_after(r: &Resp) -> u64 {
+    r.headers
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After: {:?}", r.headers))
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A 6-digit code that is certainly not `code`.
+fn wrong(code: &str) -> String {
+    format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
+}
+
+/// Starts a sign-up and returns (phone, verification id, code).
+async fn start_signup(app: &TestApp) -> (String, String, String) {
+    let phone = random_phone();
+    let r = app
+        .post(
+            "/auth/signup",
+            "",
+            json!({"phone": phone, "name": "Test Person", "role": "patient"}),
+        )
+        .await;
+    r.expect(200, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let code = app.last_code(&phone);
+    (phone, id, code)
+}
+
+async fn verify(app: &TestApp, purpose: &str, id: &str, otp: &str) -> Resp {
+    app.post(
+        &format!("/auth/{purpose}/verify/{id}"),
+        "",
+        json!({"otp": otp}),
+    )
+    .await
+}
+
+async fn count(app: &TestApp, sql: &str, bind: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(sql)
+        .bind(bind)
+        .fetch_one(&app.state.db.pool)
         .await
-        .expect(401, "OTP_INVALID");
+        .unwrap();
+    n
+}
+
+// ---- one-time codes ----
+
+#[tokio::test]
+async fn a_code_works_until_its_lifetime_ends_then_answers_410_expired() {
+    let app = TestApp::spawn().await;
+    let (_, id, code) = start_signup(&app).await;
+    app.clock().advance(Duration::from_secs(5 * 60));
+    verify(&app, "signup", &id, &code)
+        .await
+        .expect(410, "OTP_EXPIRED");
+
+    let (_, id, code) = start_signup(&app).await;
+    app.clock().advance(Duration::from_secs(4 * 60 + 50));
+    verify(&app, "signup", &id, &code).await.expect(200, "");
+}
+
+#[tokio::test]
+async fn a_used_code_answers_410_used() {
+    let app = TestApp::spawn().await;
+    let (_, id, code) = start_signup(&app).await;
+    verify(&app, "signup", &id, &code).await.expect(200, "");
+    verify(&app, "signup", &id, &code)
+        .await
+        .expect(410, "OTP_USED");
+}
+
+#[tokio::test]
+async fn malformed_codes_and_unknown_or_cross_purpose_ids_are_refused() {
+    let app = TestApp::spawn().await;
+    let (_, id, code) = start_signup(&app).await;
+    for bad in ["12345", "1234567", "12a456", ""] {
+        let r = verify(&app, "signup", &id, bad).await;
+        r.expect(422, "VALIDATION_FAILED");
+        assert_eq!(r.body["error"]["details"]["field"], "otp");
+    }
+    // A sign-up verification id is not a sign-in one.
+    verify(&app, "signin", &id, &code)
+        .await
+        .expect(404, "NOT_FOUND");
+    verify(&app, "signup", "no-such-id", &code)
+        .await
+        .expect(404, "NOT_FOUND");
+    // None of that cost the code a try.
+    verify(&app, "signup", &id, &code).await.expect(200, "");
+}
+
+#[tokio::test]
+async fn five_wrong_codes_kill_the_code_and_the_phone_backs_off_without_resend_resetting_it() {
+    let app = TestApp::spawn().await;
+    let (phone, id, code) = start_signup(&app).await;
+    app.clock().advance(Duration::from_secs(61)); // past the send cooldown, so only the back-off speaks
+    for left in (1..=4).rev() {
+        let r = verify(&app, "signup", &id, &wrong(&code)).await;
+        r.expect(401, "OTP_INVALID");
+        assert_eq!(r.body["error"]["details"]["attempts_left"], left);
+    }
+    verify(&app, "signup", &id, &wrong(&code))
+        .await
+        .expect(410, "OTP_DEAD");
+    verify(&app, "signup", &id, &code)
+        .await
+        .expect(410, "OTP_DEAD");
+
+    // The phone waits 30 s before the next code, on every way of asking for one.
+    let r = app
+        .post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await;
+    r.expect(429, "OTP_BACKOFF");
+    let wait = retry_after(&r);
+    assert!((29..=30).contains(&wait), "{wait}");
+    app.post(
+        "/auth/signup",
+        "",
+        json!({"phone": phone, "name": "T", "role": "patient"}),
+    )
+    .await
+    .expect(429, "OTP_BACKOFF");
+    let sent = app.sms().len();
+
+    app.clock().advance(Duration::from_secs(31));
+    let r = app
+        .post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await;
+    r.expect(200, "");
+    assert_eq!(app.sms().len(), sent + 1);
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let code = app.last_code(&phone);
+    app.clock().advance(Duration::from_secs(61));
+    for _ in 0..4 {
+        verify(&app, "signup", &id, &wrong(&code))
+            .await
+            .expect(401, "OTP_INVALID");
+    }
+    verify(&app, "signup", &id, &wrong(&code))
+        .await
+        .expect(410, "OTP_DEAD");
+
+    // The resend did not reset the history: the second dead code doubles the wait.
+    let r = app
+        .post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await;
+    r.expect(429, "OTP_BACKOFF");
+    let wait = retry_after(&r);
+    assert!((59..=60).contains(&wait), "{wait}");
+    assert_eq!(r.body["error"]["details"]["retry_after"], wait);
+}
+
+#[tokio::test]
+async fn a_successful_sign_in_forgives_the_back_off_history() {
+    let app = TestApp::spawn().await;
+    let (phone, id, code) = start_signup(&app).await;
+    for _ in 0..5 {
+        verify(&app, "signup", &id, &wrong(&code)).await;
+    }
+    app.clock().advance(Duration::from_secs(61));
+    let r = app
+        .post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await;
+    r.expect(200, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    verify(&app, "signup", &id, &app.last_code(&phone))
+        .await
+        .expect(200, "");
+
+    // A later dead code starts again at 30 s, not 60 s.
+    app.clock().advance(Duration::from_secs(61));
+    let r = app.post("/auth/signin", "", json!({"phone": phone})).await;
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let code = app.last_code(&phone);
+    app.clock().advance(Duration::from_secs(61));
+    for _ in 0..5 {
+        verify(&app, "signin", &id, &wrong(&code)).await;
+    }
+    app.clock().advance(Duration::from_secs(31));
+    // 31 s after the code died: the 30 s back-off is over (a 60 s one would not be).
+    app.post("/auth/signin", "", json!({"phone": phone}))
+        .await
+        .expect(200, "");
+}
+
+#[tokio::test]
+async fn a_resend_kills_the_previous_code() {
+    let app = TestApp::spawn().await;
+    let (phone, old_id, old_code) = start_signup(&app).await;
+    app.clock().advance(Duration::from_secs(61));
+    let r = app
+        .post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.data()["success"], true);
+    let new_id = r.data()["id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, old_id);
+    verify(&app, "signup", &old_id, &old_code)
+        .await
+        .expect(410, "OTP_REPLACED");
+    verify(&app, "signup", &new_id, &app.last_code(&phone))
+        .await
+        .expect(200, "");
+
+    // The same on sign-in.
+    app.clock().advance(Duration::from_secs(61));
+    let r = app.post("/auth/signin", "", json!({"phone": phone})).await;
+    let old_id = r.data()["id"].as_str().unwrap().to_string();
+    let old_code = app.last_code(&phone);
+    app.clock().advance(Duration::from_secs(61));
+    let r = app
+        .post("/auth/signin/resendotp", "", json!({"phone": phone}))
+        .await;
+    r.expect(200, "");
+    let new_id = r.data()["id"].as_str().unwrap().to_string();
+    verify(&app, "signin", &old_id, &old_code)
+        .await
+        .expect(410, "OTP_REPLACED");
+    verify(&app, "signin", &new_id, &app.last_code(&phone))
+        .await
+        .expect(200, "");
+}
+
+#[tokio::test]
+async fn signup_resend_without_a_pending_signup_is_404() {
+    let app = TestApp::spawn().await;
+    app.post(
+        "/auth/signup/resendotp",
+        "",
+        json!({"phone": random_phone()}),
+    )
+    .await
+    .expect(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn one_code_per_phone_per_minute() {
+    let app = TestApp::spawn().await;
+    let (phone, _, _) = start_signup(&app).await;
+    let sent = app.sms().len();
+    app.clock().advance(Duration::from_secs(20));
+    let r = app
+        .post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await;
+    r.expect(429, "OTP_COOLDOWN");
+    let wait = retry_after(&r);
+    assert!((39..=40).contains(&wait), "{wait}");
+    assert_eq!(app.sms().len(), sent, "nothing was sent");
+    app.clock().advance(Duration::from_secs(41));
+    app.post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await
+        .expect(200, "");
+}
+
+#[tokio::test]
+async fn five_codes_per_phone_per_hour() {
+    let app = TestApp::spawn().await;
+    let (phone, _, _) = start_signup(&app).await;
+    for _ in 0..4 {
+        app.clock().advance(Duration::from_secs(61));
+        app.post("/auth/signup/resendotp", "", json!({"phone": phone}))
+            .await
+            .expect(200, "");
+    }
+    app.clock().advance(Duration::from_secs(61));
+    let r = app
+        .post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await;
+    r.expect(429, "OTP_HOURLY_LIMIT");
+    let wait = retry_after(&r);
+    let expected = 3600 - 4 * 61 - 61;
+    assert!(
+        (expected - 2..=expected + 1).contains(&wait),
+        "{wait} vs {expected}"
+    );
+    assert_eq!(
+        app.sms()
+            .iter()
+            .filter(|m| m["to"] == phone.as_str())
+            .count(),
+        5
+    );
+    app.clock().advance(Duration::from_secs(wait));
+    app.post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await
+        .expect(200, "");
+}
+
+#[tokio::test]
+async fn auth_requests_are_limited_per_client_ip() {
+    let app = TestApp::spawn_with(|cfg| cfg.limits.auth_ip_per_minute = 3).await;
+    // Every /auth request counts, refused ones too.
+    for _ in 0..3 {
+        app.post("/auth/signin", "", json!({"phone": "nope"}))
+            .await
+            .expect(422, "VALIDATION_FAILED");
+    }
+    let r = app
+        .post("/auth/signin", "", json!({"phone": random_phone()}))
+        .await;
+    r.expect(429, "RATE_LIMITED");
+    assert!((1..=60).contains(&retry_after(&r)));
+    app.post_empty("/auth/signout", "")
+        .await
+        .expect(429, "RATE_LIMITED");
+    // Other routes are not under the /auth limit.
+    app.get("/health/live", "").await.expect(200, "");
+    app.clock().advance(Duration::from_secs(61));
+    app.post("/auth/signin", "", json!({"phone": random_phone()}))
+        .await
+        .expect(200, "");
+}
+
+#[tokio::test]
+async fn signin_resend_for_an_unknown_phone_also_answers_like_a_known_one() {
+    let app = TestApp::spawn().await;
+    let user = app.signup("Kiran", "patient").await;
+    app.clock().advance(Duration::from_secs(61));
+    let unknown_phone = random_phone();
+    let known = app
+        .post("/auth/signin/resendotp", "", json!({"phone": user.phone}))
+        .await;
+    let unknown = app
+        .post(
+            "/auth/signin/resendotp",
+            "",
+            json!({"phone": unknown_phone}),
+        )
+        .await;
+    known.expect(200, "");
+    unknown.expect(200, "");
+    assert_eq!(known.body["message"], unknown.body["message"]);
+    let keys = |r: &Resp| {
+        let mut k: Vec<String> = r.data().as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&known), keys(&unknown));
+    assert_eq!(
+        known.data()["id"].as_str().unwrap().len(),
+        unknown.data()["id"].as_str().unwrap().len()
+    );
+    assert!(app.sms().iter().all(|m| m["to"] != unknown_phone.as_str()));
+    // The unknown phone is under the same cooldown as a known one: no difference there either.
+    app.post("/auth/signin", "", json!({"phone": unknown_phone}))
+        .await
+        .expect(429, "OTP_COOLDOWN");
+    app.post("/auth/signin", "", json!({"phone": user.phone}))
+        .await
+        .expect(429, "OTP_COOLDOWN");
+}
+
+// ---- malformed requests ----
+
+#[tokio::test]
+async fn bad_phone_numbers_are_422_on_phone() {
+    let app = TestApp::spawn().await;
+    for bad in [
+        "9876543210",
+        "+91abc",
+        "+9112",
+        "",
+        "+1234567890123456",
+        "+0001234567",
+        "  ",
+    ] {
+        for (path, body) in [
+            (
+                "/auth/signup",
+                json!({"phone": bad, "name": "A", "role": "patient"}),
+            ),
+            ("/auth/signin", json!({"phone": bad})),
+            ("/auth/signin/resendotp", json!({"phone": bad})),
+            ("/auth/signup/resendotp", json!({"phone": bad})),
+        ] {
+            let r = app.post(path, "", body).await;
+            r.expect(422, "VALIDATION_FAILED");
+            assert_eq!(r.body["error"]["details"]["field"], "phone", "{path} {bad}");
+        }
+    }
+    assert!(app.sms().is_empty());
+}
+
+#[tokio::test]
+async fn invalid_names_and_roles_are_422_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let phone = random_phone();
+    for (body, field) in [
+        (
+            json!({"phone": phone, "name": "   ", "role": "patient"}),
+            "name",
+        ),
+        (
+            json!({"phone": phone, "name": "x".repeat(101), "role": "patient"}),
+            "name",
+        ),
+        (
+            json!({"phone": phone, "name": "a\u{7}b", "role": "patient"}),
+            "name",
+        ),
+        (
+            json!({"phone": phone, "name": "A", "role": "admin"}),
+            "role",
+        ),
+        (
+            json!({"phone": phone, "name": 7, "role": "patient"}),
+            "name",
+        ),
+        (json!({"phone": phone, "role": "patient"}), "name"),
+        (json!({"name": "A", "role": "patient"}), "phone"),
+    ] {
+        let r = app.post("/auth/signup", "", body.clone()).await;
+        r.expect(422, "VALIDATION_FAILED");
+        assert_eq!(r.body["error"]["details"]["field"], field, "{body}");
+    }
+    let r = app.post("/auth/signup/verify/x", "", json!({})).await;
+    r.expect(422, "VALIDATION_FAILED");
+    assert_eq!(r.body["error"]["details"]["field"], "otp");
+}
+
+#[tokio::test]
+async fn malformed_json_wrong_type_and_oversized_bodies_are_refused_in_the_envelope() {
+    let app = TestApp::spawn().await;
+    let url = app.url("/auth/signin");
+    let r = send(
+        app.http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body("{\"phone\": "),
+    )
+    .await;
+    r.expect(400, "MALFORMED_JSON");
+    let r = send(
+        app.http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body("not json"),
+    )
+    .await;
+    r.expect(400, "MALFORMED_JSON");
+    let r = send(
+        app.http
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body("{\"phone\": \"+919812345678\"}"),
+    )
+    .await;
+    r.expect(415, "UNSUPPORTED_MEDIA_TYPE");
+    let r = send(app.http.post(&url).body("{\"phone\": \"+919812345678\"}")).await;
+    r.expect(415, "UNSUPPORTED_MEDIA_TYPE");
+    let r = send(app.http.post(&url).form(&[("phone", "+919812345678")])).await;
+    r.expect(415, "UNSUPPORTED_MEDIA_TYPE");
+    let big = json!({"phone": "+919812345678", "pad": "x".repeat(65 * 1024)}).to_string();
+    let r = send(
+        app.http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(big),
+    )
+    .await;
+    r.expect(413, "PAYLOAD_TOO_LARGE");
+    // Just under the limit is read (and then refused for what it says, not for its size).
+    let fits = json!({"phone": "bad", "pad": "x".repeat(60 * 1024)}).to_string();
+    let r = send(
+        app.http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(fits),
+    )
+    .await;
+    r.expect(422, "VALIDATION_FAILED");
+    assert!(app.sms().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_answer_in_the_envelope() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/auth/nowhere", "").await;
+    r.expect(404, "NOT_FOUND");
+    let r = app.post("/no/such/route", "", json!({})).await;
+    r.expect(404, "NOT_FOUND");
+    let r = app.get("/auth/signup", "").await;
+    r.expect(405, "METHOD_NOT_ALLOWED");
+    assert!(
+        r.headers
+            .get("allow")
+            .is_some_and(|v| v.to_str().unwrap().contains("POST")),
+        "{:?}",
+        r.headers
+    );
+    let r = app
+        .call(reqwest::Method::DELETE, "/health/live", "", None)
+        .await;
+    r.expect(405, "METHOD_NOT_ALLOWED");
+}
+
+// ---- sessions ----
+
+#[tokio::test]
+async fn protected_routes_need_a_live_session() {
+    let app = TestApp::spawn().await;
+    app.get("/protected/user/sessionDetail", "")
+        .await
+        .expect(401, "UNAUTHENTICATED");
+    let made_up = "auravita_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    app.get("/protected/user/sessionDetail", made_up)
+        .await
+        .expect(401, "UNAUTHENTICATED");
+    app.get("/protected/user/sessionDetail", "other_cookie=1")
+        .await
+        .expect(401, "UNAUTHENTICATED");
+
+    // Signing one session out leaves the person's other sessions alone.
+    let user = app.signup("Devi", "patient").await;
+    app.clock().advance(Duration::from_secs(61));
+    let second = app.signin(&user.phone).await;
+    app.post_empty("/auth/signout", &user.cookie)
+        .await
+        .expect(200, "");
+    app.get("/protected/user/sessionDetail", &user.cookie)
+        .await
+        .expect(401, "UNAUTHENTICATED");
+    app.get("/protected/user/sessionDetail", &second)
+        .await
+        .expect(200, "");
+    // Signing out without a session is harmless.
+    app.post_empty("/auth/signout", "").await.expect(200, "");
+}
+
+#[tokio::test]
+async fn an_idle_session_expires_after_30_minutes_and_activity_keeps_it_alive() {
+    let app = TestApp::spawn().await;
+    let user = app.signup("Idle", "patient").await;
+    for _ in 0..3 {
+        app.clock().advance(Duration::from_secs(29 * 60));
+        app.get("/protected/user/sessionDetail", &user.cookie)
+            .await
+            .expect(200, "");
+    }
+    app.clock().advance(Duration::from_secs(31 * 60));
+    app.get("/protected/user/sessionDetail", &user.cookie)
+        .await
+        .expect(401, "SESSION_EXPIRED");
+    // Once expired it stays gone.
+    app.get("/protected/user/sessionDetail", &user.cookie)
+        .await
+        .expect(401, "UNAUTHENTICATED");
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
+            &user.id
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_session_ends_after_12_hours_however_active() {
+    let app = TestApp::spawn().await;
+    let user = app.signup("Busy", "doctor").await;
+    for step in 1..=35 {
+        app.clock().advance(Duration::from_secs(20 * 60));
+        let r = app.get("/protected/user/sessionDetail", &user.cookie).await;
+        assert_eq!(r.status.as_u16(), 200, "step {step}: {}", r.body);
+    }
+    app.clock().advance(Duration::from_secs(20 * 60)); // 36 × 20 min = 12 h
+    app.get("/protected/user/sessionDetail", &user.cookie)
+        .await
+        .expect(401, "SESSION_EXPIRED");
+}
+
+#[tokio::test]
+async fn every_sign_in_makes_a_new_token_and_tokens_are_stored_only_hashed() {
+    let app = TestApp::spawn().await;
+    let user = app.signup("Hash", "patient").await;
+    app.clock().advance(Duration::from_secs(61));
+    let second = app.signin(&user.phone).await;
+    app.clock().advance(Duration::from_secs(61));
+    let third = app.signin(&user.phone).await;
+    let tokens: Vec<String> = [&user.cookie, &second, &third]
+        .iter()
+        .map(|c| c.split_once('=').unwrap().1.to_string())
+        .collect();
+    assert_ne!(tokens[0], tokens[1]);
+    assert_ne!(tokens[1], tokens[2]);
+    assert_ne!(tokens[0], tokens[2]);
+    for t in &tokens {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(t)
+            .expect("base64url token");
+        assert_eq!(raw.len(), 32, "256-bit token");
+    }
+    for c in [&user.cookie, &second, &third] {
+        app.get("/protected/user/sessionDetail", c)
+            .await
+            .expect(200, "");
+    }
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
+            &user.id
+        )
+        .await,
+        3
+    );
+
+    let cells = all_cells(&app, "sessions").await;
+    for t in &tokens {
+        assert!(
+            cells.iter().all(|c| !c.contains(t.as_str())),
+            "token {t} stored in clear"
+        );
+        let hashed = auravita::keys::sha256_hex(t.as_bytes());
+        assert!(
+            cells.contains(&hashed),
+            "the hash of each token is what is stored"
+        );
+    }
+}
+
+/// Every cell of every row of `table`, as text (TEXT and BIGINT columns).
+async fn all_cells(app: &TestApp, table: &str) -> Vec<String> {
+    use sqlx::{Column, Row};
+    let rows = sqlx::query(&format!("SELECT * FROM {table}"))
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert!(!rows.is_empty(), "{table} is empty");
+    let mut out = Vec::new();
+    for row in rows {
+        for col in row.columns() {
+            let i = col.ordinal();
+            if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+                out.extend(v);
+            } else if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+                out.extend(v.map(|n| n.to_string()));
+            } else {
+                panic!("{table}.{} is neither text nor integer", col.name());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn codes_are_never_stored_in_clear() {
+    let app = TestApp::spawn().await;
+    let (_, id, code) = start_signup(&app).await;
+    let user = app.signup("Other", "doctor").await;
+    app.clock().advance(Duration::from_secs(61));
+    app.post("/auth/signin", "", json!({"phone": user.phone}))
+        .await
+        .expect(200, "");
+    let signin_code = app.last_code(&user.phone);
+    let cells = all_cells(&app, "otp_challenges").await;
+    for c in [&code, &signin_code] {
+        let as_number = c.parse::<i64>().unwrap().to_string();
+        assert!(
+            cells
+                .iter()
+                .all(|v| !v.contains(c.as_str()) && *v != as_number),
+            "code {c} found in otp_challenges: {cells:?}"
+        );
+        // Not a plain (unkeyed) hash either.
+        let plain = auravita::keys::sha256_hex(c.as_bytes());
+        assert!(!cells.contains(&plain));
+    }
+    // And the stored hash still opens the challenge.
+    verify(&app, "signup", &id, &code).await.expect(200, "");
+}
+
+#[tokio::test]
+async fn two_concurrent_verifies_of_one_code_make_one_session() {
+    let app = TestApp::spawn().await;
+    let (phone, id, code) = start_signup(&app).await;
+    let (a, b) = tokio::join!(
+        verify(&app, "signup", &id, &code),
+        verify(&app, "signup", &id, &code)
+    );
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 410], "{} / {}", a.body, b.body);
+    let loser = if a.status.as_u16() == 410 { &a } else { &b };
+    loser.expect(410, "OTP_USED");
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM users WHERE phone = $1", &phone).await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.phone = $1",
+            &phone
+        )
+        .await,
+        1
+    );
+
+    // Sign-in too, with more contenders.
+    app.clock().advance(Duration::from_secs(61));
+    let r = app.post("/auth/signin", "", json!({"phone": phone})).await;
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let code = app.last_code(&phone);
+    let all = futures::future::join_all((0..6).map(|_| verify(&app, "signin", &id, &code))).await;
+    let ok = all.iter().filter(|r| r.status.as_u16() == 200).count();
+    assert_eq!(
+        ok,
+        1,
+        "{:?}",
+        all.iter().map(|r| r.body.to_string()).collect::<Vec<_>>()
+    );
+    for r in all.iter().filter(|r| r.status.as_u16() != 200) {
+        r.expect(410, "OTP_USED");
+    }
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.phone = $1",
+            &phone
+        )
+        .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_phone_with_an_account_cannot_sign_up_again() {
+    let app = TestApp::spawn().await;
+    let user = app.signup("Taken", "doctor").await;
+    app.clock().advance(Duration::from_secs(61));
+    app.post(
+        "/auth/signup",
+        "",
+        json!({"phone": user.phone, "name": "X", "role": "doctor"}),
+    )
+    .await
+    .expect(409, "PHONE_ALREADY_REGISTERED");
+}
+
+// ---- browser protections ----
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_on_unsafe_methods_and_the_public_origin_allowed() {
+    let app = TestApp::spawn().await;
+    let user = app.signup("Origin", "patient").await;
+    let public = app.state.config.public_origin();
+    let signin = json!({"phone": random_phone()});
+    for foreign in ["https://evil.example", "null", "http://127.0.0.1:8081"] {
+        let r = send(
+            app.http
+                .post(app.url("/auth/signin"))
+                .header("origin", foreign)
+                .json(&signin),
+        )
+        .await;
+        r.expect(403, "ORIGIN_REFUSED");
+        let r = send(
+            app.http
+                .post(app.url("/auth/signout"))
+                .header("origin", foreign)
+                .header("cookie", &user.cookie),
+        )
+        .await;
+        r.expect(403, "ORIGIN_REFUSED");
+    }
+    // The refused sign-out did nothing.
+    app.get("/protected/user/sessionDetail", &user.cookie)
+        .await
+        .expect(200, "");
+    // A foreign origin may still read (GET is safe; CORS decides what the page sees).
+    let r = send(
+        app.http
+            .get(app.url("/protected/user/sessionDetail"))
+            .header("origin", "https://evil.example")
+            .header("cookie", &user.cookie),
+    )
+    .await;
+    r.expect(200, "");
+    let r = send(
+        app.http
+            .post(app.url("/auth/signin"))
+            .header("origin", &public)
+            .json(&signin),
+    )
+    .await;
+    r.expect(200, "");
+    let r = send(
+        app.http
+            .post(app.url("/auth/signout"))
+            .header("origin", &public)
+            .header("cookie", &user.cookie),
+    )
+    .await;
+    r.expect(200, "");
+}
+
+fn assert_security_headers(r: &Resp, what: &str) {
+    let h = |name: &str| {
+        r.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("{what}: no {name} in {:?}", r.headers))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(h("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(h("referrer-policy"), "no-referrer", "{what}");
+    let csp = h("content-security-policy");
+    for directive in [
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(
+            csp.contains(directive),
+            "{what}: CSP {csp} lacks {directive}"
+        );
+    }
+    assert!(
+        r.headers.get("x-request-id").is_some(),
+        "{what}: no x-request-id"
+    );
+}
+
+#[tokio::test]
+async fn security_headers_on_every_response() {
+    let app = TestApp::spawn().await;
+    let user = app.signup("Headers", "patient").await;
+    let responses = [
+        ("health", app.get("/health/live", "").await),
+        (
+            "session detail",
+            app.get("/protected/user/sessionDetail", &user.cookie).await,
+        ),
+        ("401", app.get("/protected/user/sessionDetail", "").await),
+        (
+            "422",
+            app.post("/auth/signin", "", json!({"phone": "x"})).await,
+        ),
+        ("404", app.get("/nope", "").await),
+        ("405", app.get("/auth/signin", "").await),
+        ("openapi", app.get("/openapi.json", "").await),
+        (
+            "403",
+            send(
+                app.http
+                    .post(app.url("/auth/signin"))
+                    .header("origin", "https://evil.example")
+                    .json(&json!({})),
+            )
+            .await,
+        ),
+    ];
+    for (what, r) in &responses {
+        assert_security_headers(r, what);
+        assert!(
+            r.headers.get("strict-transport-security").is_none(),
+            "{what}: HSTS over http"
+        );
+    }
+    // API answers (personal data and errors alike) are never cached.
+    for (what, r) in &responses[..6] {
+        assert_eq!(
+            r.headers.get("cache-control").unwrap(),
+            "no-store",
+            "{what}"
+        );
+    }
+    let r = send(app.http.get(app.url("/docs/"))).await;
+    assert_security_headers(&r, "docs");
+}
+
+#[tokio::test]
+async fn over_https_the_cookie_is_host_prefixed_and_secure_and_hsts_is_sent() {
+    let app =
+        TestApp::spawn_with(|cfg| cfg.public_url = "https://auravita.example".parse().unwrap())
+            .await;
+    let (_, id, code) = start_signup(&app).await;
+    let r = verify(&app, "signup", &id, &code).await;
+    r.expect(200, "");
+    let set = r
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(set.starts_with("__Host-auravita_session="), "{set}");
+    let attrs: Vec<String> = set
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_ascii_lowercase())
+        .collect();
+    for want in ["secure", "httponly", "path=/", "samesite=lax"] {
+        assert!(attrs.iter().any(|a| a == want), "{set} lacks {want}");
+    }
+    assert!(
+        !attrs.iter().any(|a| a.starts_with("domain")),
+        "__Host- cookies carry no Domain: {set}"
+    );
+    let hsts = r
+        .headers
+        .get("strict-transport-security")
+        .expect("HSTS over https");
+    assert!(hsts.to_str().unwrap().contains("max-age="));
+    assert_security_headers(&r, "verify");
+
+    let cookie = r.cookie.clone().unwrap();
+    app.get("/protected/user/sessionDetail", &cookie)
+        .await
+        .expect(200, "");
+    // The unprefixed name is not the session cookie here.
+    let plain = cookie.replacen("__Host-", "", 1);
+    app.get("/protected/user/sessionDetail", &plain)
+        .await
+        .expect(401, "UNAUTHENTICATED");
+    let r = app.post_empty("/auth/signout", &cookie).await;
+    let cleared = r.headers.get("set-cookie").unwrap().to_str().unwrap();
+    assert!(
+        cleared.starts_with("__Host-auravita_session=;") && cleared.contains("Secure"),
+        "{cleared}"
+    );
+    app.get("/health/live", "")
+        .await
+        .headers
+        .get("strict-transport-security")
+        .expect("HSTS on every response");
 }

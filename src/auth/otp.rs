@@ -83,6 +83,13 @@ pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppE
         );
         let validity = Duration::from_secs(state.config.limits.otp_ttl_secs as u64);
         if let Err(e) = state.sms.send(c.phone, &body, validity).await {
+            if c.purpose == Purpose::Signin {
+                // An unknown phone sends nothing and so never fails: answering a known phone's
+                // failure, giving its cooldown back or killing its code would each reveal that it
+                // has an account. The undelivered code stays live, like the unknown phone's one.
+                tracing::warn!(error = %e, "a sign-in code could not be sent; answering as usual");
+                return Ok(id);
+            }
             // The code was never delivered: kill it and give the cooldown back so the person can
             // try again at once (the hourly count stays, so this cannot be used to flood).
             sqlx::query("UPDATE otp_challenges SET state = 'dead' WHERE id = $1")
@@ -171,6 +178,9 @@ async fn reserve_send(state: &AppState, phone: &str, now: i64) -> Result<(), App
     }
 }
 
+/// phone, user_id, name, role
+type ClaimedRow = (String, Option<String>, Option<String>, Option<String>);
+
 pub struct Claimed {
     pub phone: String,
     pub user_id: Option<String>,
@@ -192,7 +202,7 @@ pub async fn claim(
         return Err(AppError::invalid("otp", "the code is 6 digits"));
     }
     let now = state.clock.now();
-    let claimed: Option<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    let claimed: Option<ClaimedRow> = sqlx::query_as(
         "UPDATE otp_challenges SET state = 'used' \
          WHERE id = $1 AND purpose = $2 AND state = 'live' AND expires_at > $3 AND code_hash = $4 \
            AND attempts < $5 \
