@@ -63,7 +63,10 @@ fn rsa_key() -> RsaKey {
         encoding: EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
         n: B64.encode(key.n().to_bytes_be()),
         e: B64.encode(key.e().to_bytes_be()),
-        public_pem: key.to_public_key().to_public_key_pem(LineEnding::LF).unwrap(),
+        public_pem: key
+            .to_public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap(),
     }
 }
 
@@ -221,8 +224,12 @@ async fn spawn_for(issuer: &Issuer) -> TestApp {
 }
 
 async fn register(app: &TestApp, token: &str, name: &str, role: &str) -> common::Resp {
-    app.post_bearer("/auth/oidc/register", token, json!({"name": name, "role": role}))
-        .await
+    app.post_bearer(
+        "/auth/oidc/register",
+        token,
+        json!({"name": name, "role": role}),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -242,7 +249,9 @@ async fn register_then_act_as_that_user_with_rs256_and_es256() {
     assert_eq!(r.data()["user"]["phone"], Value::Null);
     assert_eq!(r.data()["user"]["role"], "patient");
 
-    let r = app.get_bearer("/protected/user/sessionDetail", &token).await;
+    let r = app
+        .get_bearer("/protected/user/sessionDetail", &token)
+        .await;
     r.expect(200, "");
     assert_eq!(r.data()["user"]["id"], id.as_str());
     assert_eq!(r.data()["user"]["name"], "Asha Rao");
@@ -253,13 +262,17 @@ async fn register_then_act_as_that_user_with_rs256_and_es256() {
     // A fresh token for the same identity is the same account; registering again is a conflict.
     app.clock().advance(Duration::from_secs(5));
     let again = rs256("rsa-1", &claims(&app, &issuer, "auth0|abc"));
-    let r = app.get_bearer("/protected/user/sessionDetail", &again).await;
+    let r = app
+        .get_bearer("/protected/user/sessionDetail", &again)
+        .await;
     r.expect(200, "");
     assert_eq!(r.data()["user"]["id"], id.as_str());
     register(&app, &again, "Asha Again", "doctor")
         .await
         .expect(409, "OIDC_ALREADY_REGISTERED");
-    let r = app.get_bearer("/protected/user/sessionDetail", &again).await;
+    let r = app
+        .get_bearer("/protected/user/sessionDetail", &again)
+        .await;
     assert_eq!(r.data()["user"]["name"], "Asha Rao");
 
     // ES256, a doctor.
@@ -271,7 +284,9 @@ async fn register_then_act_as_that_user_with_rs256_and_es256() {
     r.expect(201, "");
     let doctor_id = r.data()["id"].as_str().unwrap().to_string();
     assert_ne!(doctor_id, id);
-    let r = app.get_bearer("/protected/user/sessionDetail", &token).await;
+    let r = app
+        .get_bearer("/protected/user/sessionDetail", &token)
+        .await;
     r.expect(200, "");
     assert_eq!(r.data()["user"]["id"], doctor_id.as_str());
     assert_eq!(r.data()["user"]["role"], "doctor");
@@ -292,19 +307,33 @@ async fn register_refuses_bad_requests() {
     let issuer = Issuer::start(default_keys()).await;
     let app = spawn_for(&issuer).await;
     let token = rs256("rsa-1", &claims(&app, &issuer, "auth0|reg"));
-    app.post("/auth/oidc/register", "", json!({"name": "No Token", "role": "patient"}))
+    app.post(
+        "/auth/oidc/register",
+        "",
+        json!({"name": "No Token", "role": "patient"}),
+    )
+    .await
+    .expect(401, "UNAUTHENTICATED");
+    app.post_bearer(
+        "/auth/oidc/register",
+        "not-a-jwt",
+        json!({"name": "X", "role": "patient"}),
+    )
+    .await
+    .expect(401, "INVALID_TOKEN");
+    register(&app, &token, "   ", "patient")
         .await
-        .expect(401, "UNAUTHENTICATED");
-    app.post_bearer("/auth/oidc/register", "not-a-jwt", json!({"name": "X", "role": "patient"}))
+        .expect(422, "VALIDATION_FAILED");
+    register(&app, &token, "Admin", "admin")
         .await
-        .expect(401, "INVALID_TOKEN");
-    register(&app, &token, "   ", "patient").await.expect(422, "VALIDATION_FAILED");
-    register(&app, &token, "Admin", "admin").await.expect(422, "VALIDATION_FAILED");
+        .expect(422, "VALIDATION_FAILED");
     // None of those created the account.
     app.get_bearer("/protected/user/sessionDetail", &token)
         .await
         .expect(403, "OIDC_REGISTRATION_REQUIRED");
-    register(&app, &token, "Fine", "patient").await.expect(201, "");
+    register(&app, &token, "Fine", "patient")
+        .await
+        .expect(201, "");
 }
 
 #[tokio::test]
@@ -313,72 +342,108 @@ async fn every_forged_or_misdirected_token_is_refused() {
     let app = spawn_for(&issuer).await;
     let sub = "auth0|victim";
     let good = rs256("rsa-1", &claims(&app, &issuer, sub));
-    register(&app, &good, "Victim", "patient").await.expect(201, "");
-    app.get_bearer("/protected/user/sessionDetail", &good).await.expect(200, "");
+    register(&app, &good, "Victim", "patient")
+        .await
+        .expect(201, "");
+    app.get_bearer("/protected/user/sessionDetail", &good)
+        .await
+        .expect(200, "");
     let now = now_secs(&app);
     let detail = "/protected/user/sessionDetail";
 
     // Wrong issuer (signed by the right key, so only `iss` is wrong).
     let mut c = claims(&app, &issuer, sub);
     c["iss"] = json!("https://evil.example.com/");
-    app.get_bearer(detail, &rs256("rsa-1", &c)).await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &rs256("rsa-1", &c))
+        .await
+        .expect(401, "INVALID_TOKEN");
     // No issuer at all.
     let mut c = claims(&app, &issuer, sub);
     c.as_object_mut().unwrap().remove("iss");
-    app.get_bearer(detail, &rs256("rsa-1", &c)).await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &rs256("rsa-1", &c))
+        .await
+        .expect(401, "INVALID_TOKEN");
 
     // Wrong audience, and none.
     let mut c = claims(&app, &issuer, sub);
     c["aud"] = json!("https://another-api.example.com");
-    app.get_bearer(detail, &rs256("rsa-1", &c)).await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &rs256("rsa-1", &c))
+        .await
+        .expect(401, "INVALID_TOKEN");
     let mut c = claims(&app, &issuer, sub);
     c.as_object_mut().unwrap().remove("aud");
-    app.get_bearer(detail, &rs256("rsa-1", &c)).await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &rs256("rsa-1", &c))
+        .await
+        .expect(401, "INVALID_TOKEN");
 
     // Expired beyond the leeway; a few seconds late is tolerated.
     let mut c = claims(&app, &issuer, sub);
     c["iat"] = json!(now - 7200);
     c["exp"] = json!(now - 120);
-    app.get_bearer(detail, &rs256("rsa-1", &c)).await.expect(401, "TOKEN_EXPIRED");
+    app.get_bearer(detail, &rs256("rsa-1", &c))
+        .await
+        .expect(401, "TOKEN_EXPIRED");
     c["exp"] = json!(now - 20);
-    app.get_bearer(detail, &rs256("rsa-1", &c)).await.expect(200, "");
+    app.get_bearer(detail, &rs256("rsa-1", &c))
+        .await
+        .expect(200, "");
     // No expiry at all.
     c.as_object_mut().unwrap().remove("exp");
-    app.get_bearer(detail, &rs256("rsa-1", &c)).await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &rs256("rsa-1", &c))
+        .await
+        .expect(401, "INVALID_TOKEN");
 
     // Not yet valid beyond the leeway; slightly early is tolerated.
     let mut c = claims(&app, &issuer, sub);
     c["nbf"] = json!(now + 600);
-    app.get_bearer(detail, &rs256("rsa-1", &c)).await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &rs256("rsa-1", &c))
+        .await
+        .expect(401, "INVALID_TOKEN");
     c["nbf"] = json!(now + 20);
-    app.get_bearer(detail, &rs256("rsa-1", &c)).await.expect(200, "");
+    app.get_bearer(detail, &rs256("rsa-1", &c))
+        .await
+        .expect(200, "");
 
     // A kid the issuer does not publish.
     let c = claims(&app, &issuer, sub);
-    app.get_bearer(detail, &rs256("rsa-unknown", &c)).await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &rs256("rsa-unknown", &c))
+        .await
+        .expect(401, "INVALID_TOKEN");
 
     // Tampered payload: another identity's token with the victim's payload spliced in.
     let other = rs256("rsa-1", &claims(&app, &issuer, "auth0|attacker"));
     let victim_payload = good.split('.').nth(1).unwrap();
     let parts: Vec<&str> = other.split('.').collect();
     let spliced = format!("{}.{}.{}", parts[0], victim_payload, parts[2]);
-    app.get_bearer(detail, &spliced).await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &spliced)
+        .await
+        .expect(401, "INVALID_TOKEN");
     // ... and a payload edited in place.
     let mut c: Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
     c["sub"] = json!(sub);
     let edited = format!("{}.{}.{}", parts[0], B64.encode(c.to_string()), parts[2]);
-    app.get_bearer(detail, &edited).await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &edited)
+        .await
+        .expect(401, "INVALID_TOKEN");
     // The untouched token is fine (it is merely unregistered).
-    app.get_bearer(detail, &other).await.expect(403, "OIDC_REGISTRATION_REQUIRED");
+    app.get_bearer(detail, &other)
+        .await
+        .expect(403, "OIDC_REGISTRATION_REQUIRED");
 
     // `alg: none`, with and without a signature part.
     let c = claims(&app, &issuer, sub);
     let header = B64.encode(json!({"alg": "none", "typ": "JWT", "kid": "rsa-1"}).to_string());
     let body = B64.encode(c.to_string());
-    app.get_bearer(detail, &format!("{header}.{body}.")).await.expect(401, "INVALID_TOKEN");
-    app.get_bearer(detail, &format!("{header}.{body}")).await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &format!("{header}.{body}."))
+        .await
+        .expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &format!("{header}.{body}"))
+        .await
+        .expect(401, "INVALID_TOKEN");
     let header = B64.encode(json!({"alg": "None", "typ": "JWT"}).to_string());
-    app.get_bearer(detail, &format!("{header}.{body}.")).await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &format!("{header}.{body}."))
+        .await
+        .expect(401, "INVALID_TOKEN");
 
     // HS256 signed with the RSA public key (as PEM and as the raw modulus), naming the RSA key.
     let pem_key = EncodingKey::from_secret(KEYS.rsa[0].public_pem.as_bytes());
@@ -396,24 +461,40 @@ async fn every_forged_or_misdirected_token_is_refused() {
         .expect(401, "INVALID_TOKEN");
 
     // ES256 naming the RSA key, and RS256 naming the EC key.
-    app.get_bearer(detail, &es256("rsa-1", &c)).await.expect(401, "INVALID_TOKEN");
-    app.get_bearer(detail, &rs256("ec-1", &c)).await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &es256("rsa-1", &c))
+        .await
+        .expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &rs256("ec-1", &c))
+        .await
+        .expect(401, "INVALID_TOKEN");
     // Algorithms outside RS256/ES256, even with a matching key type.
-    app.get_bearer(detail, &sign(Algorithm::RS512, "rsa-1", &c, &KEYS.rsa[0].encoding))
-        .await
-        .expect(401, "INVALID_TOKEN");
-    app.get_bearer(detail, &sign(Algorithm::PS256, "rsa-1", &c, &KEYS.rsa[0].encoding))
-        .await
-        .expect(401, "INVALID_TOKEN");
+    app.get_bearer(
+        detail,
+        &sign(Algorithm::RS512, "rsa-1", &c, &KEYS.rsa[0].encoding),
+    )
+    .await
+    .expect(401, "INVALID_TOKEN");
+    app.get_bearer(
+        detail,
+        &sign(Algorithm::PS256, "rsa-1", &c, &KEYS.rsa[0].encoding),
+    )
+    .await
+    .expect(401, "INVALID_TOKEN");
 
     // No subject.
     let mut c = claims(&app, &issuer, sub);
     c.as_object_mut().unwrap().remove("sub");
-    app.get_bearer(detail, &rs256("rsa-1", &c)).await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, &rs256("rsa-1", &c))
+        .await
+        .expect(401, "INVALID_TOKEN");
 
     // Malformed headers and garbage.
-    app.get_bearer(detail, "").await.expect(401, "INVALID_TOKEN");
-    app.get_bearer(detail, "a.b.c").await.expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, "")
+        .await
+        .expect(401, "INVALID_TOKEN");
+    app.get_bearer(detail, "a.b.c")
+        .await
+        .expect(401, "INVALID_TOKEN");
 
     // A bad token is refused even beside a good session cookie.
     let user = app.signup("Meera", "patient").await;
@@ -526,7 +607,9 @@ async fn unreachable_issuer_is_a_503_and_the_server_recovers_when_it_comes_back(
         .expect(503, "DEPENDENCY_UNAVAILABLE");
     // Session users are untouched by the outage.
     let user = app.signup("Meera", "patient").await;
-    app.get("/protected/user/sessionDetail", &user.cookie).await.expect(200, "");
+    app.get("/protected/user/sessionDetail", &user.cookie)
+        .await
+        .expect(200, "");
 
     // The issuer comes up; after the short retry pause its keys are fetched.
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
@@ -535,8 +618,12 @@ async fn unreachable_issuer_is_a_503_and_the_server_recovers_when_it_comes_back(
     app.get_bearer("/protected/user/sessionDetail", &token)
         .await
         .expect(403, "OIDC_REGISTRATION_REQUIRED");
-    register(&app, &token, "Late", "patient").await.expect(201, "");
-    app.get_bearer("/protected/user/sessionDetail", &token).await.expect(200, "");
+    register(&app, &token, "Late", "patient")
+        .await
+        .expect(201, "");
+    app.get_bearer("/protected/user/sessionDetail", &token)
+        .await
+        .expect(200, "");
 
     // Later it fails again: the keys already held keep working, and a fetch the failure forces
     // (a new kid) is refused cleanly rather than with a 500.
@@ -564,8 +651,12 @@ async fn explicit_jwks_url_skips_discovery_and_issuer_slash_is_tolerated() {
     })
     .await;
     let token = es256("ec-1", &claims(&app, &issuer, "auth0|direct"));
-    register(&app, &token, "Direct", "doctor").await.expect(201, "");
-    app.get_bearer("/protected/user/sessionDetail", &token).await.expect(200, "");
+    register(&app, &token, "Direct", "doctor")
+        .await
+        .expect(201, "");
+    app.get_bearer("/protected/user/sessionDetail", &token)
+        .await
+        .expect(200, "");
     assert_eq!(issuer.discovery_hits(), 0);
     assert_eq!(issuer.jwks_hits(), 1);
 }
@@ -587,11 +678,63 @@ async fn without_oidc_register_is_404_and_bearer_tokens_do_not_sign_in() {
 #[tokio::test]
 async fn openapi_documents_the_bearer_scheme() {
     let app = TestApp::spawn().await;
-    let doc: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let doc: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     let register = &doc["paths"]["/auth/oidc/register"]["post"];
     assert!(register["responses"]["201"].is_object());
     assert_eq!(register["security"], json!([{"bearer": []}]));
     let detail = &doc["paths"]["/protected/user/sessionDetail"]["get"]["security"];
     assert_eq!(detail, &json!([{"session": []}, {"bearer": []}]));
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_identity_make_one_account() {
+    let issuer = Issuer::start(default_keys()).await;
+    let app = spawn_for(&issuer).await;
+    let token = rs256("rsa-1", &claims(&app, &issuer, "auth0|twice"));
+    // Warm the key cache so the requests race on the database, not on the fetch.
+    app.get_bearer("/protected/user/sessionDetail", &token)
+        .await
+        .expect(403, "OIDC_REGISTRATION_REQUIRED");
+    let results = futures::future::join_all((0..6).map(|i| {
+        let name = format!("Twin {i}");
+        let app = &app;
+        let token = &token;
+        async move { register(app, token, &name, "patient").await }
+    }))
+    .await;
+    let created: Vec<_> = results
+        .iter()
+        .filter(|r| r.status.as_u16() == 201)
+        .collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "{:?}",
+        results.iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    for r in results.iter().filter(|r| r.status.as_u16() != 201) {
+        r.expect(409, "OIDC_ALREADY_REGISTERED");
+    }
+    let r = app
+        .get_bearer("/protected/user/sessionDetail", &token)
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.data()["user"]["id"], created[0].data()["id"]);
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users WHERE phone IS NULL")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
 }

@@ -89,17 +89,32 @@ impl Oidc {
     /// `None` unless `AURAVITA_OIDC_ISSUER` is set. Nothing is fetched here: the server starts
     /// even when the issuer is unreachable, and keys are fetched by the first request needing them.
     pub fn from_config(config: &Config) -> anyhow::Result<Option<Oidc>> {
-        let Some(issuer) = config.oidc_issuer.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+        let Some(issuer) = config
+            .oidc_issuer
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        else {
             return Ok(None);
         };
         let parsed = url::Url::parse(issuer).context("AURAVITA_OIDC_ISSUER is not a URL")?;
         if !matches!(parsed.scheme(), "https" | "http") {
             bail!("AURAVITA_OIDC_ISSUER must be an https URL");
         }
-        let Some(audience) = config.oidc_audience.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+        let Some(audience) = config
+            .oidc_audience
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        else {
             bail!("AURAVITA_OIDC_AUDIENCE is required with AURAVITA_OIDC_ISSUER (the API identifier or client id tokens are issued for)");
         };
-        let jwks_url = match config.oidc_jwks_url.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let jwks_url = match config
+            .oidc_jwks_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             Some(u) => {
                 url::Url::parse(u).context("AURAVITA_OIDC_JWKS_URL is not a URL")?;
                 Some(u.to_string())
@@ -131,7 +146,9 @@ impl Oidc {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid_token("the bearer token is not a well-formed signed JWT"))?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-            return Err(invalid_token("the bearer token's algorithm is not accepted (RS256 or ES256 only)"));
+            return Err(invalid_token(
+                "the bearer token's algorithm is not accepted (RS256 or ES256 only)",
+            ));
         }
         let key = self.key_for(header.kid.as_deref(), header.alg, now).await?;
 
@@ -147,24 +164,38 @@ impl Oidc {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
                 K::InvalidIssuer => invalid_token("the bearer token was issued by another issuer"),
-                K::InvalidAudience => invalid_token("the bearer token is meant for another audience"),
-                K::InvalidSignature => invalid_token("the bearer token's signature does not verify"),
-                K::MissingRequiredClaim(c) => invalid_token(&format!("the bearer token has no `{c}` claim")),
+                K::InvalidAudience => {
+                    invalid_token("the bearer token is meant for another audience")
+                }
+                K::InvalidSignature => {
+                    invalid_token("the bearer token's signature does not verify")
+                }
+                K::MissingRequiredClaim(c) => {
+                    invalid_token(&format!("the bearer token has no `{c}` claim"))
+                }
                 _ => invalid_token("the bearer token could not be verified"),
             }
         })?;
         let claims = data.claims;
         let now_secs = now as f64 / 1000.0;
-        let exp = claims.exp.ok_or_else(|| invalid_token("the bearer token has no `exp` claim"))?;
+        let exp = claims
+            .exp
+            .ok_or_else(|| invalid_token("the bearer token has no `exp` claim"))?;
         if exp + LEEWAY_SECS < now_secs {
-            return Err(AppError::new(StatusCode::UNAUTHORIZED, "TOKEN_EXPIRED", "the bearer token has expired"));
+            return Err(AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "TOKEN_EXPIRED",
+                "the bearer token has expired",
+            ));
         }
         if claims.nbf.is_some_and(|nbf| nbf - LEEWAY_SECS > now_secs) {
             return Err(invalid_token("the bearer token is not valid yet"));
         }
         let subject = claims.sub.unwrap_or_default();
         if subject.is_empty() || subject.len() > 255 {
-            return Err(invalid_token("the bearer token's subject is empty or too long"));
+            return Err(invalid_token(
+                "the bearer token's subject is empty or too long",
+            ));
         }
         Ok(Identity {
             issuer: self.issuer.clone(),
@@ -173,7 +204,12 @@ impl Oidc {
     }
 
     /// The key a token names. An unknown `kid` refetches the key set (at most once a minute).
-    async fn key_for(&self, kid: Option<&str>, alg: Algorithm, now: Millis) -> Result<Arc<VerifyKey>, AppError> {
+    async fn key_for(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        now: Millis,
+    ) -> Result<Arc<VerifyKey>, AppError> {
         let (keys, fresh) = self.snapshot(now);
         if let (Some(keys), true) = (&keys, fresh) {
             if let Some(k) = pick(keys, kid, alg)? {
@@ -185,16 +221,24 @@ impl Oidc {
         // Another request may have fetched while this one waited.
         let (keys, fresh, last_attempt) = {
             let c = self.cache.read().expect("oidc cache lock");
-            (c.keys.clone(), now - c.fetched_at < MAX_AGE_MS, c.last_attempt)
+            (
+                c.keys.clone(),
+                now - c.fetched_at < MAX_AGE_MS,
+                c.last_attempt,
+            )
         };
         let found = match &keys {
             Some(k) => pick(k, kid, alg)?,
             None => None,
         };
-        if found.is_some() && fresh {
-            return Ok(found.unwrap());
+        if let (Some(k), true) = (&found, fresh) {
+            return Ok(k.clone());
         }
-        let min_gap = if keys.is_some() { REFETCH_MIN_MS } else { RETRY_EMPTY_MS };
+        let min_gap = if keys.is_some() {
+            REFETCH_MIN_MS
+        } else {
+            RETRY_EMPTY_MS
+        };
         let may_fetch = last_attempt.is_none_or(|t| now - t >= min_gap);
         if may_fetch {
             self.cache.write().expect("oidc cache lock").last_attempt = Some(now);
@@ -206,8 +250,9 @@ impl Oidc {
                         c.keys = Some(new.clone());
                         c.fetched_at = now;
                     }
-                    return pick(&new, kid, alg)?
-                        .ok_or_else(|| invalid_token("the bearer token names a key the issuer does not publish"));
+                    return pick(&new, kid, alg)?.ok_or_else(|| {
+                        invalid_token("the bearer token names a key the issuer does not publish")
+                    });
                 }
                 Err(e) => {
                     self.cache.write().expect("oidc cache lock").jwks_uri = None;
@@ -224,7 +269,9 @@ impl Oidc {
                 anyhow!("its keys could not be fetched yet; retrying shortly"),
             ));
         }
-        found.ok_or_else(|| invalid_token("the bearer token names a key the issuer does not publish"))
+        found.ok_or_else(|| {
+            invalid_token("the bearer token names a key the issuer does not publish")
+        })
     }
 
     fn snapshot(&self, now: Millis) -> (Option<Arc<Vec<Arc<VerifyKey>>>>, bool) {
@@ -237,7 +284,10 @@ impl Oidc {
             Some(u) => u.clone(),
             None => self.discover().await?,
         };
-        let body = self.get_json(&jwks_uri).await.context("fetching the issuer's JWKS")?;
+        let body = self
+            .get_json(&jwks_uri)
+            .await
+            .context("fetching the issuer's JWKS")?;
         let keys = parse_jwks(&body);
         if keys.is_empty() {
             bail!("the JWKS at {jwks_uri} holds no RS256 or ES256 signing key");
@@ -251,7 +301,10 @@ impl Oidc {
             return Ok(u);
         }
         let url = format!("{}/.well-known/openid-configuration", self.issuer);
-        let doc = self.get_json(&url).await.context("fetching the issuer's discovery document")?;
+        let doc = self
+            .get_json(&url)
+            .await
+            .context("fetching the issuer's discovery document")?;
         if let Some(iss) = doc.get("issuer").and_then(|v| v.as_str()) {
             if !self.accepted_issuers.contains(iss) {
                 tracing::warn!(configured = %self.issuer, published = %iss, "the discovery document names another issuer");
@@ -288,7 +341,11 @@ impl Oidc {
 
 /// The key for a token: by `kid`, or the only key of the token's algorithm when it names none.
 /// A `kid` whose key is of another type is refused outright (no algorithm confusion).
-fn pick(keys: &[Arc<VerifyKey>], kid: Option<&str>, alg: Algorithm) -> Result<Option<Arc<VerifyKey>>, AppError> {
+fn pick(
+    keys: &[Arc<VerifyKey>],
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Result<Option<Arc<VerifyKey>>, AppError> {
     let found = match kid {
         Some(kid) => keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
         None => {
@@ -300,7 +357,9 @@ fn pick(keys: &[Arc<VerifyKey>], kid: Option<&str>, alg: Algorithm) -> Result<Op
         }
     };
     match found {
-        Some(k) if k.alg != alg => Err(invalid_token("the bearer token's algorithm does not match its key")),
+        Some(k) if k.alg != alg => Err(invalid_token(
+            "the bearer token's algorithm does not match its key",
+        )),
         Some(k) => Ok(Some(k.clone())),
         None => Ok(None),
     }
@@ -322,7 +381,9 @@ fn parse_jwks(body: &serde_json::Value) -> Vec<Arc<VerifyKey>> {
             continue;
         }
         let (alg, key_alg) = match &jwk.algorithm {
-            AlgorithmParameters::RSA(p) if rsa_bits(&p.n) >= 2048 => (Algorithm::RS256, KeyAlgorithm::RS256),
+            AlgorithmParameters::RSA(p) if rsa_bits(&p.n) >= 2048 => {
+                (Algorithm::RS256, KeyAlgorithm::RS256)
+            }
             AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
                 (Algorithm::ES256, KeyAlgorithm::ES256)
             }
@@ -344,7 +405,9 @@ fn parse_jwks(body: &serde_json::Value) -> Vec<Arc<VerifyKey>> {
 }
 
 fn rsa_bits(n_b64: &str) -> usize {
-    let Ok(n) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n_b64.trim_end_matches('=')) else {
+    let Ok(n) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n_b64.trim_end_matches('='))
+    else {
         return 0;
     };
     let n: &[u8] = {
@@ -406,9 +469,14 @@ impl FromRequestParts<AppState> for BearerIdentity {
                 "sign-in through an identity provider is not enabled on this server",
             ));
         };
-        let token = bearer_token(&parts.headers)
-            .ok_or_else(|| AppError::unauthorized("send the identity provider's token as Authorization: Bearer <token>"))?;
-        Ok(BearerIdentity(oidc.verify(&token, state.clock.now()).await?))
+        let token = bearer_token(&parts.headers).ok_or_else(|| {
+            AppError::unauthorized(
+                "send the identity provider's token as Authorization: Bearer <token>",
+            )
+        })?;
+        Ok(BearerIdentity(
+            oidc.verify(&token, state.clock.now()).await?,
+        ))
     }
 }
 
@@ -493,7 +561,9 @@ async fn register(
 /// Documents the bearer scheme: `/auth/oidc/register` needs it, and every route that takes a
 /// session also takes a token (an alternative requirement beside `session`).
 pub fn document_bearer(openapi: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+    use utoipa::openapi::security::{
+        HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+    };
     let components = openapi.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
@@ -507,7 +577,8 @@ pub fn document_bearer(openapi: &mut utoipa::openapi::OpenApi) {
                 .build(),
         ),
     );
-    let session = serde_json::to_value(SecurityRequirement::new("session", Vec::<String>::new())).ok();
+    let session =
+        serde_json::to_value(SecurityRequirement::new("session", Vec::<String>::new())).ok();
     for item in openapi.paths.paths.values_mut() {
         let ops = [
             &mut item.get,
@@ -520,10 +591,10 @@ pub fn document_bearer(openapi: &mut utoipa::openapi::OpenApi) {
             &mut item.trace,
         ];
         for op in ops.into_iter().flatten() {
-            let Some(reqs) = op.security.as_mut() else { continue };
-            let takes_session = reqs
-                .iter()
-                .any(|r| serde_json::to_value(r).ok() == session);
+            let Some(reqs) = op.security.as_mut() else {
+                continue;
+            };
+            let takes_session = reqs.iter().any(|r| serde_json::to_value(r).ok() == session);
             if takes_session {
                 reqs.push(SecurityRequirement::new("bearer", Vec::<String>::new()));
             }
