@@ -39,6 +39,8 @@ pub struct App {
     pub keys: Keys,
     pub sms: Arc<dyn SmsSender>,
     pub metrics: Metrics,
+    /// Bearer tokens from an external identity provider; `None` unless `AURAVITA_OIDC_ISSUER` is set.
+    pub oidc: Option<crate::auth::oidc::Oidc>,
     /// Cancelled on shutdown: long-lived responses (event streams) end when it fires.
     pub shutdown: CancellationToken,
 }
@@ -60,6 +62,7 @@ impl AppState {
         db.migrate().await.context("migrating the database")?;
         let keys = Keys::load(&config)?;
         let sms = crate::sms::from_config(&config)?;
+        let oidc = crate::auth::oidc::Oidc::from_config(&config)?;
         Ok(AppState(Arc::new(App {
             config,
             db,
@@ -67,6 +70,7 @@ impl AppState {
             keys,
             sms,
             metrics: Metrics::default(),
+            oidc,
             shutdown: CancellationToken::new(),
         })))
     }
@@ -111,14 +115,17 @@ impl Modify for SessionCookie {
 
 /// The documented API routes, as one router with its OpenAPI document.
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/auth", crate::auth::router(state))
         .nest("/protected/user", crate::users::router())
         .nest("/protected/resource", crate::files::router())
         .nest("/protected/notification", crate::notifications::router())
         .routes(routes!(live))
         .routes(routes!(ready))
-        .split_for_parts()
+        .split_for_parts();
+    let mut openapi = openapi;
+    crate::auth::oidc::document_bearer(&mut openapi);
+    (router, openapi)
 }
 
 /// The whole HTTP surface.

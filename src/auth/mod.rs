@@ -1,5 +1,6 @@
 //! Signing up and in by phone with a one-time code, and the server-side sessions that follow.
 
+pub mod oidc;
 pub mod otp;
 pub mod phone;
 pub mod routes;
@@ -15,7 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::app::AppState;
 
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    routes::router().layer(axum::middleware::from_fn_with_state(
+    routes::router().merge(oidc::router()).layer(axum::middleware::from_fn_with_state(
         state.clone(),
         limit_by_ip,
     ))

@@ -120,6 +120,13 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<AuthUser, AppError> {
+    // A token presented explicitly is judged on its own: a bad one is refused even beside a
+    // good cookie.
+    if let Some(oidc) = &state.oidc {
+        if let Some(token) = super::oidc::bearer_token(&parts.headers) {
+            return super::oidc::bearer_user(state, oidc, &token).await;
+        }
+    }
     if let Some(token) = cookie_value(&parts.headers, state.config.cookie_name()) {
         return session_user(state, &token).await;
     }

@@ -272,3 +272,38 @@ impl Resp {
 pub fn random_phone() -> String {
     format!("+9198{:08}", rand::thread_rng().gen_range(0..100_000_000u32))
 }
+
+impl TestApp {
+    /// Sends a request with extra headers (for example `Authorization: Bearer ...`) and an
+    /// optional session cookie.
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = self.http.request(method, self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Resp::from(req.send().await.expect("request")).await
+    }
+
+    /// GET with `Authorization: Bearer <token>`.
+    pub async fn get_bearer(&self, path: &str, token: &str) -> Resp {
+        let auth = format!("Bearer {token}");
+        self.call_with_headers(Method::GET, path, &[("authorization", &auth)], None)
+            .await
+    }
+
+    /// POST a JSON body with `Authorization: Bearer <token>`.
+    pub async fn post_bearer(&self, path: &str, token: &str, body: Value) -> Resp {
+        let auth = format!("Bearer {token}");
+        self.call_with_headers(Method::POST, path, &[("authorization", &auth)], Some(body))
+            .await
+    }
+}
