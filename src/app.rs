@@ -38,6 +38,8 @@ pub struct App {
     pub clock: Clock,
     pub keys: Keys,
     pub sms: Arc<dyn SmsSender>,
+    /// SMS being sent in the background (sign-in codes); lets tests and shutdown wait for them.
+    pub sms_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     pub metrics: Metrics,
     /// Bearer tokens from an external identity provider; `None` unless `AURAVITA_OIDC_ISSUER` is set.
     pub oidc: Option<crate::auth::oidc::Oidc>,
@@ -69,6 +71,7 @@ impl AppState {
             clock: Clock::default(),
             keys,
             sms,
+            sms_in_flight: Default::default(),
             metrics: Metrics::default(),
             oidc,
             shutdown: CancellationToken::new(),

@@ -46,7 +46,7 @@ async fn signin_answers_the_same_for_unknown_phones_and_sends_nothing() {
     unknown.expect(200, "");
     assert_eq!(known.data()["message"], unknown.data()["message"]);
     assert_eq!(known.body["message"], unknown.body["message"]);
-    assert!(app.sms().iter().all(|m| m["to"] != unknown_phone.as_str()));
+    assert!(app.sms().await.iter().all(|m| m["to"] != unknown_phone.as_str()));
     // No code can open the unknown phone's challenge.
     let id = unknown.data()["id"].as_str().unwrap();
     app.post(
@@ -92,7 +92,7 @@ async fn start_signup(app: &TestApp) -> (String, String, String) {
         .await;
     r.expect(200, "");
     let id = r.data()["id"].as_str().unwrap().to_string();
-    let code = app.last_code(&phone);
+    let code = app.last_code(&phone).await;
     (phone, id, code)
 }
 
@@ -191,16 +191,16 @@ async fn five_wrong_codes_kill_the_code_and_the_phone_backs_off_without_resend_r
     )
     .await
     .expect(429, "OTP_BACKOFF");
-    let sent = app.sms().len();
+    let sent = app.sms().await.len();
 
     app.clock().advance(Duration::from_secs(31));
     let r = app
         .post("/auth/signup/resendotp", "", json!({"phone": phone}))
         .await;
     r.expect(200, "");
-    assert_eq!(app.sms().len(), sent + 1);
+    assert_eq!(app.sms().await.len(), sent + 1);
     let id = r.data()["id"].as_str().unwrap().to_string();
-    let code = app.last_code(&phone);
+    let code = app.last_code(&phone).await;
     app.clock().advance(Duration::from_secs(61));
     for _ in 0..4 {
         verify(&app, "signup", &id, &wrong(&code))
@@ -234,7 +234,7 @@ async fn a_successful_sign_in_forgives_the_back_off_history() {
         .await;
     r.expect(200, "");
     let id = r.data()["id"].as_str().unwrap().to_string();
-    verify(&app, "signup", &id, &app.last_code(&phone))
+    verify(&app, "signup", &id, &app.last_code(&phone).await)
         .await
         .expect(200, "");
 
@@ -242,7 +242,7 @@ async fn a_successful_sign_in_forgives_the_back_off_history() {
     app.clock().advance(Duration::from_secs(61));
     let r = app.post("/auth/signin", "", json!({"phone": phone})).await;
     let id = r.data()["id"].as_str().unwrap().to_string();
-    let code = app.last_code(&phone);
+    let code = app.last_code(&phone).await;
     app.clock().advance(Duration::from_secs(61));
     for _ in 0..5 {
         verify(&app, "signin", &id, &wrong(&code)).await;
@@ -269,7 +269,7 @@ async fn a_resend_kills_the_previous_code() {
     verify(&app, "signup", &old_id, &old_code)
         .await
         .expect(410, "OTP_REPLACED");
-    verify(&app, "signup", &new_id, &app.last_code(&phone))
+    verify(&app, "signup", &new_id, &app.last_code(&phone).await)
         .await
         .expect(200, "");
 
@@ -277,7 +277,7 @@ async fn a_resend_kills_the_previous_code() {
     app.clock().advance(Duration::from_secs(61));
     let r = app.post("/auth/signin", "", json!({"phone": phone})).await;
     let old_id = r.data()["id"].as_str().unwrap().to_string();
-    let old_code = app.last_code(&phone);
+    let old_code = app.last_code(&phone).await;
     app.clock().advance(Duration::from_secs(61));
     let r = app
         .post("/auth/signin/resendotp", "", json!({"phone": phone}))
@@ -287,7 +287,7 @@ async fn a_resend_kills_the_previous_code() {
     verify(&app, "signin", &old_id, &old_code)
         .await
         .expect(410, "OTP_REPLACED");
-    verify(&app, "signin", &new_id, &app.last_code(&phone))
+    verify(&app, "signin", &new_id, &app.last_code(&phone).await)
         .await
         .expect(200, "");
 }
@@ -308,7 +308,7 @@ async fn signup_resend_without_a_pending_signup_is_404() {
 async fn one_code_per_phone_per_minute() {
     let app = TestApp::spawn().await;
     let (phone, _, _) = start_signup(&app).await;
-    let sent = app.sms().len();
+    let sent = app.sms().await.len();
     app.clock().advance(Duration::from_secs(20));
     let r = app
         .post("/auth/signup/resendotp", "", json!({"phone": phone}))
@@ -316,7 +316,7 @@ async fn one_code_per_phone_per_minute() {
     r.expect(429, "OTP_COOLDOWN");
     let wait = retry_after(&r);
     assert!((39..=40).contains(&wait), "{wait}");
-    assert_eq!(app.sms().len(), sent, "nothing was sent");
+    assert_eq!(app.sms().await.len(), sent, "nothing was sent");
     app.clock().advance(Duration::from_secs(41));
     app.post("/auth/signup/resendotp", "", json!({"phone": phone}))
         .await
@@ -345,7 +345,7 @@ async fn five_codes_per_phone_per_hour() {
         "{wait} vs {expected}"
     );
     assert_eq!(
-        app.sms()
+        app.sms().await
             .iter()
             .filter(|m| m["to"] == phone.as_str())
             .count(),
@@ -411,7 +411,7 @@ async fn signin_resend_for_an_unknown_phone_also_answers_like_a_known_one() {
         known.data()["id"].as_str().unwrap().len(),
         unknown.data()["id"].as_str().unwrap().len()
     );
-    assert!(app.sms().iter().all(|m| m["to"] != unknown_phone.as_str()));
+    assert!(app.sms().await.iter().all(|m| m["to"] != unknown_phone.as_str()));
     // The unknown phone is under the same cooldown as a known one: no difference there either.
     app.post("/auth/signin", "", json!({"phone": unknown_phone}))
         .await
@@ -449,7 +449,7 @@ async fn bad_phone_numbers_are_422_on_phone() {
             assert_eq!(r.body["error"]["details"]["field"], "phone", "{path} {bad}");
         }
     }
-    assert!(app.sms().is_empty());
+    assert!(app.sms().await.is_empty());
 }
 
 #[tokio::test]
@@ -540,7 +540,7 @@ async fn malformed_json_wrong_type_and_oversized_bodies_are_refused_in_the_envel
     )
     .await;
     r.expect(422, "VALIDATION_FAILED");
-    assert!(app.sms().is_empty());
+    assert!(app.sms().await.is_empty());
 }
 
 #[tokio::test]
@@ -725,7 +725,7 @@ async fn codes_are_never_stored_in_clear() {
     app.post("/auth/signin", "", json!({"phone": user.phone}))
         .await
         .expect(200, "");
-    let signin_code = app.last_code(&user.phone);
+    let signin_code = app.last_code(&user.phone).await;
     let cells = all_cells(&app, "otp_challenges").await;
     for c in [&code, &signin_code] {
         let as_number = c.parse::<i64>().unwrap().to_string();
@@ -774,7 +774,7 @@ async fn two_concurrent_verifies_of_one_code_make_one_session() {
     app.clock().advance(Duration::from_secs(61));
     let r = app.post("/auth/signin", "", json!({"phone": phone})).await;
     let id = r.data()["id"].as_str().unwrap().to_string();
-    let code = app.last_code(&phone);
+    let code = app.last_code(&phone).await;
     let all = futures::future::join_all((0..6).map(|_| verify(&app, "signin", &id, &code))).await;
     let ok = all.iter().filter(|r| r.status.as_u16() == 200).count();
     assert_eq!(

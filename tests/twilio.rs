@@ -265,7 +265,7 @@ async fn signup_sends_one_message_with_the_code_lifetime_and_the_code_verifies()
     assert!(code.bytes().all(|b| b.is_ascii_digit()), "{}", m["Body"]);
 
     // The outbox still records the same message when configured.
-    let outbox = app.sms();
+    let outbox = app.sms().await;
     assert_eq!(outbox.len(), 1);
     assert_eq!(outbox[0]["to"], phone.as_str());
     assert_eq!(outbox[0]["body"], m["Body"].as_str());
@@ -378,7 +378,7 @@ async fn persistent_server_errors_answer_503_after_a_few_tries() {
     assert_eq!(fake.requests(), RetryPolicy::default().attempts as usize);
     assert!(fake.accepted().is_empty());
     // The outbox records what we tried to send even when the provider fails.
-    assert_eq!(app.sms().len(), 1);
+    assert_eq!(app.sms().await.len(), 1);
 
     // Once Twilio recovers, the person can ask again at once (the cooldown was given back).
     fake.behave();

@@ -82,14 +82,23 @@ pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppE
             (state.config.limits.otp_ttl_secs + 59) / 60
         );
         let validity = Duration::from_secs(state.config.limits.otp_ttl_secs as u64);
+        if c.purpose == Purpose::Signin {
+            // An unknown phone sends nothing. Were a known phone's answer to wait for the SMS
+            // provider (or report its failure, give the cooldown back, kill the code), the timing
+            // or the answer would reveal that the phone has an account: send in the background.
+            let sms = state.sms.clone();
+            let to = c.phone.to_string();
+            let in_flight = state.sms_in_flight.clone();
+            in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Err(e) = sms.send(&to, &body, validity).await {
+                    tracing::warn!(error = %e, "a sign-in code could not be sent");
+                }
+                in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            });
+            return Ok(id);
+        }
         if let Err(e) = state.sms.send(c.phone, &body, validity).await {
-            if c.purpose == Purpose::Signin {
-                // An unknown phone sends nothing and so never fails: answering a known phone's
-                // failure, giving its cooldown back or killing its code would each reveal that it
-                // has an account. The undelivered code stays live, like the unknown phone's one.
-                tracing::warn!(error = %e, "a sign-in code could not be sent; answering as usual");
-                return Ok(id);
-            }
             // The code was never delivered: kill it and give the cooldown back so the person can
             // try again at once (the hourly count stays, so this cannot be used to flood).
             sqlx::query("UPDATE otp_challenges SET state = 'dead' WHERE id = $1")

@@ -153,8 +153,14 @@ impl TestApp {
         self.call(Method::POST, path, cookie, None).await
     }
 
-    /// Every SMS sent so far, oldest first.
-    pub fn sms(&self) -> Vec<Value> {
+    /// Every SMS sent so far, oldest first (after any background send in flight has finished).
+    pub async fn sms(&self) -> Vec<Value> {
+        for _ in 0..500 {
+            if self.state.sms_in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         std::fs::read_to_string(&self.outbox)
             .unwrap_or_default()
             .lines()
@@ -163,8 +169,8 @@ impl TestApp {
     }
 
     /// The code in the latest SMS to `phone`.
-    pub fn last_code(&self, phone: &str) -> String {
-        let msgs = self.sms();
+    pub async fn last_code(&self, phone: &str) -> String {
+        let msgs = self.sms().await;
         let msg = msgs
             .iter()
             .rev()
@@ -185,7 +191,7 @@ impl TestApp {
             .await;
         assert_eq!(r.status, StatusCode::OK, "signup: {}", r.body);
         let id = r.data()["id"].as_str().unwrap().to_string();
-        let code = self.last_code(phone);
+        let code = self.last_code(phone).await;
         let r = self
             .post(&format!("/auth/signup/verify/{id}"), "", serde_json::json!({"otp": code}))
             .await;
@@ -204,7 +210,7 @@ impl TestApp {
         let r = self.post("/auth/signin", "", serde_json::json!({"phone": phone})).await;
         assert_eq!(r.status, StatusCode::OK, "signin: {}", r.body);
         let id = r.data()["id"].as_str().unwrap().to_string();
-        let code = self.last_code(phone);
+        let code = self.last_code(phone).await;
         let r = self
             .post(&format!("/auth/signin/verify/{id}"), "", serde_json::json!({"otp": code}))
             .await;
