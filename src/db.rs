@@ -159,6 +159,16 @@ impl Db {
         result
     }
 
+    /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: a deferred transaction that
+    /// reads and then writes cannot wait for the write lock (SQLite answers BUSY at once to avoid
+    /// deadlock), whereas an immediate one queues on the busy timeout like any writer.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
     }

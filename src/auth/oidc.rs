@@ -517,7 +517,7 @@ async fn register(
     let name = super::routes::clean_name(&req.name, "name")?;
     let now = state.clock.now();
     let id = crate::db::new_id();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     sqlx::query(
         "INSERT INTO users (id, phone, name, name_lower, role, phone_verified, doctor_verified, created_at, updated_at) \
          VALUES ($1, NULL, $2, $3, $4, 0, 0, $5, $5)",

@@ -54,7 +54,7 @@ pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppE
         crate::keys::sha256_hex(&junk)
     };
     let ttl_ms = state.config.limits.otp_ttl_secs * 1000;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     sqlx::query("UPDATE otp_challenges SET state = 'replaced' WHERE phone = $1 AND state = 'live'")
         .bind(c.phone)
         .execute(&mut *tx)

@@ -156,7 +156,7 @@ async fn signup_verify(
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("signup challenge without a role")))?;
     let name = claimed.name.clone().unwrap_or_default();
     let now = state.clock.now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let existing: Option<(String, String, i64)> =
         sqlx::query_as("SELECT id, role, phone_verified FROM users WHERE phone = $1")
             .bind(&claimed.phone)
@@ -274,7 +274,7 @@ async fn signin_verify(
         .user_id
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("a signin code without an account matched")))?;
     let now = state.clock.now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     // Signing in with a code proves the phone: a clinic-registered patient now owns the account.
     let found = sqlx::query("UPDATE users SET phone_verified = 1 WHERE id = $1")
         .bind(&user_id)
