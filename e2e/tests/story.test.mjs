@@ -135,7 +135,7 @@ describe('web client', { concurrency: false }, () => {
     await page.getByRole('button', { name: 'Search' }).click();
     await page.getByText('Dr Ravi Menon').waitFor();
     await check(patient, 'patient-find-doctor');
-    await page.getByRole('button', { name: 'Ask Dr Ravi Menon to connect' }).click();
+    await page.getByRole('button', { name: 'Request to connect with Dr Ravi Menon' }).click();
     // Not verified: the patient is warned first.
     await page.getByRole('dialog').waitFor();
     await check(patient, 'patient-connect-warning');

@@ -14,7 +14,7 @@ export function patients(ctx) {
     if (!list.length) return empty('No patients are connected with you yet. Patients send you a request; it appears under Requests.');
     return h('ul', { class: 'cards' }, list.map((c) => h('li', { class: 'card row' },
       h('div', {}, h('h2', { class: 'h3' }, c.peer.name), h('p', { class: 'meta' }, c.peer.phone || '', c.peer.phone ? ' · ' : '', 'connected ', timeEl(c.createdAt))),
-      h('a', { href: `#/patients/${encodeURIComponent(c.peer.id)}`, class: 'button secondary', 'aria-label': `Files shared by ${c.peer.name}` }, 'Shared files'))));
+      h('a', { href: `#/patients/${encodeURIComponent(c.peer.id)}`, class: 'button secondary', 'aria-label': `Shared files from ${c.peer.name}` }, 'Shared files'))));
   }, 'Loading your patients…');
 }
 

@@ -57,7 +57,7 @@ export function findDoctors(ctx) {
 }
 
 function requestButton(d) {
-  const btn = h('button', { type: 'button', class: 'primary', 'aria-label': `Ask ${d.name} to connect` }, 'Request to connect');
+  const btn = h('button', { type: 'button', class: 'primary', 'aria-label': `Request to connect with ${d.name}` }, 'Request to connect');
   const slot = h('div', { class: 'row-actions' }, btn);
   btn.addEventListener('click', async () => {
     if (!d.verified) {
