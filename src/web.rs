@@ -14,9 +14,66 @@ struct Asset {
 }
 
 const ASSETS: &[Asset] = &[
-    Asset { path: "/", content_type: "text/html; charset=utf-8", body: include_bytes!("../web/index.html") },
-    Asset { path: "/app.js", content_type: "text/javascript; charset=utf-8", body: include_bytes!("../web/app.js") },
-    Asset { path: "/app.css", content_type: "text/css; charset=utf-8", body: include_bytes!("../web/app.css") },
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../web/index.html"),
+    },
+    Asset {
+        path: "/app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/app.js"),
+    },
+    Asset {
+        path: "/app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../web/app.css"),
+    },
+    Asset {
+        path: "/api.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/api.js"),
+    },
+    Asset {
+        path: "/ui.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/ui.js"),
+    },
+    Asset {
+        path: "/endpoints.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/endpoints.js"),
+    },
+    Asset {
+        path: "/notify.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/notify.js"),
+    },
+    Asset {
+        path: "/views/auth.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/views/auth.js"),
+    },
+    Asset {
+        path: "/views/account.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/views/account.js"),
+    },
+    Asset {
+        path: "/views/people.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/views/people.js"),
+    },
+    Asset {
+        path: "/views/files.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/views/files.js"),
+    },
+    Asset {
+        path: "/views/doctor.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/views/doctor.js"),
+    },
 ];
 
 pub fn router() -> Router<AppState> {
@@ -30,7 +87,10 @@ pub fn router() -> Router<AppState> {
 fn serve(a: &'static Asset) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(a.content_type)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(a.content_type),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
         a.body,

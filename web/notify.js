@@ -1,0 +1,89 @@
+// Live notifications: one EventSource per signed-in tab on /protected/notification/notify, a
+// store keyed by id (the stream replays unread ones on connect, so duplicates are merged), the
+// unread badge in the header, and a change event the notifications view listens to.
+
+import { notifications as api, notification, has } from './endpoints.js';
+import { announce } from './ui.js';
+
+const store = new Map();
+let source = null;
+let retryTimer = null;
+export const events = new EventTarget();
+
+export function all() {
+  return [...store.values()].sort((a, b) => Number(b.id) - Number(a.id) || String(b.createdAt).localeCompare(String(a.createdAt)));
+}
+
+export function unread() {
+  return all().filter((n) => !n.read).length;
+}
+
+export function merge(list, { live = false } = {}) {
+  for (const raw of list) {
+    const n = 'createdAt' in raw ? raw : notification(raw);
+    const isNew = !store.has(n.id);
+    store.set(n.id, { ...store.get(n.id), ...n });
+    if (live && isNew && !n.read) announce(`New notification: ${n.message}`);
+  }
+  changed();
+}
+
+export function markRead(id) {
+  const n = store.get(String(id));
+  if (n) n.read = true;
+  changed();
+}
+
+export function markAllRead() {
+  for (const n of store.values()) n.read = true;
+  changed();
+}
+
+function changed() {
+  renderBadge();
+  events.dispatchEvent(new Event('change'));
+}
+
+function renderBadge() {
+  const badge = document.getElementById('notif-badge');
+  const num = document.getElementById('notif-count');
+  if (!badge || !num) return;
+  const count = unread();
+  num.textContent = count > 99 ? '99+' : String(count);
+  badge.hidden = count === 0;
+}
+
+export async function start() {
+  stop();
+  if (!(await has(api.streamPath))) return;
+  connect();
+}
+
+function connect() {
+  source = new EventSource(api.streamPath, { withCredentials: true });
+  source.addEventListener('notification', (ev) => {
+    try {
+      merge([JSON.parse(ev.data)], { live: true });
+    } catch {
+      // A malformed event is skipped; the next reconnect replays from the last good id.
+    }
+  });
+  source.addEventListener('open', () => document.body.classList.remove('stream-down'));
+  source.addEventListener('error', () => {
+    // The browser retries by itself while the stream is CONNECTING; once CLOSED (e.g. signed
+    // out, server restarting) it gives up, so try again a little later.
+    if (source && source.readyState === EventSource.CLOSED) {
+      document.body.classList.add('stream-down');
+      source = null;
+      retryTimer = setTimeout(connect, 10000);
+    }
+  });
+}
+
+export function stop() {
+  clearTimeout(retryTimer);
+  if (source) source.close();
+  source = null;
+  store.clear();
+  renderBadge();
+}

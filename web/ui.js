@@ -1,0 +1,297 @@
+// DOM helpers shared by every view: element building, labelled form fields with their error
+// slots, form submission with envelope errors placed next to their field, loading/empty states,
+// announcements for screen readers, a confirmation dialog, and formatting.
+
+import { ApiError } from './api.js';
+
+/** h('button', {class: 'x', onclick: fn, type: 'button'}, 'Text', child, [more]) */
+export function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (k in el && typeof v !== 'string') el[k] = v;
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    if (Array.isArray(c)) append(el, c);
+    else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+let uid = 0;
+export const newId = (p = 'f') => `${p}-${++uid}`;
+
+/** A sentence from the server ("phone must be ...") made to read as one. */
+export function sentence(s) {
+  const t = String(s || '').trim();
+  if (!t) return '';
+  const c = t[0].toUpperCase() + t.slice(1);
+  return /[.!?]$/.test(c) ? c : c + '.';
+}
+
+/**
+ * A labelled control with hint and error slot. `name` is the API field name: an error whose
+ * details.field equals it lands here. Returns the wrapper; the control is `wrapper.control`.
+ */
+export function field({ label, name, type = 'text', hint, options, required, value, ...attrs }) {
+  const id = newId(name || 'field');
+  const hintId = hint ? `${id}-hint` : null;
+  const errId = `${id}-error`;
+  let control;
+  if (type === 'select') {
+    control = h('select', { id, name, required, ...attrs },
+      options.map(([v, text]) => h('option', { value: v, selected: v === value }, text)));
+  } else if (type === 'textarea') {
+    control = h('textarea', { id, name, required, ...attrs }, value || '');
+  } else {
+    control = h('input', { id, name, type, required, value: value ?? null, ...attrs });
+  }
+  control.setAttribute('aria-describedby', [hintId, errId].filter(Boolean).join(' '));
+  const wrap = h('div', { class: 'field', 'data-field': name },
+    h('label', { for: id }, label, required ? h('span', { class: 'req', 'aria-hidden': 'true' }, ' *') : null),
+    hint ? h('p', { class: 'hint', id: hintId }, hint) : null,
+    control,
+    h('p', { class: 'field-error', id: errId, hidden: true }));
+  wrap.control = control;
+  return wrap;
+}
+
+/** A group of radio buttons in a fieldset with a legend. */
+export function radios({ legend, name, options, value, hint }) {
+  const fs = h('fieldset', { class: 'field radios', 'data-field': name },
+    h('legend', {}, legend),
+    hint ? h('p', { class: 'hint' }, hint) : null,
+    options.map(([v, text]) => {
+      const id = newId(name);
+      return h('div', { class: 'radio' },
+        h('input', { type: 'radio', id, name, value: v, checked: v === value }),
+        h('label', { for: id }, text));
+    }),
+    h('p', { class: 'field-error', hidden: true }));
+  return fs;
+}
+
+export function setFieldError(form, name, message) {
+  const wrap = form.querySelector(`[data-field="${CSS.escape(name)}"]`);
+  if (!wrap) return false;
+  const p = wrap.querySelector(':scope > .field-error');
+  p.textContent = message;
+  p.hidden = false;
+  wrap.classList.add('invalid');
+  for (const c of wrap.querySelectorAll('input, select, textarea')) c.setAttribute('aria-invalid', 'true');
+  return true;
+}
+
+export function clearErrors(form) {
+  for (const p of form.querySelectorAll('.field-error')) { p.hidden = true; p.textContent = ''; }
+  for (const w of form.querySelectorAll('.invalid')) w.classList.remove('invalid');
+  for (const c of form.querySelectorAll('[aria-invalid]')) c.removeAttribute('aria-invalid');
+  const a = form.querySelector(':scope > .form-error');
+  if (a) a.remove();
+}
+
+/** Shows an error in words: next to its field when the server named one, above the form otherwise. */
+export function showFormError(form, err) {
+  const message = errorText(err);
+  const fieldName = err instanceof ApiError ? err.field : null;
+  if (fieldName && setFieldError(form, fieldName, message)) {
+    const w = form.querySelector(`[data-field="${CSS.escape(fieldName)}"]`);
+    const c = w.querySelector('input[aria-invalid], textarea[aria-invalid]') || w.querySelector('[aria-invalid]');
+    if (c) c.focus();
+    return;
+  }
+  const box = h('div', { class: 'form-error alert error', role: 'alert', tabindex: '-1' }, message);
+  form.prepend(box);
+  box.focus();
+}
+
+export function errorText(err) {
+  if (err instanceof ApiError) {
+    const left = err.details.attempts_left;
+    const wait = err.status === 429 && err.retryAfter ? ` Try again in ${fmtWait(err.retryAfter)}.` : '';
+    return sentence(err.message) + (Number.isInteger(left) ? ` ${left} ${left === 1 ? 'try' : 'tries'} left.` : '') + wait;
+  }
+  return 'Something went wrong in this page. Reload and try again.';
+}
+
+/**
+ * Wires a form: on submit, clears old errors, disables the submit button while `action` runs,
+ * and shows any error in words. `action` gets the FormData.
+ */
+export function onSubmit(form, action) {
+  form.noValidate = true;
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    if (!checkRequired(form)) return;
+    const btns = form.querySelectorAll('button[type=submit]');
+    btns.forEach((b) => { b.disabled = true; b.setAttribute('aria-busy', 'true'); });
+    try {
+      await action(new FormData(form), ev.submitter);
+    } catch (err) {
+      if (form.isConnected) showFormError(form, err);
+      else announce(errorText(err), true);
+      if (!(err instanceof ApiError)) reportBug(err);
+    } finally {
+      btns.forEach((b) => { b.disabled = false; b.removeAttribute('aria-busy'); });
+    }
+  });
+  return form;
+}
+
+/** Our own required-field check, so the messages read like the rest and sit by their field. */
+function checkRequired(form) {
+  let first = null;
+  for (const c of form.querySelectorAll('[required]')) {
+    const empty = c.type === 'file' ? c.files.length === 0 : !String(c.value).trim();
+    if (!empty) continue;
+    const wrap = c.closest('[data-field]');
+    const label = wrap && wrap.querySelector('label, legend');
+    setFieldError(form, wrap ? wrap.dataset.field : c.name,
+      `${label ? label.firstChild.textContent.trim() : 'This field'} is required.`);
+    first = first || c;
+  }
+  if (first) first.focus();
+  return !first;
+}
+
+function reportBug(err) {
+  // A bug in the client, not an answer from the server: keep it visible to developers.
+  console.warn('client error', err);
+}
+
+export function loading(text = 'Loading…') {
+  return h('p', { class: 'state loading', role: 'status' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), text);
+}
+
+export function empty(text, action) {
+  return h('div', { class: 'state empty' }, h('p', {}, text), action || null);
+}
+
+export function errorBox(err, retry) {
+  return h('div', { class: 'alert error', role: 'alert' },
+    h('p', {}, errorText(err)),
+    retry ? h('button', { type: 'button', class: 'secondary', onclick: retry }, 'Try again') : null);
+}
+
+/** Runs `load` and puts its result (or a loading/error state) into `slot`. */
+export async function fill(slot, load, text) {
+  slot.replaceChildren(loading(text));
+  slot.setAttribute('aria-busy', 'true');
+  try {
+    const node = await load();
+    slot.replaceChildren(node);
+  } catch (err) {
+    slot.replaceChildren(errorBox(err, () => fill(slot, load, text)));
+    if (!(err instanceof ApiError)) reportBug(err);
+  } finally {
+    slot.removeAttribute('aria-busy');
+  }
+}
+
+/** Polite (or assertive) announcement for screen readers, plus a visible toast. */
+export function announce(message, assertive = false) {
+  const region = document.getElementById(assertive ? 'alert-region' : 'status-region');
+  if (region) {
+    region.textContent = '';
+    setTimeout(() => { region.textContent = message; }, 50);
+  }
+  const toasts = document.getElementById('toasts');
+  if (toasts) {
+    const t = h('div', { class: `toast${assertive ? ' error' : ''}` }, message);
+    toasts.append(t);
+    setTimeout(() => t.remove(), 6000);
+  }
+}
+
+/** A modal confirmation with <dialog>. Resolves true when confirmed. `typeToConfirm` asks for a word. */
+export function confirmDialog({ title, body, confirmLabel = 'Confirm', danger = false, typeToConfirm }) {
+  return new Promise((resolve) => {
+    const titleId = newId('dlg');
+    const typed = typeToConfirm
+      ? field({ label: `Type ${typeToConfirm} to confirm`, name: 'confirm', autocomplete: 'off', spellcheck: false })
+      : null;
+    const ok = h('button', { type: 'submit', class: danger ? 'danger' : 'primary', disabled: !!typeToConfirm }, confirmLabel);
+    const dlg = h('dialog', { 'aria-labelledby': titleId, class: 'dialog' },
+      h('form', { method: 'dialog' },
+        h('h2', { id: titleId }, title),
+        body ? h('p', {}, body) : null,
+        typed,
+        h('div', { class: 'actions' },
+          h('button', { type: 'button', class: 'secondary', value: 'cancel', onclick: () => dlg.close('cancel') }, 'Cancel'),
+          ok)));
+    if (typed) {
+      typed.control.addEventListener('input', () => {
+        ok.disabled = typed.control.value.trim() !== typeToConfirm;
+      });
+    }
+    ok.addEventListener('click', (e) => { e.preventDefault(); dlg.close('ok'); });
+    dlg.addEventListener('close', () => { dlg.remove(); resolve(dlg.returnValue === 'ok'); });
+    document.body.append(dlg);
+    dlg.showModal();
+    (typed ? typed.control : ok).focus();
+  });
+}
+
+// ---- formatting ----
+
+export function toDate(v) {
+  if (v === null || v === undefined || v === '') return null;
+  const d = typeof v === 'number' ? new Date(v) : new Date(String(v));
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+export function fmtDate(v) {
+  const d = toDate(v);
+  return d ? d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' }) : '—';
+}
+
+export function timeEl(v) {
+  const d = toDate(v);
+  return d ? h('time', { datetime: d.toISOString() }, fmtDate(d)) : h('span', {}, '—');
+}
+
+export function fmtWait(secs) {
+  const s = Math.ceil(secs);
+  if (s < 90) return `${s} seconds`;
+  return `${Math.ceil(s / 60)} minutes`;
+}
+
+export function fmtSize(bytes) {
+  if (!Number.isFinite(bytes)) return '';
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KB`;
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+}
+
+/** "12 min left", "2 h 5 min left", "ended"; null end = permanent. */
+export function fmtLeft(end, now = Date.now()) {
+  const d = toDate(end);
+  if (!d) return 'No end date';
+  const ms = d.getTime() - now;
+  if (ms <= 0) return 'Ended';
+  const min = Math.ceil(ms / 60000);
+  if (min < 60) return `${min} min left`;
+  const hrs = Math.floor(min / 60);
+  if (hrs < 48) return `${hrs} h ${min % 60} min left`;
+  return `${Math.floor(hrs / 24)} days left`;
+}
+
+export function badge(text, kind = '') {
+  return h('span', { class: `badge ${kind}`.trim() }, text);
+}
+
+export function verifiedBadge(verified) {
+  return verified
+    ? badge('Verified', 'ok')
+    : badge('Not verified', 'warn');
+}

@@ -1,0 +1,90 @@
+// A doctor's side: their patients, what one patient shares with them, everything shared with
+// them with the time left, and registering a patient at the clinic.
+
+import { users, files } from '../endpoints.js';
+import { h, field, onSubmit, fill, empty, announce, timeEl, fmtLeft, badge, fmtSize } from '../ui.js';
+import { phoneField } from './auth.js';
+import { openFile } from './files.js';
+
+export function patients(ctx) {
+  const slot = h('div');
+  ctx.root.append(h('div', { class: 'actions' }, h('a', { href: '#/register-patient', class: 'button secondary' }, 'Register a patient')), slot);
+  fill(slot, async () => {
+    const list = (await users.connections()).filter((c) => c.peer.role === 'patient');
+    if (!list.length) return empty('No patients are connected with you yet. Patients send you a request; it appears under Requests.');
+    return h('ul', { class: 'cards' }, list.map((c) => h('li', { class: 'card row' },
+      h('div', {}, h('h2', { class: 'h3' }, c.peer.name), h('p', { class: 'meta' }, c.peer.phone || '', c.peer.phone ? ' · ' : '', 'connected ', timeEl(c.createdAt))),
+      h('a', { href: `#/patients/${encodeURIComponent(c.peer.id)}`, class: 'button secondary', 'aria-label': `Shared files from ${c.peer.name}` }, 'Shared files'))));
+  }, 'Loading your patients…');
+}
+
+/** Opening goes through the 30-minute share's access id when there is one, else the grant. */
+function openButton(f) {
+  const btn = h('button', { type: 'button', class: 'primary', 'aria-label': `Open ${f.name}` }, 'Open');
+  btn.addEventListener('click', () => openFile(
+    () => (f.kind === 'share' && f.accessId ? files.sharedUrl(f.accessId) : files.url(f.id, false)), btn));
+  return btn;
+}
+
+function sharedItem(f, withPatient) {
+  return h('li', { class: 'card row', 'data-file': f.id },
+    h('div', {},
+      h('h2', { class: 'h3' }, f.name),
+      h('p', { class: 'meta' },
+        withPatient && f.patient ? `From ${f.patient.name} · ` : '',
+        [f.reportType, Number.isFinite(f.size) ? fmtSize(f.size) : null].filter(Boolean).join(' · '),
+        ' ', badge(f.kind === 'share' ? '30-minute share' : 'Shared', f.kind === 'share' ? 'warn' : ''), ' ',
+        h('span', { class: 'time-left', 'data-end': f.expiresAt || '' }, fmtLeft(f.expiresAt))),
+      f.tags.length ? h('ul', { class: 'tags', 'aria-label': 'Tags' }, f.tags.map((t) => h('li', {}, badge(t)))) : null),
+    openButton(f));
+}
+
+/** Keeps "n min left" current while the list is on screen. */
+function tickTimes(root) {
+  const t = setInterval(() => {
+    if (!root.isConnected) return clearInterval(t);
+    for (const el of root.querySelectorAll('.time-left[data-end]')) if (el.dataset.end) el.textContent = fmtLeft(el.dataset.end);
+  }, 30000);
+}
+
+export function patientFiles(ctx) {
+  const slot = h('div');
+  ctx.root.append(h('p', {}, h('a', { href: '#/patients' }, 'All patients')), slot);
+  fill(slot, async () => {
+    const list = await files.patientFiles(ctx.params.id);
+    if (!list.length) return empty('This patient has not shared any files with you.');
+    const ul = h('ul', { class: 'cards' }, list.map((f) => sharedItem(f, false)));
+    tickTimes(ul);
+    return ul;
+  }, 'Loading shared files…');
+}
+
+export function sharedWithMe(ctx) {
+  const slot = h('div');
+  ctx.root.append(h('p', {}, 'Every file patients currently share with you, and how long you can still open it.'), slot);
+  const load = () => fill(slot, async () => {
+    const list = await files.sharedWithMe();
+    if (!list.length) return empty('Nothing is shared with you right now.');
+    const ul = h('ul', { class: 'cards' }, list.map((f) => sharedItem(f, true)));
+    tickTimes(ul);
+    return ul;
+  }, 'Loading…');
+  load();
+}
+
+export function registerPatient(ctx) {
+  const name = field({ label: 'Patient’s full name', name: 'name', required: true, autocomplete: 'off', maxlength: 100 });
+  const phone = phoneField();
+  const result = h('div', { 'aria-live': 'polite' });
+  const form = h('form', { class: 'card narrow', 'aria-label': 'Register a patient' },
+    h('p', {}, 'Creates the patient’s account, already connected with you. When the patient signs in with a code on this phone, the account becomes theirs.'),
+    name, phone, h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Register patient')), result);
+  onSubmit(form, async (fd) => {
+    const n = String(fd.get('name')).trim();
+    await users.createPatient(n, phone.value());
+    result.replaceChildren(h('p', { class: 'alert ok' }, `${n} is registered and connected with you.`));
+    announce(`${n} is registered.`);
+    form.reset();
+  });
+  ctx.root.append(form);
+}
