@@ -17,7 +17,7 @@ ADMIN_URL=${2:-${AURAVITA_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432
 RATE=${RATE:-100}
 DURATION=${DURATION:-20s}
 CONNECTIONS=${CONNECTIONS:-4}
-PORT=${PORT:-18080}
+PORT=${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
@@ -64,6 +64,7 @@ echo "seeded 100,000 doctors in $(echo "$(date +%s.%N) - $started" | bc) s"
 SERVER=$!
 BASE="http://127.0.0.1:$PORT"
 for _ in $(seq 100); do curl -fs "$BASE/health/ready" >/dev/null && break; sleep 0.1; done
+kill -0 "$SERVER" 2>/dev/null || { echo "the server did not start:" >&2; cat "$WORK/server.log" >&2; exit 1; }
 
 PHONE="+919812345678"
 id=$(curl -fs "$BASE/auth/signup" -H 'content-type: application/json' \
