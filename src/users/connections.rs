@@ -134,7 +134,7 @@ pub async fn connection_request(
     let note = clean_note(body.and_then(|b| b.note))?;
     let now = state.clock.now();
     let request_id = crate::db::new_id();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     // Writing first takes SQLite's write lock before any read, so a concurrent writer makes this
     // wait instead of failing; the partial unique index allows one pending request per pair.
     let inserted = sqlx::query(
@@ -265,7 +265,7 @@ pub async fn accept_request(
 ) -> ApiResult<AcceptData> {
     me.require_role(Role::Doctor)?;
     let now = state.clock.now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     // The first statement of the transaction takes the write lock (SQLite) or the row lock
     // (PostgreSQL), so a racing accept or reject sees the outcome and matches nothing.
     let accepted: Option<(String,)> = sqlx::query_as(
@@ -341,7 +341,7 @@ pub async fn reject_request(
 ) -> ApiResult<Decided> {
     me.require_role(Role::Doctor)?;
     let now = state.clock.now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let rejected: Option<(String,)> = sqlx::query_as(
         "UPDATE connection_requests SET status = 'rejected', decided_at = $3 \
          WHERE id = $1 AND doctor_id = $2 AND status = 'pending' RETURNING patient_id",
@@ -488,7 +488,7 @@ pub async fn delete_connection(
     me: AuthUser,
     ApiPath(connection_id): ApiPath<String>,
 ) -> ApiResult<Done> {
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let ended: Option<(String, String)> = sqlx::query_as(
         "DELETE FROM connections WHERE id = $1 AND (patient_id = $2 OR doctor_id = $2) \
          RETURNING patient_id, doctor_id",

@@ -180,7 +180,7 @@ pub async fn create_patient(
     let phone = crate::auth::phone::normalize(&req.phone, "phone")?;
     let now = state.clock.now();
     let patient_id = crate::db::new_id();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     sqlx::query(
         "INSERT INTO users (id, phone, name, name_lower, role, phone_verified, doctor_verified, created_by, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, 'patient', 0, 0, $5, $6, $6)",
@@ -267,7 +267,7 @@ pub async fn delete_profile(State(state): State<AppState>, me: AuthUser) -> ApiR
 /// the purge of their stored objects.
 pub async fn erase_account(state: &AppState, user_id: &str) -> Result<(), AppError> {
     let now = state.clock.now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     // A write first: it takes SQLite's write lock before anything is read.
     sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user_id)
