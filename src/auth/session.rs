@@ -119,7 +119,12 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<AuthUser, AppError> {
+/// The signed-in user's own row, fetched by the same query that checked the session, so a
+/// handler that shows it (sessionDetail) need not read it again. Absent for bearer tokens.
+#[derive(Clone, Debug)]
+pub struct CurrentUserRow(pub crate::users::UserRow);
+
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<AuthUser, AppError> {
     // A token presented explicitly is judged on its own: a bad one is refused even beside a
     // good cookie.
     if let Some(oidc) = &state.oidc {
@@ -128,22 +133,52 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<AuthUser, AppEr
         }
     }
     if let Some(token) = cookie_value(&parts.headers, state.config.cookie_name()) {
-        return session_user(state, &token).await;
+        let (user, row) = session_lookup(state, &token).await?;
+        parts.extensions.insert(CurrentUserRow(row));
+        return Ok(user);
     }
     Err(AppError::unauthorized("sign in first"))
 }
 
 /// The caller behind a session token, enforcing the idle and absolute timeouts.
 pub async fn session_user(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
+    session_lookup(state, token).await.map(|(user, _)| user)
+}
+
+type SessionRow = (
+    String,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    i64,
+);
+
+async fn session_lookup(
+    state: &AppState,
+    token: &str,
+) -> Result<(AuthUser, crate::users::UserRow), AppError> {
     let now = state.clock.now();
-    let row: Option<(String, String, i64, i64, String)> = sqlx::query_as(
-        "SELECT s.id, s.user_id, s.last_seen_at, s.expires_at, u.role FROM sessions s \
+    let row: Option<SessionRow> = sqlx::query_as(
+        "SELECT s.id, s.last_seen_at, s.expires_at, u.id, u.phone, u.name, u.role, u.phone_verified, \
+         u.doctor_verified, u.specialization, u.qualification, u.registration_number, \
+         u.years_of_experience, u.created_at FROM sessions s \
          JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
     )
     .bind(sha256_hex(token.as_bytes()))
     .fetch_optional(&state.db.pool)
     .await?;
-    let Some((session_id, user_id, last_seen, expires_at, role)) = row else {
+    let Some((session_id, last_seen, expires_at, user_id, phone, name, role, pv, dv, spec, qual, reg, years, created)) =
+        row
+    else {
         return Err(AppError::unauthorized("your session has ended; sign in again"));
     };
     let idle_ms = state.config.limits.session_idle_secs * 1000;
@@ -167,12 +202,13 @@ pub async fn session_user(state: &AppState, token: &str) -> Result<AuthUser, App
             .execute(&state.db.pool)
             .await?;
     }
-    let role = Role::parse(&role).ok_or_else(|| AppError::internal(anyhow::anyhow!("bad role {role}")))?;
-    Ok(AuthUser {
-        user_id,
-        role,
+    let parsed = Role::parse(&role).ok_or_else(|| AppError::internal(anyhow::anyhow!("bad role {role}")))?;
+    let user = AuthUser {
+        user_id: user_id.clone(),
+        role: parsed,
         session_id: Some(session_id),
-    })
+    };
+    Ok((user, (user_id, phone, name, role, pv, dv, spec, qual, reg, years, created)))
 }
 
 pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {

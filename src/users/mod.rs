@@ -102,7 +102,8 @@ pub struct SessionDetail {
     pub connections: Vec<ConnectionView>,
 }
 
-type UserRow = (
+/// A user's own columns, as `load_me` and the session lookup read them.
+pub type UserRow = (
     String,
     Option<String>,
     String,
@@ -124,10 +125,15 @@ pub async fn load_me(state: &AppState, user_id: &str) -> Result<(UserView, Profi
     .bind(user_id)
     .fetch_optional(&state.db.pool)
     .await?;
-    let (id, phone, name, role, phone_verified, doctor_verified, spec, qual, reg, years, created) =
-        row.ok_or_else(|| AppError::unauthorized("your account no longer exists"))?;
+    let row = row.ok_or_else(|| AppError::unauthorized("your account no longer exists"))?;
+    Ok(views(row))
+}
+
+/// The user's own views from their row.
+pub fn views(row: UserRow) -> (UserView, ProfileView) {
+    let (id, phone, name, role, phone_verified, doctor_verified, spec, qual, reg, years, created) = row;
     let role = Role::parse(&role).unwrap_or(Role::Patient);
-    Ok((
+    (
         UserView {
             id,
             name,
@@ -144,14 +150,22 @@ pub async fn load_me(state: &AppState, user_id: &str) -> Result<(UserView, Profi
             years_of_experience: years,
             verified: role == Role::Doctor && doctor_verified != 0,
         },
-    ))
+    )
 }
 
 /// Who is signed in: the user, their profile and their connections.
 #[utoipa::path(get, path = "/sessionDetail", tag = "user", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<SessionDetail>), (status = 401, body = ErrorEnvelope)))]
-async fn session_detail(State(state): State<AppState>, me: AuthUser) -> ApiResult<SessionDetail> {
-    let (user, profile) = load_me(&state, &me.user_id).await?;
+async fn session_detail(
+    State(state): State<AppState>,
+    me: AuthUser,
+    row: Option<axum::Extension<crate::auth::session::CurrentUserRow>>,
+) -> ApiResult<SessionDetail> {
+    // The session check already read the user's row; a bearer-token caller has none yet.
+    let (user, profile) = match row {
+        Some(axum::Extension(crate::auth::session::CurrentUserRow(row))) => views(row),
+        None => load_me(&state, &me.user_id).await?,
+    };
     let connections = connections::load_connections(&state, &me.user_id).await?;
     Ok(ApiOk::new(
         SessionDetail {
