@@ -31,6 +31,7 @@ use crate::error::{error_response, AppError, Enveloped, ErrorEnvelope};
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::sms::SmsSender;
+use crate::storage::Storage;
 
 pub struct App {
     pub config: Config,
@@ -38,6 +39,7 @@ pub struct App {
     pub clock: Clock,
     pub keys: Keys,
     pub sms: Arc<dyn SmsSender>,
+    pub storage: Storage,
     pub metrics: Metrics,
     /// Cancelled on shutdown: long-lived responses (event streams) end when it fires.
     pub shutdown: CancellationToken,
@@ -60,12 +62,14 @@ impl AppState {
         db.migrate().await.context("migrating the database")?;
         let keys = Keys::load(&config)?;
         let sms = crate::sms::from_config(&config)?;
+        let storage = Storage::from_config(&config).context("setting up object storage")?;
         Ok(AppState(Arc::new(App {
             config,
             db,
             clock: Clock::default(),
             keys,
             sms,
+            storage,
             metrics: Metrics::default(),
             shutdown: CancellationToken::new(),
         })))
@@ -142,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(
             utoipa_swagger_ui::Config::from("/openapi.json"),
         ))
+        .merge(crate::storage::router())
         .merge(crate::web::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
@@ -302,6 +307,11 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Health> {
         .ping()
         .await
         .map_err(|e| AppError::unavailable("the database", e))?;
+    state
+        .storage
+        .ping()
+        .await
+        .map_err(|e| AppError::unavailable("object storage", e))?;
     Ok(ApiOk::new(Health { status: "ready".into() }, "ready"))
 }
 
@@ -345,6 +355,7 @@ async fn sweep(state: &AppState) -> anyhow::Result<()> {
         .execute(&state.db.pool)
         .await?;
     crate::ratelimit::sweep(&state.db, now).await?;
+    crate::files::sweep(state).await?;
     Ok(())
 }
 
