@@ -31,11 +31,9 @@ const LOG_PER_PAGE: i64 = 20;
 /// The longest end time a permanent grant may carry (`e`), in minutes: one year.
 const MAX_GRANT_MINUTES: i64 = 525_600;
 
-/// The SQL condition for a live grant or share aliased `g`, with the current time as `$now`.
-const LIVE: &str = "g.ended_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > $NOW)";
-
+/// The SQL condition for a live grant or share aliased `g`, given the parameter holding now.
 fn live(now_param: &str) -> String {
-    LIVE.replace("$NOW", now_param)
+    format!("g.ended_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > {now_param})")
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -618,9 +616,9 @@ async fn revoke_file_access(
     let mut tx = state.db.pool.begin().await?;
     let file = owned_file(&mut tx, &file_id, &me.user_id).await?;
     let ended: Vec<(String,)> = sqlx::query_as(&format!(
-        "UPDATE file_grants AS g SET ended_at = $1, ended_reason = 'revoked' \
-         WHERE g.file_id = $2 AND g.grantee_id = $3 AND {} RETURNING g.id",
-        live("$1")
+        "UPDATE file_grants SET ended_at = $1, ended_reason = 'revoked' \
+         WHERE file_id = $2 AND grantee_id = $3 AND {} RETURNING id",
+        live("$1").replace("g.", "")
     ))
     .bind(now)
     .bind(&file_id)
