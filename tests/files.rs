@@ -65,19 +65,27 @@ async fn upload(app: &TestApp, user: &User, bytes: Vec<u8>, name: &str) -> Strin
 
 /// Connections are the users feature's; here a row is enough.
 async fn connect(app: &TestApp, patient: &User, doctor: &User) {
-    sqlx::query("INSERT INTO connections (id, patient_id, doctor_id, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(uuid::Uuid::new_v4().simple().to_string())
-        .bind(&patient.id)
-        .bind(&doctor.id)
-        .bind(app.clock().now())
-        .execute(&app.state.db.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO connections (id, patient_id, doctor_id, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(uuid::Uuid::new_v4().simple().to_string())
+    .bind(&patient.id)
+    .bind(&doctor.id)
+    .bind(app.clock().now())
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
 }
 
 /// Fetches a download link. Local links name the public URL; the test server listens elsewhere.
 async fn fetch(app: &TestApp, url: &str) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
-    let public = app.state.config.public_url.as_str().trim_end_matches('/').to_string();
+    let public = app
+        .state
+        .config
+        .public_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_string();
     let target = match url.strip_prefix(&public) {
         Some(rest) => app.url(rest),
         None => url.to_string(),
@@ -118,7 +126,9 @@ async fn roundtrip(app: &TestApp) {
     assert_eq!(f["report_date"], "2024-05-01");
     let id = f["id"].as_str().unwrap();
 
-    let r = app.get("/protected/resource/userFiles?q=1", &p.cookie).await;
+    let r = app
+        .get("/protected/resource/userFiles?q=1", &p.cookie)
+        .await;
     r.expect(200, "");
     assert_eq!(r.data()["total"], 1);
     assert_eq!(r.data()["files"][0]["id"], id);
@@ -126,7 +136,10 @@ async fn roundtrip(app: &TestApp) {
 
     let url = link(app, &p, &format!("{}?o=t", path("fileURL", id))).await;
     let url_path = url.split('?').next().unwrap();
-    assert!(!url_path.contains("sum"), "the object key must not carry the file name: {url}");
+    assert!(
+        !url_path.contains("sum"),
+        "the object key must not carry the file name: {url}"
+    );
     let (status, headers, body) = fetch(app, &url).await;
     assert_eq!(status, 200);
     assert_eq!(body, bytes, "downloaded bytes differ from the upload");
@@ -138,7 +151,10 @@ async fn roundtrip(app: &TestApp) {
         );
         assert_eq!(headers["content-type"], "application/pdf");
     } else {
-        assert!(url.contains("response-content-disposition=attachment"), "{url}");
+        assert!(
+            url.contains("response-content-disposition=attachment"),
+            "{url}"
+        );
     }
 }
 
@@ -156,16 +172,28 @@ async fn upload_rules() {
 
     // Exactly the limit is fine; one byte more is refused while streaming.
     let max = 5 * MIB;
-    upload_form(&app, &p.cookie, file_form(pdf(max), "big.pdf", &[])).await.expect(201, "");
+    upload_form(&app, &p.cookie, file_form(pdf(max), "big.pdf", &[]))
+        .await
+        .expect(201, "");
     let r = upload_form(&app, &p.cookie, file_form(pdf(max + 1), "big.pdf", &[])).await;
     r.expect(413, "FILE_TOO_LARGE");
     let r = upload_form(&app, &p.cookie, file_form(pdf(3 * max), "huge.pdf", &[])).await;
     r.expect(413, "FILE_TOO_LARGE");
 
     // The type comes from the bytes, not the name.
-    let r = upload_form(&app, &p.cookie, file_form(b"just some text".to_vec(), "report.pdf", &[])).await;
+    let r = upload_form(
+        &app,
+        &p.cookie,
+        file_form(b"just some text".to_vec(), "report.pdf", &[]),
+    )
+    .await;
     r.expect(415, "UNSUPPORTED_FILE_TYPE");
-    let r = upload_form(&app, &p.cookie, file_form(b"MZ\x90\x00".to_vec(), "x.png", &[])).await;
+    let r = upload_form(
+        &app,
+        &p.cookie,
+        file_form(b"MZ\x90\x00".to_vec(), "x.png", &[]),
+    )
+    .await;
     r.expect(415, "UNSUPPORTED_FILE_TYPE");
     for (bytes, ctype) in [
         (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec(), "image/png"),
@@ -181,7 +209,9 @@ async fn upload_rules() {
     // Tags: at most 10, each at most 32 characters.
     let ten: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
     let ten: Vec<&str> = ten.iter().map(String::as_str).collect();
-    upload_form(&app, &p.cookie, file_form(pdf(100), "a.pdf", &ten)).await.expect(201, "");
+    upload_form(&app, &p.cookie, file_form(pdf(100), "a.pdf", &ten))
+        .await
+        .expect(201, "");
     let mut eleven = ten.clone();
     eleven.push("t10");
     let r = upload_form(&app, &p.cookie, file_form(pdf(100), "a.pdf", &eleven)).await;
@@ -196,28 +226,55 @@ async fn upload_rules() {
     r.expect(201, "");
     assert_eq!(r.data()["file"]["tags"][0], ok32.as_str());
 
-    let r = upload_form(&app, &p.cookie, file_form(pdf(100), "a.pdf", &[]).text("report_type", "xray")).await;
+    let r = upload_form(
+        &app,
+        &p.cookie,
+        file_form(pdf(100), "a.pdf", &[]).text("report_type", "xray"),
+    )
+    .await;
     r.expect(422, "VALIDATION_FAILED");
     assert_eq!(r.body["error"]["details"]["field"], "report_type");
-    let r = upload_form(&app, &p.cookie, file_form(pdf(100), "a.pdf", &[]).text("report_date", "2024-13-01")).await;
+    let r = upload_form(
+        &app,
+        &p.cookie,
+        file_form(pdf(100), "a.pdf", &[]).text("report_date", "2024-13-01"),
+    )
+    .await;
     r.expect(422, "VALIDATION_FAILED");
     assert_eq!(r.body["error"]["details"]["field"], "report_date");
-    let r = upload_form(&app, &p.cookie, reqwest::multipart::Form::new().text("tags[]", "x")).await;
+    let r = upload_form(
+        &app,
+        &p.cookie,
+        reqwest::multipart::Form::new().text("tags[]", "x"),
+    )
+    .await;
     r.expect(422, "VALIDATION_FAILED");
     assert_eq!(r.body["error"]["details"]["field"], "file");
 
     // Not multipart, not a patient, not signed in.
-    app.post("/protected/resource/uploadFile", &p.cookie, serde_json::json!({"file": "x"}))
+    app.post(
+        "/protected/resource/uploadFile",
+        &p.cookie,
+        serde_json::json!({"file": "x"}),
+    )
+    .await
+    .expect(415, "UNSUPPORTED_MEDIA_TYPE");
+    upload_form(&app, &d.cookie, file_form(pdf(100), "a.pdf", &[]))
         .await
-        .expect(415, "UNSUPPORTED_MEDIA_TYPE");
-    upload_form(&app, &d.cookie, file_form(pdf(100), "a.pdf", &[])).await.expect(403, "WRONG_ROLE");
-    upload_form(&app, "", file_form(pdf(100), "a.pdf", &[])).await.expect(401, "UNAUTHENTICATED");
+        .expect(403, "WRONG_ROLE");
+    upload_form(&app, "", file_form(pdf(100), "a.pdf", &[]))
+        .await
+        .expect(401, "UNAUTHENTICATED");
 
     // Refused uploads left nothing behind: 1 + 4 + 1 + 1 stored, no temporary files.
-    let r = app.get("/protected/resource/userFiles?q=1", &p.cookie).await;
+    let r = app
+        .get("/protected/resource/userFiles?q=1", &p.cookie)
+        .await;
     assert_eq!(r.data()["total"], 7);
     assert_eq!(r.data()["files"].as_array().unwrap().len(), 7);
-    let tmp = std::fs::read_dir(app.state.storage.tmp_dir()).unwrap().count();
+    let tmp = std::fs::read_dir(app.state.storage.tmp_dir())
+        .unwrap()
+        .count();
     assert_eq!(tmp, 0, "temporary uploads left behind");
 }
 
@@ -230,18 +287,38 @@ async fn paging_is_ten_a_page_newest_first() {
         ids.push(upload(&app, &p, pdf(50), &format!("f{i}.pdf")).await);
         app.clock().advance(Duration::from_millis(5));
     }
-    let r = app.get("/protected/resource/userFiles?q=1", &p.cookie).await;
+    let r = app
+        .get("/protected/resource/userFiles?q=1", &p.cookie)
+        .await;
     r.expect(200, "");
     assert_eq!(r.data()["total"], 12);
-    let page1: Vec<&str> = r.data()["files"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    let page1: Vec<&str> = r.data()["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
     assert_eq!(page1.len(), 10);
     assert_eq!(page1[0], ids[11]);
-    let r = app.get("/protected/resource/userFiles?q=2", &p.cookie).await;
-    let page2: Vec<&str> = r.data()["files"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    let r = app
+        .get("/protected/resource/userFiles?q=2", &p.cookie)
+        .await;
+    let page2: Vec<&str> = r.data()["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
     assert_eq!(page2, vec![ids[1].as_str(), ids[0].as_str()]);
-    app.get("/protected/resource/userFiles?q=0", &p.cookie).await.expect(422, "VALIDATION_FAILED");
-    app.get("/protected/resource/userFiles?q=x", &p.cookie).await.expect(422, "VALIDATION_FAILED");
-    app.get("/protected/resource/userFiles", "").await.expect(401, "UNAUTHENTICATED");
+    app.get("/protected/resource/userFiles?q=0", &p.cookie)
+        .await
+        .expect(422, "VALIDATION_FAILED");
+    app.get("/protected/resource/userFiles?q=x", &p.cookie)
+        .await
+        .expect(422, "VALIDATION_FAILED");
+    app.get("/protected/resource/userFiles", "")
+        .await
+        .expect(401, "UNAUTHENTICATED");
 }
 
 /// What one caller gets from every route on a file, as (status, code) plus the live lists.
@@ -261,35 +338,69 @@ struct Outcome {
 
 /// Tries every route as `who` on `file` (owned by `owner`, with `access` given to someone).
 /// Mutating routes aim at `victim`, a doctor with no access, so that a refusal changes nothing.
-async fn try_everything(app: &TestApp, who: &User, owner: &User, file: &str, access: &str, victim: &User) -> Outcome {
+async fn try_everything(
+    app: &TestApp,
+    who: &User,
+    owner: &User,
+    file: &str,
+    access: &str,
+    victim: &User,
+) -> Outcome {
     let c = &who.cookie;
     let r = app.get("/protected/resource/userFiles", c).await;
     r.expect(200, "");
     let user_files_total = r.data()["total"].as_i64().unwrap();
-    let file_url_t = app.get(&format!("{}?o=t", path("fileURL", file)), c).await.status.as_u16();
-    let file_url_f = app.get(&format!("{}?o=f", path("fileURL", file)), c).await.status.as_u16();
+    let file_url_t = app
+        .get(&format!("{}?o=t", path("fileURL", file)), c)
+        .await
+        .status
+        .as_u16();
+    let file_url_f = app
+        .get(&format!("{}?o=f", path("fileURL", file)), c)
+        .await
+        .status
+        .as_u16();
     let r = app.get(&path("sharedFileURL", access), c).await;
     let shared_url = (r.status.as_u16(), r.code().to_string());
     let grant = app
-        .post_empty(&format!("{}?p={}&t=r", path("createFileAccess", file), victim.id), c)
+        .post_empty(
+            &format!("{}?p={}&t=r", path("createFileAccess", file), victim.id),
+            c,
+        )
         .await
         .status
         .as_u16();
     let revoke = app
-        .post_empty(&format!("{}?p={}", path("revokeFileAccess", file), victim.id), c)
+        .post_empty(
+            &format!("{}?p={}", path("revokeFileAccess", file), victim.id),
+            c,
+        )
         .await
         .status
         .as_u16();
     let share = app
-        .post_empty(&format!("{}?p={}&t=r", path("tempFileShare", file), victim.id), c)
+        .post_empty(
+            &format!("{}?p={}&t=r", path("tempFileShare", file), victim.id),
+            c,
+        )
         .await
         .status
         .as_u16();
     let r = app.get(&path("patientFileData", &owner.id), c).await;
-    let patient_data = (r.status.as_u16(), r.data()["files"].as_array().map_or(0, |a| a.len()));
+    let patient_data = (
+        r.status.as_u16(),
+        r.data()["files"].as_array().map_or(0, |a| a.len()),
+    );
     let r = app.get("/protected/resource/sharedWithMe", c).await;
-    let shared_with_me = (r.status.as_u16(), r.data()["files"].as_array().map_or(0, |a| a.len()));
-    let delete = app.post_empty(&path("deleteFile", file), c).await.status.as_u16();
+    let shared_with_me = (
+        r.status.as_u16(),
+        r.data()["files"].as_array().map_or(0, |a| a.len()),
+    );
+    let delete = app
+        .post_empty(&path("deleteFile", file), c)
+        .await
+        .status
+        .as_u16();
     let r = app.get("/protected/resource/accessLog?page=1", c).await;
     r.expect(200, "");
     let log_total = r.data()["total"].as_i64().unwrap();
@@ -345,33 +456,61 @@ async fn every_actor_tries_every_route() {
 
     // Permanent grants: only to connected doctors, only doctors, only existing users.
     let r = app
-        .post_empty(&format!("{}?p={}&t=r", path("createFileAccess", &file), granted.id), &owner.cookie)
+        .post_empty(
+            &format!("{}?p={}&t=r", path("createFileAccess", &file), granted.id),
+            &owner.cookie,
+        )
         .await;
     r.expect(200, "");
     let access = r.data()["access_id"].as_str().unwrap().to_string();
     assert!(r.data()["expires_at"].is_null());
-    app.post_empty(&format!("{}?p={}&t=r", path("createFileAccess", &file), stranger.id), &owner.cookie)
-        .await
-        .expect(403, "NOT_CONNECTED");
-    app.post_empty(&format!("{}?p={}&t=r", path("createFileAccess", &file), other.id), &owner.cookie)
-        .await
-        .expect(422, "VALIDATION_FAILED");
-    app.post_empty(&format!("{}?p=nobody&t=r", path("createFileAccess", &file)), &owner.cookie)
-        .await
-        .expect(404, "NOT_FOUND");
-    app.post_empty(&format!("{}?p={}&t=w", path("createFileAccess", &file), granted.id), &owner.cookie)
-        .await
-        .expect(422, "VALIDATION_FAILED");
-    app.post_empty(&format!("{}?p={}&e=0", path("createFileAccess", &file), granted.id), &owner.cookie)
-        .await
-        .expect(422, "VALIDATION_FAILED");
-    app.post_empty(&format!("{}?t=r", path("createFileAccess", &file)), &owner.cookie)
-        .await
-        .expect(422, "VALIDATION_FAILED");
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("createFileAccess", &file), stranger.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(403, "NOT_CONNECTED");
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("createFileAccess", &file), other.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(422, "VALIDATION_FAILED");
+    app.post_empty(
+        &format!("{}?p=nobody&t=r", path("createFileAccess", &file)),
+        &owner.cookie,
+    )
+    .await
+    .expect(404, "NOT_FOUND");
+    app.post_empty(
+        &format!("{}?p={}&t=w", path("createFileAccess", &file), granted.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(422, "VALIDATION_FAILED");
+    app.post_empty(
+        &format!("{}?p={}&e=0", path("createFileAccess", &file), granted.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(422, "VALIDATION_FAILED");
+    app.post_empty(
+        &format!("{}?t=r", path("createFileAccess", &file)),
+        &owner.cookie,
+    )
+    .await
+    .expect(422, "VALIDATION_FAILED");
     // The owner cannot reach into another patient's file either.
-    app.post_empty(&format!("{}?p={}&t=r", path("createFileAccess", &other_file), granted.id), &owner.cookie)
-        .await
-        .expect(404, "NOT_FOUND");
+    app.post_empty(
+        &format!(
+            "{}?p={}&t=r",
+            path("createFileAccess", &other_file),
+            granted.id
+        ),
+        &owner.cookie,
+    )
+    .await
+    .expect(404, "NOT_FOUND");
 
     // The granted doctor: a link under the grant, the file in both lists, nothing else.
     let o = try_everything(&app, &granted, &owner, &file, &access, &victim).await;
@@ -383,7 +522,9 @@ async fn every_actor_tries_every_route() {
     assert_eq!(o.patient_data, (200, 1));
     assert_eq!(o.shared_with_me, (200, 1));
     assert_eq!(o.log_total, 0);
-    let r = app.get("/protected/resource/sharedWithMe", &granted.cookie).await;
+    let r = app
+        .get("/protected/resource/sharedWithMe", &granted.cookie)
+        .await;
     let s = &r.data()["files"][0];
     assert_eq!(s["file"]["id"], file.as_str());
     assert_eq!(s["access_id"], access.as_str());
@@ -404,7 +545,10 @@ async fn every_actor_tries_every_route() {
     let o = try_everything(&app, &other, &owner, &file, &access, &victim).await;
     assert_eq!(o.user_files_total, 1); // their own file
     assert_eq!(o.log_total, 0);
-    assert_eq!((o.file_url_t, o.file_url_f, o.shared_url.0), (404, 404, 404));
+    assert_eq!(
+        (o.file_url_t, o.file_url_f, o.shared_url.0),
+        (404, 404, 404)
+    );
     assert_eq!((o.grant, o.revoke, o.share, o.delete), (404, 404, 404, 404));
     assert_eq!((o.patient_data.0, o.shared_with_me.0), (403, 403));
 
@@ -412,9 +556,18 @@ async fn every_actor_tries_every_route() {
     for (m, p) in [
         ("GET", format!("{}?o=t", path("fileURL", &file))),
         ("GET", path("sharedFileURL", &access)),
-        ("POST", format!("{}?p={}", path("createFileAccess", &file), granted.id)),
-        ("POST", format!("{}?p={}", path("revokeFileAccess", &file), granted.id)),
-        ("POST", format!("{}?p={}", path("tempFileShare", &file), granted.id)),
+        (
+            "POST",
+            format!("{}?p={}", path("createFileAccess", &file), granted.id),
+        ),
+        (
+            "POST",
+            format!("{}?p={}", path("revokeFileAccess", &file), granted.id),
+        ),
+        (
+            "POST",
+            format!("{}?p={}", path("tempFileShare", &file), granted.id),
+        ),
         ("GET", path("patientFileData", &owner.id)),
         ("GET", "/protected/resource/sharedWithMe".into()),
         ("POST", path("deleteFile", &file)),
@@ -436,13 +589,17 @@ async fn every_actor_tries_every_route() {
     assert_eq!((o.patient_data.0, o.shared_with_me.0), (403, 403));
     assert_eq!(o.delete, 200);
     assert!(o.log_total >= 5);
-    let r = app.get("/protected/resource/sharedWithMe", &victim.cookie).await;
+    let r = app
+        .get("/protected/resource/sharedWithMe", &victim.cookie)
+        .await;
     assert_eq!(r.data()["files"].as_array().unwrap().len(), 0);
 
     // Deleting the file ended the granted doctor's access and removed the object.
     let o = try_everything(&app, &granted, &owner, &file, &access, &victim).await;
     assert_no_access(&o, true, (404, "NOT_FOUND"));
-    let r = app.get("/protected/resource/userFiles", &owner.cookie).await;
+    let r = app
+        .get("/protected/resource/userFiles", &owner.cookie)
+        .await;
     assert_eq!(r.data()["total"], 0);
 }
 
@@ -457,32 +614,49 @@ async fn revoked_grant_and_expired_share_open_nothing() {
     let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
 
     let r = app
-        .post_empty(&format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id), &owner.cookie)
+        .post_empty(
+            &format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id),
+            &owner.cookie,
+        )
         .await;
     let grant = r.data()["access_id"].as_str().unwrap().to_string();
     // A 30-minute share needs no connection (decision: a walk-in or second-opinion doctor).
     let r = app
-        .post_empty(&format!("{}?p={}&t=r", path("tempFileShare", &file), walk_in.id), &owner.cookie)
+        .post_empty(
+            &format!("{}?p={}&t=r", path("tempFileShare", &file), walk_in.id),
+            &owner.cookie,
+        )
         .await;
     r.expect(200, "");
     assert_eq!(r.data()["detail"], "shared for 30 minutes");
     let share = r.data()["access_id"].as_str().unwrap().to_string();
-    app.post_empty(&format!("{}?p={}&t=r", path("tempFileShare", &file), owner.id), &owner.cookie)
-        .await
-        .expect(422, "VALIDATION_FAILED");
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("tempFileShare", &file), owner.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(422, "VALIDATION_FAILED");
 
     // Links issued before the revocation stop working at once (local links re-check the grant).
     let granted_url = link(&app, &doctor, &path("sharedFileURL", &grant)).await;
     assert_eq!(fetch(&app, &granted_url).await.0, 200);
-    let r = app.get(&path("patientFileData", &owner.id), &walk_in.cookie).await;
+    let r = app
+        .get(&path("patientFileData", &owner.id), &walk_in.cookie)
+        .await;
     assert_eq!(r.data()["files"][0]["access_kind"], "share");
 
-    app.post_empty(&format!("{}?p={}", path("revokeFileAccess", &file), doctor.id), &owner.cookie)
-        .await
-        .expect(200, "");
-    app.post_empty(&format!("{}?p={}", path("revokeFileAccess", &file), doctor.id), &owner.cookie)
-        .await
-        .expect(404, "NOT_FOUND");
+    app.post_empty(
+        &format!("{}?p={}", path("revokeFileAccess", &file), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(200, "");
+    app.post_empty(
+        &format!("{}?p={}", path("revokeFileAccess", &file), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(404, "NOT_FOUND");
     let (status, _, body) = fetch(&app, &granted_url).await;
     assert_eq!(status, 410, "{}", String::from_utf8_lossy(&body));
     let o = try_everything(&app, &doctor, &owner, &file, &grant, &victim).await;
@@ -491,19 +665,31 @@ async fn revoked_grant_and_expired_share_open_nothing() {
     // The share lives 30 minutes, then yields nothing.
     app.clock().advance(Duration::from_secs(29 * 60));
     let share_url = link(&app, &walk_in, &path("sharedFileURL", &share)).await;
-    let r = app.get(&path("sharedFileURL", &share), &walk_in.cookie).await;
+    let r = app
+        .get(&path("sharedFileURL", &share), &walk_in.cookie)
+        .await;
     let exp = r.data()["expires_at"].as_str().unwrap().to_string();
     // The link ends with the share (in one minute), not two minutes from now.
-    let exp = chrono::DateTime::parse_from_rfc3339(&exp).unwrap().timestamp_millis();
-    assert!(exp - app.clock().now() <= 60_000 + 50, "link outlives the share");
+    let exp = chrono::DateTime::parse_from_rfc3339(&exp)
+        .unwrap()
+        .timestamp_millis();
+    assert!(
+        exp - app.clock().now() <= 60_000 + 50,
+        "link outlives the share"
+    );
     app.clock().advance(Duration::from_secs(2 * 60));
     assert_eq!(fetch(&app, &share_url).await.0, 410);
     let o = try_everything(&app, &walk_in, &owner, &file, &share, &victim).await;
     assert_no_access(&o, true, (410, "ACCESS_EXPIRED"));
 
     // The owner is untouched by all of it (signed in again: the first session idled out).
-    let owner = User { cookie: app.signin(&owner.phone).await, ..owner };
-    app.get(&format!("{}?o=t", path("fileURL", &file)), &owner.cookie).await.expect(200, "");
+    let owner = User {
+        cookie: app.signin(&owner.phone).await,
+        ..owner
+    };
+    app.get(&format!("{}?o=t", path("fileURL", &file)), &owner.cookie)
+        .await
+        .expect(200, "");
 }
 
 #[tokio::test]
@@ -514,25 +700,48 @@ async fn grant_with_an_end_time_ends_by_itself() {
     connect(&app, &owner, &doctor).await;
     let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
     let r = app
-        .post_empty(&format!("{}?p={}&t=r&e=10", path("createFileAccess", &file), doctor.id), &owner.cookie)
+        .post_empty(
+            &format!(
+                "{}?p={}&t=r&e=10",
+                path("createFileAccess", &file),
+                doctor.id
+            ),
+            &owner.cookie,
+        )
         .await;
     r.expect(200, "");
     let access = r.data()["access_id"].as_str().unwrap().to_string();
     assert!(r.data()["expires_at"].is_string());
-    app.get(&format!("{}?o=f", path("fileURL", &file)), &doctor.cookie).await.expect(200, "");
+    app.get(&format!("{}?o=f", path("fileURL", &file)), &doctor.cookie)
+        .await
+        .expect(200, "");
     app.clock().advance(Duration::from_secs(10 * 60 + 1));
-    app.get(&format!("{}?o=f", path("fileURL", &file)), &doctor.cookie).await.expect(404, "NOT_FOUND");
-    app.get(&path("sharedFileURL", &access), &doctor.cookie).await.expect(410, "ACCESS_EXPIRED");
-    let r = app.get("/protected/resource/sharedWithMe", &doctor.cookie).await;
+    app.get(&format!("{}?o=f", path("fileURL", &file)), &doctor.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.get(&path("sharedFileURL", &access), &doctor.cookie)
+        .await
+        .expect(410, "ACCESS_EXPIRED");
+    let r = app
+        .get("/protected/resource/sharedWithMe", &doctor.cookie)
+        .await;
     assert_eq!(r.data()["files"].as_array().unwrap().len(), 0);
     // A new grant replaces an old one; two open grants never coexist.
-    app.post_empty(&format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id), &owner.cookie)
-        .await
-        .expect(200, "");
-    app.post_empty(&format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id), &owner.cookie)
-        .await
-        .expect(200, "");
-    let r = app.get("/protected/resource/sharedWithMe", &doctor.cookie).await;
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(200, "");
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(200, "");
+    let r = app
+        .get("/protected/resource/sharedWithMe", &doctor.cookie)
+        .await;
     assert_eq!(r.data()["files"].as_array().unwrap().len(), 1);
 }
 
@@ -544,7 +753,15 @@ async fn local_links_open_one_file_for_two_minutes() {
     let b = upload(&app, &owner, pdf(2000), "b.pdf").await;
     let url_a = link(&app, &owner, &format!("{}?o=t", path("fileURL", &a))).await;
     let url_b = link(&app, &owner, &format!("{}?o=t", path("fileURL", &b))).await;
-    let key_of = |u: &str| u.split("/objects/").nth(1).unwrap().split('?').next().unwrap().to_string();
+    let key_of = |u: &str| {
+        u.split("/objects/")
+            .nth(1)
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap()
+            .to_string()
+    };
     let edited = url_a.replace(&key_of(&url_a), &key_of(&url_b));
     let (status, _, body) = fetch(&app, &edited).await;
     assert_eq!(status, 403);
@@ -568,21 +785,59 @@ async fn access_log_records_every_link_grant_revoke_and_share() {
     let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
     let ua = |c: &str| (c.to_string(), "ledger-test/2.0");
     let send = |method: reqwest::Method, p: String, cookie: String| {
-        let req = app.http.request(method, app.url(&p)).header("cookie", cookie).header("user-agent", ua("").1);
+        let req = app
+            .http
+            .request(method, app.url(&p))
+            .header("cookie", cookie)
+            .header("user-agent", ua("").1);
         async move { common::Resp::from(req.send().await.unwrap()).await }
     };
-    let r = send(reqwest::Method::POST, format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id), owner.cookie.clone()).await;
+    let r = send(
+        reqwest::Method::POST,
+        format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id),
+        owner.cookie.clone(),
+    )
+    .await;
     let grant = r.data()["access_id"].as_str().unwrap().to_string();
-    send(reqwest::Method::GET, format!("{}?o=f", path("fileURL", &file)), doctor.cookie.clone()).await.expect(200, "");
-    send(reqwest::Method::POST, format!("{}?p={}", path("tempFileShare", &file), doctor.id), owner.cookie.clone()).await.expect(200, "");
-    send(reqwest::Method::POST, format!("{}?p={}", path("revokeFileAccess", &file), doctor.id), owner.cookie.clone()).await.expect(200, "");
-    send(reqwest::Method::GET, format!("{}?o=t", path("fileURL", &file)), owner.cookie.clone()).await.expect(200, "");
+    send(
+        reqwest::Method::GET,
+        format!("{}?o=f", path("fileURL", &file)),
+        doctor.cookie.clone(),
+    )
+    .await
+    .expect(200, "");
+    send(
+        reqwest::Method::POST,
+        format!("{}?p={}", path("tempFileShare", &file), doctor.id),
+        owner.cookie.clone(),
+    )
+    .await
+    .expect(200, "");
+    send(
+        reqwest::Method::POST,
+        format!("{}?p={}", path("revokeFileAccess", &file), doctor.id),
+        owner.cookie.clone(),
+    )
+    .await
+    .expect(200, "");
+    send(
+        reqwest::Method::GET,
+        format!("{}?o=t", path("fileURL", &file)),
+        owner.cookie.clone(),
+    )
+    .await
+    .expect(200, "");
 
-    let r = app.get("/protected/resource/accessLog?page=1", &owner.cookie).await;
+    let r = app
+        .get("/protected/resource/accessLog?page=1", &owner.cookie)
+        .await;
     r.expect(200, "");
     assert_eq!(r.data()["total"], 6); // grant, read, share, revoke x2 (grant and share), read
     let entries = r.data()["entries"].as_array().unwrap();
-    let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions.iter().filter(|a| **a == "read").count(), 2);
     assert_eq!(actions.iter().filter(|a| **a == "revoke").count(), 2);
     assert!(actions.contains(&"grant") && actions.contains(&"share"));
@@ -602,10 +857,16 @@ async fn access_log_records_every_link_grant_revoke_and_share() {
     assert_eq!(entries[0]["actor"]["id"], owner.id.as_str());
 
     // Nobody else reads it; it cannot be edited.
-    let r = app.get("/protected/resource/accessLog", &doctor.cookie).await;
+    let r = app
+        .get("/protected/resource/accessLog", &doctor.cookie)
+        .await;
     assert_eq!(r.data()["total"], 0);
-    app.get("/protected/resource/accessLog?page=0", &owner.cookie).await.expect(422, "VALIDATION_FAILED");
-    let edit = sqlx::query("UPDATE file_access_log SET action = 'x'").execute(&app.state.db.pool).await;
+    app.get("/protected/resource/accessLog?page=0", &owner.cookie)
+        .await
+        .expect(422, "VALIDATION_FAILED");
+    let edit = sqlx::query("UPDATE file_access_log SET action = 'x'")
+        .execute(&app.state.db.pool)
+        .await;
     assert!(edit.is_err(), "the ledger must refuse updates");
 }
 
@@ -616,32 +877,54 @@ async fn ended_connection_and_erased_account_end_access() {
     let doctor = app.signup("Dr Rao", "doctor").await;
     connect(&app, &owner, &doctor).await;
     let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
-    app.post_empty(&format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id), &owner.cookie)
-        .await
-        .expect(200, "");
-    app.post_empty(&format!("{}?p={}&t=r", path("tempFileShare", &file), doctor.id), &owner.cookie)
-        .await
-        .expect(200, "");
-    let r = app.get("/protected/resource/sharedWithMe", &doctor.cookie).await;
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(200, "");
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("tempFileShare", &file), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(200, "");
+    let r = app
+        .get("/protected/resource/sharedWithMe", &doctor.cookie)
+        .await;
     assert_eq!(r.data()["files"].as_array().unwrap().len(), 2);
 
     let mut tx = app.state.db.pool.begin().await.unwrap();
-    auravita::files::end_access(&mut tx, &owner.id, &doctor.id).await.unwrap();
+    auravita::files::end_access(&mut tx, &owner.id, &doctor.id)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
-    let r = app.get("/protected/resource/sharedWithMe", &doctor.cookie).await;
+    let r = app
+        .get("/protected/resource/sharedWithMe", &doctor.cookie)
+        .await;
     assert_eq!(r.data()["files"].as_array().unwrap().len(), 0);
-    app.get(&format!("{}?o=f", path("fileURL", &file)), &doctor.cookie).await.expect(404, "NOT_FOUND");
+    app.get(&format!("{}?o=f", path("fileURL", &file)), &doctor.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
 
     let mut tx = app.state.db.pool.begin().await.unwrap();
-    let keys = auravita::files::forget_user(&mut tx, &owner.id).await.unwrap();
+    let keys = auravita::files::forget_user(&mut tx, &owner.id)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(keys.len(), 1);
     assert!(keys[0].starts_with("files/"));
     assert!(app.state.storage.exists(&keys[0]).await.unwrap());
-    auravita::files::delete_objects(&app.state, &keys).await.unwrap();
-    auravita::files::delete_objects(&app.state, &keys).await.unwrap(); // idempotent
+    auravita::files::delete_objects(&app.state, &keys)
+        .await
+        .unwrap();
+    auravita::files::delete_objects(&app.state, &keys)
+        .await
+        .unwrap(); // idempotent
     assert!(!app.state.storage.exists(&keys[0]).await.unwrap());
-    let r = app.get("/protected/resource/userFiles", &owner.cookie).await;
+    let r = app
+        .get("/protected/resource/userFiles", &owner.cookie)
+        .await;
     assert_eq!(r.data()["total"], 0);
 }
 
@@ -652,12 +935,23 @@ async fn sweep_removes_only_old_orphans() {
     let file = upload(&app, &owner, pdf(1000), "kept.pdf").await;
     let tmp = app.state.storage.tmp_dir().join("orphan");
     std::fs::write(&tmp, b"%PDF-orphan").unwrap();
-    app.state.storage.put_file("files/orphan0000", &tmp, 11).await.unwrap();
-    assert_eq!(auravita::files::sweep(&app.state).await.unwrap(), 0, "young orphans stay");
+    app.state
+        .storage
+        .put_file("files/orphan0000", &tmp, 11)
+        .await
+        .unwrap();
+    assert_eq!(
+        auravita::files::sweep(&app.state).await.unwrap(),
+        0,
+        "young orphans stay"
+    );
     app.clock().advance(Duration::from_secs(61 * 60));
     assert_eq!(auravita::files::sweep(&app.state).await.unwrap(), 1);
     assert!(!app.state.storage.exists("files/orphan0000").await.unwrap());
-    let owner = User { cookie: app.signin(&owner.phone).await, ..owner };
+    let owner = User {
+        cookie: app.signin(&owner.phone).await,
+        ..owner
+    };
     let url = link(&app, &owner, &format!("{}?o=t", path("fileURL", &file))).await;
     let (status, _, body) = fetch(&app, &url).await;
     assert_eq!(status, 200);
@@ -692,7 +986,12 @@ fn s3_env() -> Option<S3Env> {
         var("AURAVITA_TEST_S3_ACCESS_KEY_ID"),
         var("AURAVITA_TEST_S3_SECRET_ACCESS_KEY"),
     ) {
-        (Some(endpoint), Some(bucket), Some(key_id), Some(secret)) => Some(S3Env { endpoint, bucket, key_id, secret }),
+        (Some(endpoint), Some(bucket), Some(key_id), Some(secret)) => Some(S3Env {
+            endpoint,
+            bucket,
+            key_id,
+            secret,
+        }),
         _ => {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -728,7 +1027,10 @@ async fn s3_roundtrip_sharing_and_ready() {
     let bytes = pdf(5 * MIB);
     let file = upload(&app, &owner, bytes.clone(), "big.pdf").await;
     let r = app
-        .post_empty(&format!("{}?p={}&t=r", path("tempFileShare", &file), doctor.id), &owner.cookie)
+        .post_empty(
+            &format!("{}?p={}&t=r", path("tempFileShare", &file), doctor.id),
+            &owner.cookie,
+        )
         .await;
     let share = r.data()["access_id"].as_str().unwrap().to_string();
     let url = link(&app, &doctor, &path("sharedFileURL", &share)).await;
@@ -744,7 +1046,9 @@ async fn s3_roundtrip_sharing_and_ready() {
         .fetch_all(&app.state.db.pool)
         .await
         .unwrap();
-    app.post_empty(&path("deleteFile", &file), &owner.cookie).await.expect(200, "");
+    app.post_empty(&path("deleteFile", &file), &owner.cookie)
+        .await
+        .expect(200, "");
     assert!(!app.state.storage.exists(&keys[0].0).await.unwrap());
     assert_eq!(fetch(&app, &url).await.0, 404);
 }
@@ -765,7 +1069,11 @@ async fn s3_refuses_expired_and_edited_links() {
     let edited = url_a.replace(&key_a, &key_b);
     let (status, _, body) = fetch(&app, &edited).await;
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
-    assert!(String::from_utf8_lossy(&body).contains("SignatureDoesNotMatch"), "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("SignatureDoesNotMatch"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
 
     // Signed ten minutes ago for two minutes: the server says it has expired.
     let s3 = app.state.storage.s3().unwrap();
@@ -773,7 +1081,11 @@ async fn s3_refuses_expired_and_edited_links() {
     let old = s3.presign_get(&key_a, "attachment", "application/pdf", past, 120);
     let (status, _, body) = fetch(&app, &old).await;
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
-    assert!(String::from_utf8_lossy(&body).contains("expired"), "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("expired"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     // The same signing, current: accepted (so the refusal above is about time only).
     let now = chrono::Utc::now().timestamp_millis();
     let fresh = s3.presign_get(&key_a, "attachment", "application/pdf", now, 120);

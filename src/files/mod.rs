@@ -187,14 +187,20 @@ fn page_number(v: Option<i64>, field: &str) -> Result<i64, AppError> {
     match v {
         None => Ok(1),
         Some(p) if (1..=1_000_000).contains(&p) => Ok(p),
-        Some(_) => Err(AppError::invalid(field, format!("{field} must be a page number from 1"))),
+        Some(_) => Err(AppError::invalid(
+            field,
+            format!("{field} must be a page number from 1"),
+        )),
     }
 }
 
 fn access_type(t: &Option<String>) -> Result<(), AppError> {
     match t.as_deref() {
         None | Some("r") => Ok(()),
-        Some(_) => Err(AppError::invalid("t", "t must be r (read): only read access exists")),
+        Some(_) => Err(AppError::invalid(
+            "t",
+            "t must be r (read): only read access exists",
+        )),
     }
 }
 
@@ -217,7 +223,17 @@ const FILE_COLS: &str = "f.id, f.file_name, f.content_type, f.size_bytes, f.sha2
      f.report_type, f.report_date, f.created_at";
 
 fn file_view(r: FileRow) -> FileView {
-    let (id, file_name, content_type, size_bytes, sha256, tags, report_type, report_date, created_at) = r;
+    let (
+        id,
+        file_name,
+        content_type,
+        size_bytes,
+        sha256,
+        tags,
+        report_type,
+        report_date,
+        created_at,
+    ) = r;
     FileView {
         id,
         file_name,
@@ -250,7 +266,11 @@ async fn owned_file(
     .fetch_optional(&mut *conn)
     .await?;
     let (key, name, content_type) = row.ok_or_else(|| not_found("file"))?;
-    Ok(OwnedFile { key, name, content_type })
+    Ok(OwnedFile {
+        key,
+        name,
+        content_type,
+    })
 }
 
 /// The doctor a grant or share is for. Unknown ids are 404; patients cannot receive files.
@@ -320,7 +340,11 @@ async fn record(
 }
 
 /// Whether a grant or share is live now (local download links re-check it on every use).
-pub async fn grant_is_live(state: &AppState, grant_id: &str, now: Millis) -> Result<bool, AppError> {
+pub async fn grant_is_live(
+    state: &AppState,
+    grant_id: &str,
+    now: Millis,
+) -> Result<bool, AppError> {
     let row: Option<(String,)> = sqlx::query_as(&format!(
         "SELECT g.id FROM file_grants g WHERE g.id = $1 AND {}",
         live("$2")
@@ -445,7 +469,12 @@ async fn file_url(
         None => (true, true),
         Some("t") => (true, false),
         Some("f") => (false, true),
-        Some(_) => return Err(AppError::invalid("o", "o must be t (owner) or f (shared with me)")),
+        Some(_) => {
+            return Err(AppError::invalid(
+                "o",
+                "o must be t (owner) or f (shared with me)",
+            ))
+        }
     };
     let now = state.clock.now();
     let mut tx = state.db.pool.begin().await?;
@@ -463,20 +492,25 @@ async fn file_url(
     }
     if as_grantee {
         // The longest-lasting live access wins (a permanent grant over a 30-minute share).
-        let row: Option<(String, Option<i64>, String, String, String, String)> = sqlx::query_as(&format!(
-            "SELECT g.id, g.expires_at, f.owner_id, f.object_key, f.file_name, f.content_type \
+        let row: Option<(String, Option<i64>, String, String, String, String)> =
+            sqlx::query_as(&format!(
+                "SELECT g.id, g.expires_at, f.owner_id, f.object_key, f.file_name, f.content_type \
              FROM file_grants g JOIN files f ON f.id = g.file_id \
              WHERE g.file_id = $1 AND g.grantee_id = $2 AND {} \
              ORDER BY COALESCE(g.expires_at, 9223372036854775807) DESC LIMIT 1",
-            live("$3")
-        ))
-        .bind(&file_id)
-        .bind(&me.user_id)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
+                live("$3")
+            ))
+            .bind(&file_id)
+            .bind(&me.user_id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some((grant_id, expires, owner, key, name, content_type)) = row {
-            let file = OwnedFile { key, name, content_type };
+            let file = OwnedFile {
+                key,
+                name,
+                content_type,
+            };
             let link = IssuedLink {
                 file_id: &file_id,
                 owner: &owner,
@@ -489,6 +523,17 @@ async fn file_url(
     }
     Err(not_found("file"))
 }
+
+/// file, expires_at, ended_at, owner, object key, name, content type
+type AccessRow = (
+    String,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+    String,
+    String,
+);
 
 /// A 2-minute download link under one grant or share given to the caller.
 #[utoipa::path(get, path = "/sharedFileURL/{access_id}", tag = "resource", security(("session" = [])),
@@ -503,7 +548,7 @@ async fn shared_file_url(
 ) -> ApiResult<LinkView> {
     let now = state.clock.now();
     let mut tx = state.db.pool.begin().await?;
-    let row: Option<(String, Option<i64>, Option<i64>, String, String, String, String)> = sqlx::query_as(
+    let row: Option<AccessRow> = sqlx::query_as(
         "SELECT g.file_id, g.expires_at, g.ended_at, f.owner_id, f.object_key, f.file_name, f.content_type \
          FROM file_grants g JOIN files f ON f.id = g.file_id WHERE g.id = $1 AND g.grantee_id = $2",
     )
@@ -514,12 +559,19 @@ async fn shared_file_url(
     let (file_id, expires, ended, owner, key, name, content_type) =
         row.ok_or_else(|| not_found("access"))?;
     if ended.is_some() {
-        return Err(AppError::gone("ACCESS_REVOKED", "this access has been taken back"));
+        return Err(AppError::gone(
+            "ACCESS_REVOKED",
+            "this access has been taken back",
+        ));
     }
     if expires.is_some_and(|e| e <= now) {
         return Err(AppError::gone("ACCESS_EXPIRED", "this access has expired"));
     }
-    let file = OwnedFile { key, name, content_type };
+    let file = OwnedFile {
+        key,
+        name,
+        content_type,
+    };
     let link = IssuedLink {
         file_id: &file_id,
         owner: &owner,
@@ -546,7 +598,10 @@ async fn create_file_access(
     access_type(&q.t)?;
     if let Some(e) = q.e {
         if !(1..=MAX_GRANT_MINUTES).contains(&e) {
-            return Err(AppError::invalid("e", "e must be a number of minutes from 1 to 525600"));
+            return Err(AppError::invalid(
+                "e",
+                "e must be a number of minutes from 1 to 525600",
+            ));
         }
     }
     let now = state.clock.now();
@@ -577,8 +632,19 @@ async fn create_file_access(
     .bind(expires_at)
     .execute(&mut *tx)
     .await?;
-    record(&mut tx, &me.user_id, &file_id, &file.name, &me.user_id, "grant", Some(&id), Some(&q.p), now, &client)
-        .await?;
+    record(
+        &mut tx,
+        &me.user_id,
+        &file_id,
+        &file.name,
+        &me.user_id,
+        "grant",
+        Some(&id),
+        Some(&q.p),
+        now,
+        &client,
+    )
+    .await?;
     raise(
         &mut tx,
         &state,
@@ -629,8 +695,19 @@ async fn revoke_file_access(
         return Err(not_found("access"));
     }
     for (id,) in &ended {
-        record(&mut tx, &me.user_id, &file_id, &file.name, &me.user_id, "revoke", Some(id), Some(&q.p), now, &client)
-            .await?;
+        record(
+            &mut tx,
+            &me.user_id,
+            &file_id,
+            &file.name,
+            &me.user_id,
+            "revoke",
+            Some(id),
+            Some(&q.p),
+            now,
+            &client,
+        )
+        .await?;
     }
     raise(
         &mut tx,
@@ -642,7 +719,12 @@ async fn revoke_file_access(
     )
     .await?;
     tx.commit().await?;
-    Ok(ApiOk::new(Detail { detail: "access revoked".into() }, "access revoked"))
+    Ok(ApiOk::new(
+        Detail {
+            detail: "access revoked".into(),
+        },
+        "access revoked",
+    ))
 }
 
 /// Shares a file with a doctor for 30 minutes (no connection needed: a second opinion, a walk-in).
@@ -676,8 +758,19 @@ async fn temp_file_share(
     .bind(expires_at)
     .execute(&mut *tx)
     .await?;
-    record(&mut tx, &me.user_id, &file_id, &file.name, &me.user_id, "share", Some(&id), Some(&q.p), now, &client)
-        .await?;
+    record(
+        &mut tx,
+        &me.user_id,
+        &file_id,
+        &file.name,
+        &me.user_id,
+        "share",
+        Some(&id),
+        Some(&q.p),
+        now,
+        &client,
+    )
+    .await?;
     raise(
         &mut tx,
         &state,
@@ -717,7 +810,11 @@ type SharedRow = (
     i64,
 );
 
-async fn live_shared(state: &AppState, doctor: &str, patient: Option<&str>) -> Result<Vec<SharedFileView>, AppError> {
+async fn live_shared(
+    state: &AppState,
+    doctor: &str,
+    patient: Option<&str>,
+) -> Result<Vec<SharedFileView>, AppError> {
     let now = state.clock.now();
     let rows: Vec<SharedRow> = sqlx::query_as(&format!(
         "SELECT g.id, g.kind, g.created_at, g.expires_at, u.id, u.name, {FILE_COLS} \
@@ -756,7 +853,10 @@ async fn patient_file_data(
 ) -> ApiResult<SharedFiles> {
     me.require_role(Role::Doctor)?;
     let files = live_shared(&state, &me.user_id, Some(&patient_id)).await?;
-    Ok(ApiOk::new(SharedFiles { files }, "files shared with you by this patient"))
+    Ok(ApiOk::new(
+        SharedFiles { files },
+        "files shared with you by this patient",
+    ))
 }
 
 /// Everything shared with the calling doctor right now, with the patient and the end time.
@@ -791,7 +891,19 @@ async fn delete_file(
     .bind(now)
     .fetch_all(&mut *tx)
     .await?;
-    record(&mut tx, &me.user_id, &file_id, &file.name, &me.user_id, "delete", None, None, now, &client).await?;
+    record(
+        &mut tx,
+        &me.user_id,
+        &file_id,
+        &file.name,
+        &me.user_id,
+        "delete",
+        None,
+        None,
+        now,
+        &client,
+    )
+    .await?;
     sqlx::query("DELETE FROM file_grants WHERE file_id = $1")
         .bind(&file_id)
         .execute(&mut *tx)
@@ -817,7 +929,12 @@ async fn delete_file(
     if let Err(e) = state.storage.delete(&file.key).await {
         tracing::warn!(error = %e, "deleting an object failed; the sweep will retry");
     }
-    Ok(ApiOk::new(Detail { detail: "file deleted".into() }, "file deleted"))
+    Ok(ApiOk::new(
+        Detail {
+            detail: "file deleted".into(),
+        },
+        "file deleted",
+    ))
 }
 
 type LogRow = (
@@ -845,10 +962,11 @@ async fn access_log(
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> ApiResult<LogPage> {
     let page = page_number(q.page, "page")?;
-    let (total,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM file_access_log WHERE owner_id = $1")
-        .bind(&me.user_id)
-        .fetch_one(&state.db.pool)
-        .await?;
+    let (total,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM file_access_log WHERE owner_id = $1")
+            .bind(&me.user_id)
+            .fetch_one(&state.db.pool)
+            .await?;
     let rows: Vec<LogRow> = sqlx::query_as(
         "SELECT l.id, l.action, l.actor_id, a.name, l.file_id, l.file_name, l.grant_id, l.subject_id, \
          s.name, l.at, l.ip, l.user_agent FROM file_access_log l \
@@ -866,11 +984,17 @@ async fn access_log(
         .map(|r| LogEntry {
             id: r.0,
             action: r.1,
-            actor: PersonView { id: r.2, name: r.3.unwrap_or_else(gone) },
+            actor: PersonView {
+                id: r.2,
+                name: r.3.unwrap_or_else(gone),
+            },
             file_id: r.4,
             file_name: r.5,
             access_id: r.6,
-            subject: r.7.map(|id| PersonView { id, name: r.8.unwrap_or_else(gone) }),
+            subject: r.7.map(|id| PersonView {
+                id,
+                name: r.8.unwrap_or_else(gone),
+            }),
             at: rfc3339(r.9),
             ip: r.10,
             user_agent: r.11,

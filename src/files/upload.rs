@@ -152,19 +152,26 @@ pub async fn upload_file(
     }
     // The whole body is capped too (the file plus a little room for the other fields).
     let req = req.map(|b| Body::new(http_body_util::Limited::new(b, (max + 256 * 1024) as usize)));
-    let mut form = Multipart::from_request(req, &state)
-        .await
-        .map_err(|_| AppError::bad_request("BAD_MULTIPART", "the multipart body could not be read"))?;
+    let mut form = Multipart::from_request(req, &state).await.map_err(|_| {
+        AppError::bad_request("BAD_MULTIPART", "the multipart body could not be read")
+    })?;
 
     let mut tags: Vec<String> = Vec::new();
     let mut report_type: Option<String> = None;
     let mut report_date: Option<String> = None;
     let mut stored: Option<(TmpGuard, u64, String, &'static str, String)> = None;
     let mut fields = 0;
-    while let Some(mut field) = form.next_field().await.map_err(|e| multipart_error(e, max))? {
+    while let Some(mut field) = form
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(e, max))?
+    {
         fields += 1;
         if fields > MAX_FIELDS {
-            return Err(AppError::bad_request("BAD_MULTIPART", "too many form fields"));
+            return Err(AppError::bad_request(
+                "BAD_MULTIPART",
+                "too many form fields",
+            ));
         }
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
@@ -174,7 +181,9 @@ pub async fn upload_file(
             let raw_name = field.file_name().map(str::to_string);
             let path = state.storage.tmp_dir().join(crate::db::new_id());
             let guard = TmpGuard(Some(path.clone()));
-            let mut out = tokio::fs::File::create(&path).await.map_err(AppError::internal)?;
+            let mut out = tokio::fs::File::create(&path)
+                .await
+                .map_err(AppError::internal)?;
             let mut hasher = Sha256::new();
             let mut head: Vec<u8> = Vec::with_capacity(132);
             let mut size: u64 = 0;
@@ -202,7 +211,13 @@ pub async fn upload_file(
             out.sync_all().await.map_err(AppError::internal)?;
             drop(out);
             let file_name = clean_name(raw_name.as_deref(), ext);
-            stored = Some((guard, size, hex::encode(hasher.finalize()), ctype, file_name));
+            stored = Some((
+                guard,
+                size,
+                hex::encode(hasher.finalize()),
+                ctype,
+                file_name,
+            ));
         } else {
             let mut text = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, max))? {
@@ -220,7 +235,10 @@ pub async fn upload_file(
                         continue;
                     }
                     if tag.chars().count() > MAX_TAG_CHARS {
-                        return Err(AppError::invalid("tags", "a tag can have at most 32 characters"));
+                        return Err(AppError::invalid(
+                            "tags",
+                            "a tag can have at most 32 characters",
+                        ));
                     }
                     if !tags.contains(&tag) {
                         tags.push(tag);
@@ -244,9 +262,13 @@ pub async fn upload_file(
                 "report_date" => {
                     let d = text.trim();
                     if !d.is_empty() {
-                        let ok = d.len() == 10 && chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok();
+                        let ok = d.len() == 10
+                            && chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok();
                         if !ok {
-                            return Err(AppError::invalid("report_date", "report_date must be YYYY-MM-DD"));
+                            return Err(AppError::invalid(
+                                "report_date",
+                                "report_date must be YYYY-MM-DD",
+                            ));
                         }
                         report_date = Some(d.to_string());
                     }
@@ -257,7 +279,10 @@ pub async fn upload_file(
         }
     }
     let Some((mut guard, size, sha256, ctype, file_name)) = stored else {
-        return Err(AppError::invalid("file", "attach the document as the field file"));
+        return Err(AppError::invalid(
+            "file",
+            "attach the document as the field file",
+        ));
     };
 
     // The object first, then its row: a crash in between leaves an orphan object (swept), never

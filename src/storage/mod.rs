@@ -143,7 +143,11 @@ impl Storage {
     }
 
     /// Keys under `prefix` last modified before `before` (Unix ms).
-    pub async fn list_older_than(&self, prefix: &str, before: Millis) -> anyhow::Result<Vec<String>> {
+    pub async fn list_older_than(
+        &self,
+        prefix: &str,
+        before: Millis,
+    ) -> anyhow::Result<Vec<String>> {
         let metas: Vec<object_store::ObjectMeta> = self
             .store
             .list(Some(&Path::from(prefix)))
@@ -171,8 +175,18 @@ impl Storage {
             Backend::Local { .. } => {
                 let grant = spec.grant_id.unwrap_or("");
                 let exp = spec.expires_at.to_string();
-                let sig = link_sig(state, spec.key, &exp, grant, spec.file_name, spec.content_type);
-                let mut url = state.config.public_url.join(&format!("/objects/{}", spec.key))?;
+                let sig = link_sig(
+                    state,
+                    spec.key,
+                    &exp,
+                    grant,
+                    spec.file_name,
+                    spec.content_type,
+                );
+                let mut url = state
+                    .config
+                    .public_url
+                    .join(&format!("/objects/{}", spec.key))?;
                 url.query_pairs_mut()
                     .append_pair("exp", &exp)
                     .append_pair("g", grant)
@@ -192,7 +206,14 @@ impl Storage {
     }
 }
 
-fn link_sig(state: &AppState, key: &str, exp: &str, grant: &str, name: &str, ctype: &str) -> String {
+fn link_sig(
+    state: &AppState,
+    key: &str,
+    exp: &str,
+    grant: &str,
+    name: &str,
+    ctype: &str,
+) -> String {
     state.keys.link_mac(&[
         b"download",
         key.as_bytes(),
@@ -267,10 +288,16 @@ async fn serve_local(
     let exp: Millis = q.exp.parse().map_err(|_| refused())?;
     let now = state.clock.now();
     if now >= exp {
-        return Err(AppError::gone("LINK_EXPIRED", "this download link has expired"));
+        return Err(AppError::gone(
+            "LINK_EXPIRED",
+            "this download link has expired",
+        ));
     }
     if !q.g.is_empty() && !crate::files::grant_is_live(&state, &q.g, now).await? {
-        return Err(AppError::gone("ACCESS_ENDED", "the access this link was issued under has ended"));
+        return Err(AppError::gone(
+            "ACCESS_ENDED",
+            "the access this link was issued under has ended",
+        ));
     }
     let Backend::Local { .. } = &state.storage.backend else {
         return Err(refused());
@@ -294,7 +321,13 @@ async fn serve_local(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_str(&content_disposition(&q.n)).map_err(|_| refused())?,
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
     Ok(res)
 }

@@ -164,7 +164,10 @@ impl S3Presigner {
         let now = chrono::Utc::now().timestamp_millis();
         let url = self.presign("PUT", key, &[], now, 300);
         let file = tokio::fs::File::open(tmp).await?;
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024));
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            64 * 1024,
+        ));
         let res = self
             .http
             .put(url)
@@ -175,7 +178,13 @@ impl S3Presigner {
             .context("uploading to S3")?;
         let status = res.status();
         if !status.is_success() {
-            let text: String = res.text().await.unwrap_or_default().chars().take(500).collect();
+            let text: String = res
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(500)
+                .collect();
             anyhow::bail!("S3 refused the upload: {status}: {text}");
         }
         Ok(())
