@@ -130,7 +130,7 @@ fn clean_name(raw: Option<&str>, ext: &str) -> String {
     responses((status = 201, body = crate::api::Envelope<Uploaded>), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
-        (status = 422, body = ErrorEnvelope)))]
+        (status = 422, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn upload_file(
     State(state): State<AppState>,
     me: AuthUser,
