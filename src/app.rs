@@ -31,6 +31,7 @@ use crate::error::{error_response, AppError, Enveloped, ErrorEnvelope};
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::sms::SmsSender;
+use crate::storage::Storage;
 
 pub struct App {
     pub config: Config,
@@ -38,6 +39,7 @@ pub struct App {
     pub clock: Clock,
     pub keys: Keys,
     pub sms: Arc<dyn SmsSender>,
+    pub storage: Storage,
     /// SMS being sent in the background (sign-in codes); lets tests and shutdown wait for them.
     pub sms_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     pub metrics: Metrics,
@@ -64,6 +66,7 @@ impl AppState {
         db.migrate().await.context("migrating the database")?;
         let keys = Keys::load(&config)?;
         let sms = crate::sms::from_config(&config)?;
+        let storage = Storage::from_config(&config).context("setting up object storage")?;
         let oidc = crate::auth::oidc::Oidc::from_config(&config)?;
         Ok(AppState(Arc::new(App {
             config,
@@ -72,6 +75,7 @@ impl AppState {
             keys,
             sms,
             sms_in_flight: Default::default(),
+            storage,
             metrics: Metrics::default(),
             oidc,
             shutdown: CancellationToken::new(),
@@ -152,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(
             utoipa_swagger_ui::Config::from("/openapi.json"),
         ))
+        .merge(crate::storage::router())
         .merge(crate::web::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
@@ -312,6 +317,11 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Health> {
         .ping()
         .await
         .map_err(|e| AppError::unavailable("the database", e))?;
+    state
+        .storage
+        .ping()
+        .await
+        .map_err(|e| AppError::unavailable("object storage", e))?;
     Ok(ApiOk::new(Health { status: "ready".into() }, "ready"))
 }
 
@@ -356,6 +366,7 @@ async fn sweep(state: &AppState) -> anyhow::Result<()> {
         .execute(&state.db.pool)
         .await?;
     crate::ratelimit::sweep(&state.db, now).await?;
+    crate::files::sweep(state).await?;
     Ok(())
 }
 

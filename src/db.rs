@@ -48,6 +48,7 @@ macro_rules! migration {
 const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_foundation"),
     migration!(2, "0002_users"),
+    migration!(3, "0003_files"),
     migration!(5, "0005_oidc"),
 ];
 
