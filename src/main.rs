@@ -96,15 +96,20 @@ async fn admin(config: auravita::Config, cmd: AdminCommand) -> anyhow::Result<()
     };
     let phone = auravita::auth::phone::normalize(&phone, "phone")
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let r = sqlx::query("UPDATE users SET doctor_verified = $1 WHERE phone = $2 AND role = 'doctor'")
-        .bind(verified)
-        .bind(&phone)
-        .execute(&db.pool)
-        .await?;
+    let r =
+        sqlx::query("UPDATE users SET doctor_verified = $1 WHERE phone = $2 AND role = 'doctor'")
+            .bind(verified)
+            .bind(&phone)
+            .execute(&db.pool)
+            .await?;
     anyhow::ensure!(r.rows_affected() == 1, "no doctor has the phone {phone}");
     println!(
         "doctor {phone} is now {}",
-        if verified == 1 { "verified" } else { "unverified" }
+        if verified == 1 {
+            "verified"
+        } else {
+            "unverified"
+        }
     );
     Ok(())
 }

@@ -14,9 +14,21 @@ struct Asset {
 }
 
 const ASSETS: &[Asset] = &[
-    Asset { path: "/", content_type: "text/html; charset=utf-8", body: include_bytes!("../web/index.html") },
-    Asset { path: "/app.js", content_type: "text/javascript; charset=utf-8", body: include_bytes!("../web/app.js") },
-    Asset { path: "/app.css", content_type: "text/css; charset=utf-8", body: include_bytes!("../web/app.css") },
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../web/index.html"),
+    },
+    Asset {
+        path: "/app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/app.js"),
+    },
+    Asset {
+        path: "/app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../web/app.css"),
+    },
 ];
 
 pub fn router() -> Router<AppState> {
@@ -30,7 +42,10 @@ pub fn router() -> Router<AppState> {
 fn serve(a: &'static Asset) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(a.content_type)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(a.content_type),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
         a.body,
