@@ -40,6 +40,8 @@ pub struct App {
     pub keys: Keys,
     pub sms: Arc<dyn SmsSender>,
     pub storage: Storage,
+    /// This instance's open notification streams.
+    pub notifications: crate::notifications::Hub,
     /// SMS being sent in the background (sign-in codes); lets tests and shutdown wait for them.
     pub sms_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     pub metrics: Metrics,
@@ -76,6 +78,7 @@ impl AppState {
             sms,
             sms_in_flight: Default::default(),
             storage,
+            notifications: Default::default(),
             metrics: Metrics::default(),
             oidc,
             shutdown: CancellationToken::new(),
@@ -85,12 +88,12 @@ impl AppState {
 
 /// Called inside the sign-in transaction, after the session is created.
 pub async fn on_sign_in(
-    _state: &AppState,
-    _tx: &mut sqlx::AnyConnection,
-    _user_id: &str,
-    _client: &ClientInfo,
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    user_id: &str,
+    client: &ClientInfo,
 ) -> Result<(), AppError> {
-    Ok(())
+    crate::notifications::on_sign_in(state, tx, user_id, client).await
 }
 
 #[derive(OpenApi)]
@@ -337,6 +340,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Periodic housekeeping every instance runs (each step is idempotent, so instances may overlap).
 pub fn spawn_background(state: &AppState) {
+    crate::notifications::start(state);
     crate::users::purge::spawn(state, Duration::from_secs(30));
     let state = state.clone();
     tokio::spawn(async move {
