@@ -249,8 +249,12 @@ async fn envelope_errors(req: Request, next: Next) -> Response {
         StatusCode::NOT_FOUND => ("NOT_FOUND", "no such route"),
         StatusCode::METHOD_NOT_ALLOWED => ("METHOD_NOT_ALLOWED", "that method is not allowed here"),
         StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", "the request body is too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UNSUPPORTED_MEDIA_TYPE", "unsupported content type"),
-        StatusCode::UNPROCESSABLE_ENTITY => ("VALIDATION_FAILED", "the request could not be understood"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("UNSUPPORTED_MEDIA_TYPE", "unsupported content type")
+        }
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            ("VALIDATION_FAILED", "the request could not be understood")
+        }
         StatusCode::REQUEST_TIMEOUT => ("TIMEOUT", "the request took too long"),
         s if s.is_server_error() => ("INTERNAL", "something went wrong on our side"),
         _ => ("BAD_REQUEST", "the request could not be understood"),
@@ -293,9 +297,12 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
     let method = req.method().clone();
     let started = Instant::now();
     let res = next.run(req).await;
-    state
-        .metrics
-        .observe(method.as_str(), &route, res.status().as_u16(), started.elapsed());
+    state.metrics.observe(
+        method.as_str(),
+        &route,
+        res.status().as_u16(),
+        started.elapsed(),
+    );
     res
 }
 
@@ -308,7 +315,12 @@ pub struct Health {
 #[utoipa::path(get, path = "/health/live", tag = "health",
     responses((status = 200, body = crate::api::Envelope<Health>)))]
 async fn live() -> ApiResult<Health> {
-    Ok(ApiOk::new(Health { status: "ok".into() }, "alive"))
+    Ok(ApiOk::new(
+        Health {
+            status: "ok".into(),
+        },
+        "alive",
+    ))
 }
 
 /// The database (and storage) can be reached.
@@ -325,14 +337,22 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Health> {
         .ping()
         .await
         .map_err(|e| AppError::unavailable("object storage", e))?;
-    Ok(ApiOk::new(Health { status: "ready".into() }, "ready"))
+    Ok(ApiOk::new(
+        Health {
+            status: "ready".into(),
+        },
+        "ready",
+    ))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let pool = &state.db.pool;
     let body = state.metrics.render(pool.size(), pool.num_idle());
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
         body,
     )
         .into_response()
@@ -382,17 +402,27 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn start(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<Server> {
+    pub async fn start(
+        state: AppState,
+        listener: tokio::net::TcpListener,
+    ) -> anyhow::Result<Server> {
         let addr = listener.local_addr()?;
         spawn_background(&state);
         let app = router(state.clone());
         let token = state.shutdown.clone();
         let handle = tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await
         });
-        Ok(Server { addr, state, handle })
+        Ok(Server {
+            addr,
+            state,
+            handle,
+        })
     }
 
     /// Stops accepting, ends event streams, and waits (up to `grace`) for requests in flight.
@@ -406,4 +436,3 @@ impl Server {
         Ok(())
     }
 }
-

@@ -61,7 +61,10 @@ impl Db {
         } else if url.starts_with("sqlite:") {
             Dialect::Sqlite
         } else {
-            anyhow::bail!("unsupported database URL {}", crate::config::redact_url(url));
+            anyhow::bail!(
+                "unsupported database URL {}",
+                crate::config::redact_url(url)
+            );
         };
         let mut url = url.to_string();
         if dialect == Dialect::Sqlite {
@@ -172,12 +175,17 @@ impl Db {
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
     }
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or("");
     if path.is_empty() || path == ":memory:" {
         None

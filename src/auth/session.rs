@@ -176,10 +176,26 @@ async fn session_lookup(
     .bind(sha256_hex(token.as_bytes()))
     .fetch_optional(&state.db.pool)
     .await?;
-    let Some((session_id, last_seen, expires_at, user_id, phone, name, role, pv, dv, spec, qual, reg, years, created)) =
-        row
+    let Some((
+        session_id,
+        last_seen,
+        expires_at,
+        user_id,
+        phone,
+        name,
+        role,
+        pv,
+        dv,
+        spec,
+        qual,
+        reg,
+        years,
+        created,
+    )) = row
     else {
-        return Err(AppError::unauthorized("your session has ended; sign in again"));
+        return Err(AppError::unauthorized(
+            "your session has ended; sign in again",
+        ));
     };
     let idle_ms = state.config.limits.session_idle_secs * 1000;
     if now >= expires_at || now >= last_seen + idle_ms {
@@ -202,13 +218,19 @@ async fn session_lookup(
             .execute(&state.db.pool)
             .await?;
     }
-    let parsed = Role::parse(&role).ok_or_else(|| AppError::internal(anyhow::anyhow!("bad role {role}")))?;
+    let parsed =
+        Role::parse(&role).ok_or_else(|| AppError::internal(anyhow::anyhow!("bad role {role}")))?;
     let user = AuthUser {
         user_id: user_id.clone(),
         role: parsed,
         session_id: Some(session_id),
     };
-    Ok((user, (user_id, phone, name, role, pv, dv, spec, qual, reg, years, created)))
+    Ok((
+        user,
+        (
+            user_id, phone, name, role, pv, dv, spec, qual, reg, years, created,
+        ),
+    ))
 }
 
 pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
@@ -297,6 +319,10 @@ fn session_cookie(state: &AppState, token: &str) -> HeaderValue {
 }
 
 pub fn clear_cookie(state: &AppState) -> HeaderValue {
-    let v = format!("{}={}; Max-Age=0", state.config.cookie_name(), cookie_attrs(state));
+    let v = format!(
+        "{}={}; Max-Age=0",
+        state.config.cookie_name(),
+        cookie_attrs(state)
+    );
     HeaderValue::from_str(&v).expect("cookie is ASCII")
 }

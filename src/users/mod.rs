@@ -131,7 +131,8 @@ pub async fn load_me(state: &AppState, user_id: &str) -> Result<(UserView, Profi
 
 /// The user's own views from their row.
 pub fn views(row: UserRow) -> (UserView, ProfileView) {
-    let (id, phone, name, role, phone_verified, doctor_verified, spec, qual, reg, years, created) = row;
+    let (id, phone, name, role, phone_verified, doctor_verified, spec, qual, reg, years, created) =
+        row;
     let role = Role::parse(&role).unwrap_or(Role::Patient);
     (
         UserView {
