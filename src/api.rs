@@ -2,7 +2,7 @@
 //! clear error in that envelope (never the framework's plain-text rejection).
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -203,9 +203,6 @@ where
             })
     }
 }
-
-#[allow(dead_code)]
-fn _assert_rejection_types(_: QueryRejection) {}
 
 /// Empty data for routes that only confirm.
 #[derive(Serialize, ToSchema)]
