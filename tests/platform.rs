@@ -1,0 +1,134 @@
+//! The platform around the features: health, metrics, the API document and explorer, the web
+//! client, request ids, and the route contract of PRODUCT.md as published in /openapi.json.
+
+mod common;
+
+use common::TestApp;
+
+#[tokio::test]
+async fn health_metrics_docs_and_web_client_are_served() {
+    let app = TestApp::spawn().await;
+    app.get("/health/live", "").await.expect(200, "");
+    let r = app.get("/health/ready", "").await;
+    r.expect(200, "");
+    assert_eq!(r.data()["status"], "ready");
+
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains(
+            "auravita_http_requests_total{method=\"GET\",route=\"/health/live\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("auravita_http_request_duration_seconds_count"));
+
+    let docs = app.http.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger-ui"));
+
+    let home = app.http.get(app.url("/")).send().await.unwrap();
+    assert_eq!(home.status(), 200);
+    assert!(home.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(home.headers().contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_even_errors() {
+    let app = TestApp::spawn().await;
+    let a = app.get("/protected/user/sessionDetail", "").await;
+    let b = app.get("/nope", "").await;
+    let ida = a.headers["x-request-id"].to_str().unwrap().to_string();
+    let idb = b.headers["x-request-id"].to_str().unwrap().to_string();
+    assert!(!ida.is_empty() && ida != idb);
+}
+
+#[tokio::test]
+async fn openapi_publishes_every_route_of_the_contract_with_schemas() {
+    let app = TestApp::spawn().await;
+    let doc: serde_json::Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let routes = [
+        ("post", "/auth/signup"),
+        ("post", "/auth/signup/verify/{id}"),
+        ("post", "/auth/signin"),
+        ("post", "/auth/signin/verify/{id}"),
+        ("post", "/auth/signin/resendotp"),
+        ("post", "/auth/signup/resendotp"),
+        ("post", "/auth/signout"),
+        ("post", "/auth/oidc/register"),
+        ("get", "/protected/user/sessionDetail"),
+        ("post", "/protected/user/deleteProfile"),
+        ("post", "/protected/user/connectionRequest/{doctor_id}"),
+        (
+            "post",
+            "/protected/user/acceptConnectionRequest/{request_id}",
+        ),
+        (
+            "post",
+            "/protected/user/rejectConnectionRequest/{request_id}",
+        ),
+        ("get", "/protected/user/getConnectionRequests"),
+        ("post", "/protected/user/deletePendingRequest/{request_id}"),
+        ("post", "/protected/user/deleteConnection/{connection_id}"),
+        ("get", "/protected/user/searchDoctorByName"),
+        ("get", "/protected/user/searchDoctorByNumber"),
+        ("post", "/protected/user/updateProfile"),
+        ("post", "/protected/user/createPatient"),
+        ("get", "/protected/user/connections"),
+        ("get", "/protected/user/sessions"),
+        ("post", "/protected/user/revokeSession/{id}"),
+        ("post", "/protected/user/signoutEverywhere"),
+        ("get", "/protected/resource/userFiles"),
+        ("post", "/protected/resource/uploadFile"),
+        ("get", "/protected/resource/fileURL/{file_id}"),
+        ("get", "/protected/resource/sharedFileURL/{access_id}"),
+        ("post", "/protected/resource/createFileAccess/{file_id}"),
+        ("post", "/protected/resource/revokeFileAccess/{file_id}"),
+        ("post", "/protected/resource/tempFileShare/{file_id}"),
+        ("get", "/protected/resource/patientFileData/{patient_id}"),
+        ("post", "/protected/resource/deleteFile/{file_id}"),
+        ("get", "/protected/resource/sharedWithMe"),
+        ("get", "/protected/resource/accessLog"),
+        ("get", "/protected/notification/notify"),
+        (
+            "post",
+            "/protected/notification/readNotification/{notification_id}",
+        ),
+        ("get", "/protected/notification/list"),
+        ("post", "/protected/notification/readAll"),
+        ("get", "/health/live"),
+        ("get", "/health/ready"),
+    ];
+    let mut missing = Vec::new();
+    for (method, path) in routes {
+        let op = &doc["paths"][path][method];
+        if op.is_null() {
+            missing.push(format!("{method} {path}"));
+            continue;
+        }
+        let ok = op["responses"]["200"].is_object() || op["responses"]["201"].is_object();
+        assert!(ok, "{method} {path} documents no success response");
+        if path.starts_with("/protected") {
+            assert!(
+                op["security"].is_array(),
+                "{method} {path} documents no security"
+            );
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "routes missing from /openapi.json: {missing:?}"
+    );
+}
