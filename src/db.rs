@@ -207,6 +207,11 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     }
 }
 
+/// A deadlock or serialization failure that PostgreSQL resolved by aborting the transaction.
+pub fn is_retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01") | Some("40001")))
+}
+
 /// A fresh random id for a row: 128 bits, URL-safe, never derived from user input.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()

@@ -150,6 +150,19 @@ impl From<sqlx::Error> for AppError {
         if crate::db::is_unique_violation(&e) {
             return AppError::conflict("ALREADY_EXISTS", "that already exists");
         }
+        if crate::db::is_retryable(&e) {
+            // PostgreSQL broke a deadlock or a serialization conflict by aborting this
+            // transaction; nothing was written, and the same request will succeed when repeated.
+            let mut err = AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "RETRY",
+                "the request collided with another; try again",
+            )
+            .with_details(json!({ "retry_after": 1 }));
+            err.retry_after = Some(1);
+            err.source = Some(e.into());
+            return err;
+        }
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 AppError::unavailable("the database", e)

@@ -912,6 +912,10 @@ async fn delete_file(
         .bind(&file_id)
         .execute(&mut *tx)
         .await?;
+    // Fixed order of notification-head locks (see users::profile::erase_account).
+    let mut holders = holders;
+    holders.sort();
+    holders.dedup();
     for (doctor,) in &holders {
         raise(
             &mut tx,

@@ -286,6 +286,10 @@ pub async fn erase_account(state: &AppState, user_id: &str) -> Result<(), AppErr
         .execute(&mut *tx)
         .await?;
     let keys = crate::files::forget_user(&mut tx, user_id).await?;
+    // Raising takes a lock on each recipient's notification head: a fixed order (by user id)
+    // keeps two such transactions from locking the same heads in opposite orders.
+    let mut peers = peers;
+    peers.sort_by(|a, b| a.1.cmp(&b.1));
     for (connection_id, peer) in &peers {
         raise(
             &mut tx,
