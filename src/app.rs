@@ -40,6 +40,8 @@ pub struct App {
     pub keys: Keys,
     pub sms: Arc<dyn SmsSender>,
     pub storage: Storage,
+    /// Group-committed access-ledger writes (download links).
+    pub ledger: crate::files::ledger::Ledger,
     /// This instance's open notification streams.
     pub notifications: crate::notifications::Hub,
     /// SMS being sent in the background (sign-in codes); lets tests and shutdown wait for them.
@@ -68,6 +70,7 @@ impl AppState {
         db.migrate().await.context("migrating the database")?;
         let keys = Keys::load(&config)?;
         let sms = crate::sms::from_config(&config)?;
+        let ledger = crate::files::ledger::Ledger::start(db.clone());
         let storage = Storage::from_config(&config).context("setting up object storage")?;
         let oidc = crate::auth::oidc::Oidc::from_config(&config)?;
         Ok(AppState(Arc::new(App {
@@ -78,6 +81,7 @@ impl AppState {
             sms,
             sms_in_flight: Default::default(),
             storage,
+            ledger,
             notifications: Default::default(),
             metrics: Metrics::default(),
             oidc,

@@ -2,6 +2,7 @@
 //! Access is decided from rows only (a grant is live while not ended and not past its end time),
 //! so revocation and expiry take effect on the very next request, on every instance.
 
+pub mod ledger;
 mod upload;
 
 use axum::extract::State;
@@ -367,7 +368,6 @@ struct IssuedLink<'a> {
 /// Issues a download link and records it as a read, in one transaction: no link without its entry.
 async fn issue_link(
     state: &AppState,
-    mut tx: sqlx::Transaction<'_, sqlx::Any>,
     me: &AuthUser,
     client: &ClientInfo,
     link: IssuedLink<'_>,
@@ -391,20 +391,21 @@ async fn issue_link(
             },
         )
         .map_err(AppError::internal)?;
-    record(
-        &mut tx,
-        link.owner,
-        link.file_id,
-        &link.file.name,
-        &me.user_id,
-        "read",
-        link.grant_id.as_deref(),
-        None,
-        now,
-        client,
-    )
-    .await?;
-    tx.commit().await?;
+    // A link is a read: it is handed out only once its ledger row is committed.
+    state
+        .ledger
+        .append(ledger::Entry {
+            owner: link.owner.to_string(),
+            file_id: link.file_id.to_string(),
+            file_name: link.file.name.clone(),
+            actor: me.user_id.clone(),
+            action: "read",
+            grant_id: link.grant_id.clone(),
+            at: now,
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+        })
+        .await?;
     Ok(ApiOk::new(
         LinkView {
             url,
@@ -477,7 +478,7 @@ async fn file_url(
         }
     };
     let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db.pool.acquire().await?;
     if as_owner {
         if let Ok(file) = owned_file(&mut tx, &file_id, &me.user_id).await {
             let link = IssuedLink {
@@ -487,7 +488,8 @@ async fn file_url(
                 grant_id: None,
                 grant_expires: None,
             };
-            return issue_link(&state, tx, &me, &client, link, now).await;
+            drop(tx); // the connection is not needed while the ledger row commits
+            return issue_link(&state, &me, &client, link, now).await;
         }
     }
     if as_grantee {
@@ -518,7 +520,8 @@ async fn file_url(
                 grant_id: Some(grant_id),
                 grant_expires: expires,
             };
-            return issue_link(&state, tx, &me, &client, link, now).await;
+            drop(tx); // the connection is not needed while the ledger row commits
+            return issue_link(&state, &me, &client, link, now).await;
         }
     }
     Err(not_found("file"))
@@ -547,7 +550,7 @@ async fn shared_file_url(
     ApiPath(access_id): ApiPath<String>,
 ) -> ApiResult<LinkView> {
     let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db.pool.acquire().await?;
     let row: Option<AccessRow> = sqlx::query_as(
         "SELECT g.file_id, g.expires_at, g.ended_at, f.owner_id, f.object_key, f.file_name, f.content_type \
          FROM file_grants g JOIN files f ON f.id = g.file_id WHERE g.id = $1 AND g.grantee_id = $2",
@@ -579,7 +582,8 @@ async fn shared_file_url(
         grant_id: Some(access_id.clone()),
         grant_expires: expires,
     };
-    issue_link(&state, tx, &me, &client, link, now).await
+    drop(tx); // the connection is not needed while the ledger row commits
+    issue_link(&state, &me, &client, link, now).await
 }
 
 /// Permanent read access for a connected doctor, optionally ending after `e` minutes.
