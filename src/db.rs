@@ -89,6 +89,10 @@ impl Db {
             .max_connections(max_connections)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(5))
+            // A ping before every checkout doubles the round trips of every query; a connection
+            // that has died fails its query instead (503), and is then dropped by the pool.
+            .test_before_acquire(false)
+            .max_lifetime(Duration::from_secs(30 * 60))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
