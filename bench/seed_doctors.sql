@@ -14,3 +14,13 @@ WITH RECURSIVE
 SELECT 'seed' || k, '+9190' || (10000000 + k), name, lower(name), 'doctor', 1, k % 2,
        'General Medicine', NOW_MS, NOW_MS
 FROM d;
+
+-- The search windows of the seeded names (the server writes them itself for names it stores).
+INSERT INTO doctor_name_grams (gram, user_id)
+WITH RECURSIVE pos (user_id, name, i) AS (
+    SELECT id, name_lower, 1 FROM users WHERE role = 'doctor' AND length(name_lower) >= 3
+    UNION ALL
+    SELECT user_id, name, i + 1 FROM pos WHERE i + 3 <= length(name)
+)
+SELECT DISTINCT substr(name, i, 3), user_id FROM pos WHERE true
+ON CONFLICT DO NOTHING;

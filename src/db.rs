@@ -51,6 +51,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_files"),
     migration!(4, "0004_notifications"),
     migration!(5, "0005_oidc"),
+    migration!(6, "0006_search"),
 ];
 
 impl Db {

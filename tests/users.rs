@@ -926,3 +926,55 @@ async fn every_user_route_is_documented() {
     let body = &paths["/protected/user/connectionRequest/{doctor_id}"]["post"]["requestBody"];
     assert_ne!(body["required"], true, "the note body is optional: {body}");
 }
+
+/// Search drives from the name's 3-character windows: they must follow every name change.
+#[tokio::test]
+async fn doctor_search_follows_names_through_their_windows() {
+    let app = TestApp::spawn().await;
+    let meera = app.signup("Meera Krishnan", "doctor").await;
+    let _ravi = app.signup("Ravi Kumar", "doctor").await;
+    let _kris = app.signup("Krishna Patel", "patient").await;
+    let _ab = app.signup("Ab", "doctor").await;
+    let asker = app.signup("Asha", "patient").await;
+    let names = |r: &common::Resp| -> Vec<String> {
+        r.data()["doctors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let search = |q: &str| format!("/protected/user/searchDoctorByName?name={q}");
+
+    let r = app.get(&search("KRISH"), &asker.cookie).await;
+    r.expect(200, "");
+    assert_eq!(
+        names(&r),
+        vec!["Meera Krishnan"],
+        "patients are never found"
+    );
+    let r = app.get(&search("zzq"), &asker.cookie).await;
+    assert!(names(&r).is_empty());
+    let r = app.get(&search("ra"), &asker.cookie).await;
+    assert_eq!(names(&r), vec!["Meera Krishnan", "Ravi Kumar"]);
+    let r = app.get(&search("ab"), &asker.cookie).await;
+    assert_eq!(
+        names(&r),
+        vec!["Ab"],
+        "a name shorter than a window is still found"
+    );
+    let r = app.get(&search("i%20k"), &asker.cookie).await;
+    assert_eq!(names(&r), vec!["Ravi Kumar"], "windows span the space");
+
+    app.post(
+        "/protected/user/updateProfile",
+        &meera.cookie,
+        json!({"name": "Meera Iyer"}),
+    )
+    .await
+    .expect(200, "");
+    let r = app.get(&search("krish"), &asker.cookie).await;
+    assert!(names(&r).is_empty(), "the old name's windows are gone");
+    let r = app.get(&search("iyer"), &asker.cookie).await;
+    assert_eq!(names(&r), vec!["Meera Iyer"]);
+}

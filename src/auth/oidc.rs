@@ -529,6 +529,7 @@ async fn register(
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    crate::users::search::index_name(&mut tx, &id).await?;
     // The primary key on (issuer, subject) settles two concurrent registrations: one wins.
     sqlx::query("INSERT INTO user_identities (issuer, subject, user_id, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&identity.issuer)

@@ -225,6 +225,7 @@ async fn signup_verify(
             id
         }
     };
+    crate::users::search::index_name(&mut tx, &user_id).await?;
     finish_sign_in(
         state,
         tx,

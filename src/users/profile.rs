@@ -115,6 +115,7 @@ pub async fn update_profile(
             ));
         }
     }
+    let mut tx = state.db.begin().await?;
     // SET expressions all read the old row, so the verification check compares against the
     // number the operator actually verified.
     sqlx::query(
@@ -136,8 +137,10 @@ pub async fn update_profile(
     .bind(&registration)
     .bind(req.years_of_experience)
     .bind(state.clock.now())
-    .execute(&state.db.pool)
+    .execute(&mut *tx)
     .await?;
+    super::search::index_name(&mut tx, &me.user_id).await?;
+    tx.commit().await?;
     let (user, profile) = load_me(&state, &me.user_id).await?;
     Ok(ApiOk::new(Me { user, profile }, "profile updated"))
 }
