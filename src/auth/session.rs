@@ -84,6 +84,66 @@ pub fn client_info(parts: &Parts, trust_proxy: bool) -> ClientInfo {
     ClientInfo { ip, user_agent }
 }
 
+/// "Firefox on Linux", "Safari on iOS", "curl": enough for a person to recognise their own device
+/// (in the sessions list and the new-sign-in notice), without pretending to parse every user
+/// agent. Anything unrecognised that is not a plain product token is "Unknown device".
+pub fn device_summary(ua: &str) -> String {
+    let has = |s: &str| ua.contains(s);
+    let browser = if has("Edg/") || has("Edge/") {
+        Some("Edge")
+    } else if has("OPR/") || has("Opera") {
+        Some("Opera")
+    } else if has("SamsungBrowser/") {
+        Some("Samsung Internet")
+    } else if has("Firefox/") || has("FxiOS/") {
+        Some("Firefox")
+    } else if has("Chrome/") || has("CriOS/") || has("Chromium/") {
+        Some("Chrome")
+    } else if has("Safari/") && has("Version/") {
+        Some("Safari")
+    } else if has("okhttp") {
+        Some("Android app")
+    } else if has("CFNetwork") {
+        Some("iOS app")
+    } else {
+        None
+    };
+    let os = if has("iPhone") || has("iPad") || has("iOS") || has("CFNetwork") {
+        Some("iOS")
+    } else if has("Android") || has("okhttp") {
+        Some("Android")
+    } else if has("Windows") {
+        Some("Windows")
+    } else if has("Mac OS X") || has("Macintosh") {
+        Some("macOS")
+    } else if has("CrOS") {
+        Some("ChromeOS")
+    } else if has("Linux") || has("X11") {
+        Some("Linux")
+    } else {
+        None
+    };
+    match (browser, os) {
+        (Some(b), Some(o)) => format!("{b} on {o}"),
+        (Some(b), None) => b.to_string(),
+        (None, Some(o)) => format!("A browser on {o}"),
+        (None, None) => {
+            // Tools name themselves first ("curl/8.5.0"); anything else is not repeated back.
+            let token = ua.split(['/', ' ']).next().unwrap_or("").trim();
+            let plain = !token.is_empty()
+                && token.len() <= 32
+                && token
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if plain {
+                token.to_string()
+            } else {
+                "Unknown device".to_string()
+            }
+        }
+    }
+}
+
 /// A signed-in caller. Extracting it refuses with 401 when there is no live session.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
@@ -325,4 +385,26 @@ pub fn clear_cookie(state: &AppState) -> HeaderValue {
         cookie_attrs(state)
     );
     HeaderValue::from_str(&v).expect("cookie is ASCII")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_summary;
+
+    #[test]
+    fn summarises_common_user_agents() {
+        let cases = [
+            ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "Firefox on Linux"),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 Edg/126.0", "Edge on Windows"),
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "Safari on iOS"),
+            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36", "Chrome on Android"),
+            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15", "Safari on macOS"),
+            ("curl/8.5.0", "curl"),
+            ("", "Unknown device"),
+            ("<script>alert(1)</script>", "Unknown device"),
+        ];
+        for (ua, want) in cases {
+            assert_eq!(device_summary(ua), want, "{ua}");
+        }
+    }
 }

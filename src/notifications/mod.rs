@@ -43,7 +43,7 @@ use crate::error::AppError;
 
 pub use hub::Hub;
 pub use routes::NotificationView;
-pub use signin::{device_summary, on_sign_in};
+pub use signin::on_sign_in;
 
 /// The PostgreSQL channel every instance listens on; the payload is the user id.
 pub const CHANNEL: &str = "auravita_notifications";

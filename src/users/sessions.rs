@@ -30,58 +30,6 @@ pub struct SessionList {
     pub sessions: Vec<SessionView>,
 }
 
-/// "Browser on OS" from a user agent, good enough for a person to recognise their device.
-pub fn device_summary(ua: &str) -> String {
-    if ua.trim().is_empty() {
-        return "Unknown device".into();
-    }
-    let has = |s: &str| ua.contains(s);
-    let browser = if has("Edg/") || has("Edge/") {
-        "Edge"
-    } else if has("OPR/") || has("Opera") {
-        "Opera"
-    } else if has("SamsungBrowser/") {
-        "Samsung Internet"
-    } else if has("Firefox/") || has("FxiOS/") {
-        "Firefox"
-    } else if has("Chrome/") || has("CriOS/") || has("Chromium/") {
-        "Chrome"
-    } else if has("Safari/") && has("Version/") {
-        "Safari"
-    } else if has("curl/") {
-        "curl"
-    } else if has("okhttp") {
-        "Android app"
-    } else if has("CFNetwork") {
-        "iOS app"
-    } else {
-        ua.split(['/', ' '])
-            .next()
-            .filter(|s| !s.is_empty())
-            .unwrap_or("Unknown client")
-    };
-    let os = if has("iPhone") || has("iPad") || has("iOS") || has("CFNetwork") {
-        Some("iOS")
-    } else if has("Android") || has("okhttp") {
-        Some("Android")
-    } else if has("Windows") {
-        Some("Windows")
-    } else if has("Mac OS X") || has("Macintosh") {
-        Some("macOS")
-    } else if has("CrOS") {
-        Some("ChromeOS")
-    } else if has("Linux") || has("X11") {
-        Some("Linux")
-    } else {
-        None
-    };
-    let browser: String = browser.chars().take(40).collect();
-    match os {
-        Some(os) => format!("{browser} on {os}"),
-        None => browser,
-    }
-}
-
 type SessionRow = (String, String, String, i64, i64);
 
 /// Where you are signed in (live sessions only), most recently used first.
@@ -104,7 +52,7 @@ pub async fn list_sessions(State(state): State<AppState>, me: AuthUser) -> ApiRe
         .map(|(id, ip, ua, created, seen)| SessionView {
             current: me.session_id.as_deref() == Some(id.as_str()),
             id,
-            device: device_summary(&ua),
+            device: crate::auth::session::device_summary(&ua),
             ip,
             created_at: rfc3339(created),
             last_seen_at: rfc3339(seen),
@@ -170,25 +118,4 @@ pub async fn signout_everywhere(State(state): State<AppState>, me: AuthUser) -> 
         "signed out everywhere",
     )
     .header(header::SET_COOKIE, clear_cookie(&state)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::device_summary;
-
-    #[test]
-    fn summarises_common_user_agents() {
-        let cases = [
-            ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "Firefox on Linux"),
-            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 Edg/126.0", "Edge on Windows"),
-            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "Safari on iOS"),
-            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36", "Chrome on Android"),
-            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15", "Safari on macOS"),
-            ("curl/8.5.0", "curl"),
-            ("", "Unknown device"),
-        ];
-        for (ua, want) in cases {
-            assert_eq!(device_summary(ua), want, "{ua}");
-        }
-    }
 }
