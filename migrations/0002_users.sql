@@ -35,3 +35,5 @@ CREATE TABLE deleted_users (
     last_error TEXT,
     done_at BIGINT
 );
+CREATE INDEX connection_requests_patient ON connection_requests (patient_id, status);
+CREATE INDEX deleted_users_due ON deleted_users (done_at, next_attempt_at);

@@ -327,6 +327,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 /// Periodic housekeeping every instance runs (each step is idempotent, so instances may overlap).
 pub fn spawn_background(state: &AppState) {
+    crate::users::purge::spawn(state, Duration::from_secs(30));
     let state = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));

@@ -91,20 +91,13 @@ async fn admin(config: auravita::Config, cmd: AdminCommand) -> anyhow::Result<()
     let db = auravita::db::Db::connect(&config.database_url(), 2).await?;
     db.migrate().await?;
     let (phone, verified) = match cmd {
-        AdminCommand::VerifyDoctor { phone } => (phone, 1i64),
-        AdminCommand::UnverifyDoctor { phone } => (phone, 0i64),
+        AdminCommand::VerifyDoctor { phone } => (phone, true),
+        AdminCommand::UnverifyDoctor { phone } => (phone, false),
     };
-    let phone = auravita::auth::phone::normalize(&phone, "phone")
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let r = sqlx::query("UPDATE users SET doctor_verified = $1 WHERE phone = $2 AND role = 'doctor'")
-        .bind(verified)
-        .bind(&phone)
-        .execute(&db.pool)
-        .await?;
-    anyhow::ensure!(r.rows_affected() == 1, "no doctor has the phone {phone}");
+    let phone = auravita::users::admin::set_doctor_verified(&db, &phone, verified).await?;
     println!(
         "doctor {phone} is now {}",
-        if verified == 1 { "verified" } else { "unverified" }
+        if verified { "verified" } else { "unverified" }
     );
     Ok(())
 }

@@ -1,4 +1,14 @@
-//! People: the signed-in user's own view, profiles, doctors, connections and sessions.
+//! People: the signed-in user's own view and profile, doctor search, patient–doctor connection
+//! requests and connections, the user's sessions, clinic-registered patients, and account
+//! deletion with the background purge that finishes it.
+
+pub mod admin;
+mod body;
+pub mod connections;
+pub mod profile;
+pub mod purge;
+pub mod search;
+pub mod sessions;
 
 use axum::extract::State;
 use serde::Serialize;
@@ -10,8 +20,26 @@ use crate::app::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{AppError, ErrorEnvelope};
 
+pub use connections::ConnectionView;
+
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(session_detail))
+    OpenApiRouter::new()
+        .routes(routes!(session_detail))
+        .routes(routes!(profile::update_profile))
+        .routes(routes!(profile::create_patient))
+        .routes(routes!(profile::delete_profile))
+        .routes(routes!(connections::connection_request))
+        .routes(routes!(connections::accept_request))
+        .routes(routes!(connections::reject_request))
+        .routes(routes!(connections::get_requests))
+        .routes(routes!(connections::delete_pending_request))
+        .routes(routes!(connections::delete_connection))
+        .routes(routes!(connections::list_connections))
+        .routes(routes!(search::by_name))
+        .routes(routes!(search::by_number))
+        .routes(routes!(sessions::list_sessions))
+        .routes(routes!(sessions::revoke_session))
+        .routes(routes!(sessions::signout_everywhere))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -38,9 +66,33 @@ pub struct ProfileView {
     pub verified: bool,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct ConnectionView {
+/// Another person as the caller sees them: a connection's peer, a request's sender or addressee.
+#[derive(Serialize, ToSchema, Clone, Debug)]
+pub struct PeerView {
     pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// For a doctor: an operator has checked the registration number. Always false for patients.
+    pub verified: bool,
+    pub specialization: Option<String>,
+}
+
+/// The columns `PeerView::from_row` reads, for a users table aliased `u`.
+pub(crate) const PEER_COLS: &str = "u.id, u.name, u.role, u.doctor_verified, u.specialization";
+
+pub(crate) type PeerRow = (String, String, String, i64, Option<String>);
+
+impl PeerView {
+    pub(crate) fn from_row((id, name, role, verified, specialization): PeerRow) -> PeerView {
+        let role = Role::parse(&role).unwrap_or(Role::Patient);
+        PeerView {
+            id,
+            name,
+            role,
+            verified: role == Role::Doctor && verified != 0,
+            specialization,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -90,7 +142,7 @@ pub async fn load_me(state: &AppState, user_id: &str) -> Result<(UserView, Profi
             qualification: qual,
             registration_number: reg,
             years_of_experience: years,
-            verified: doctor_verified != 0,
+            verified: role == Role::Doctor && doctor_verified != 0,
         },
     ))
 }
@@ -100,11 +152,12 @@ pub async fn load_me(state: &AppState, user_id: &str) -> Result<(UserView, Profi
     responses((status = 200, body = crate::api::Envelope<SessionDetail>), (status = 401, body = ErrorEnvelope)))]
 async fn session_detail(State(state): State<AppState>, me: AuthUser) -> ApiResult<SessionDetail> {
     let (user, profile) = load_me(&state, &me.user_id).await?;
+    let connections = connections::load_connections(&state, &me.user_id).await?;
     Ok(ApiOk::new(
         SessionDetail {
             user,
             profile,
-            connections: Vec::new(),
+            connections,
         },
         "session detail",
     ))

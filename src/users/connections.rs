@@ -1,0 +1,493 @@
+//! Connection requests (patient → doctor) and the connections they become. Every state change
+//! is one conditional statement, so racing accepts, rejects and withdrawals end in exactly one
+//! state; a request or connection that is not the caller's answers 404, like one that does not exist.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::body::OptionalJson;
+use super::{PeerRow, PeerView, PEER_COLS};
+use crate::api::{done, not_found, ApiOk, ApiPath, ApiResult, Done};
+use crate::app::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::clock::rfc3339;
+use crate::error::{AppError, ErrorEnvelope};
+use crate::notifications::{raise, Kind};
+
+/// A patient–doctor connection as one side sees it.
+#[derive(Serialize, ToSchema, Clone, Debug)]
+pub struct ConnectionView {
+    pub id: String,
+    /// The other side: the doctor for a patient, the patient for a doctor.
+    pub peer: PeerView,
+    /// The peer's phone (E.164), which connected people may see.
+    pub peer_phone: Option<String>,
+    pub created_at: String,
+}
+
+type ConnRow = (String, i64, Option<String>, String, String, String, i64, Option<String>);
+
+/// Everything `user_id` is connected to, oldest first.
+pub async fn load_connections(state: &AppState, user_id: &str) -> Result<Vec<ConnectionView>, AppError> {
+    let rows: Vec<ConnRow> = sqlx::query_as(&format!(
+        "SELECT c.id, c.created_at, u.phone, {PEER_COLS} FROM connections c \
+         JOIN users u ON u.id = CASE WHEN c.patient_id = $1 THEN c.doctor_id ELSE c.patient_id END \
+         WHERE c.patient_id = $1 OR c.doctor_id = $1 ORDER BY c.created_at, c.id"
+    ))
+    .bind(user_id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    Ok(rows.into_iter().map(conn_view).collect())
+}
+
+fn conn_view((id, created, phone, uid, name, role, verified, spec): ConnRow) -> ConnectionView {
+    ConnectionView {
+        id,
+        peer: PeerView::from_row((uid, name, role, verified, spec)),
+        peer_phone: phone,
+        created_at: rfc3339(created),
+    }
+}
+
+/// One connection as `viewer` sees it, read inside a transaction.
+async fn connection_for(
+    tx: &mut sqlx::AnyConnection,
+    connection_id: &str,
+    viewer: &str,
+) -> Result<ConnectionView, AppError> {
+    let row: Option<ConnRow> = sqlx::query_as(&format!(
+        "SELECT c.id, c.created_at, u.phone, {PEER_COLS} FROM connections c \
+         JOIN users u ON u.id = CASE WHEN c.patient_id = $2 THEN c.doctor_id ELSE c.patient_id END \
+         WHERE c.id = $1 AND (c.patient_id = $2 OR c.doctor_id = $2)"
+    ))
+    .bind(connection_id)
+    .bind(viewer)
+    .fetch_optional(&mut *tx)
+    .await?;
+    row.map(conn_view).ok_or_else(|| not_found("connection"))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestBody {
+    /// A short note for the doctor, at most 200 characters.
+    pub note: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RequestCreated {
+    pub success: bool,
+    pub request_id: String,
+    /// The doctor asked, with whether an operator has verified them.
+    pub doctor: PeerView,
+}
+
+fn clean_note(note: Option<String>) -> Result<Option<String>, AppError> {
+    let Some(note) = note else { return Ok(None) };
+    let note = note.trim();
+    if note.is_empty() {
+        return Ok(None);
+    }
+    if note.chars().count() > 200 {
+        return Err(AppError::invalid("note", "note is at most 200 characters"));
+    }
+    if note.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(AppError::invalid("note", "note cannot contain control characters"));
+    }
+    Ok(Some(note.to_string()))
+}
+
+/// Ask a doctor to connect (patients only). The body (`{note}`) may be left out.
+#[utoipa::path(post, path = "/connectionRequest/{doctor_id}", tag = "user", security(("session" = [])),
+    params(("doctor_id" = String, Path, description = "the doctor's user id")),
+    request_body(content = Option<RequestBody>, description = "optional", content_type = "application/json"),
+    responses(
+        (status = 201, body = crate::api::Envelope<RequestCreated>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope),
+        (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+pub async fn connection_request(
+    State(state): State<AppState>,
+    me: AuthUser,
+    ApiPath(doctor_id): ApiPath<String>,
+    OptionalJson(body): OptionalJson<RequestBody>,
+) -> ApiResult<RequestCreated> {
+    me.require_role(Role::Patient)?;
+    let note = clean_note(body.and_then(|b| b.note))?;
+    let now = state.clock.now();
+    let request_id = crate::db::new_id();
+    let mut tx = state.db.pool.begin().await?;
+    // Writing first takes SQLite's write lock before any read, so a concurrent writer makes this
+    // wait instead of failing; the partial unique index allows one pending request per pair.
+    let inserted = sqlx::query(
+        "INSERT INTO connection_requests (id, patient_id, doctor_id, note, status, created_at) \
+         SELECT $1, $2, u.id, $4, 'pending', $5 FROM users u WHERE u.id = $3 AND u.role = 'doctor'",
+    )
+    .bind(&request_id)
+    .bind(&me.user_id)
+    .bind(&doctor_id)
+    .bind(&note)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| {
+        if crate::db::is_unique_violation(&e) {
+            AppError::conflict("REQUEST_PENDING", "you already have a pending request to this doctor")
+        } else {
+            e.into()
+        }
+    })?;
+    if inserted.rows_affected() != 1 {
+        return Err(not_found("doctor"));
+    }
+    let connected: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM connections WHERE patient_id = $1 AND doctor_id = $2")
+            .bind(&me.user_id)
+            .bind(&doctor_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if connected.is_some() {
+        return Err(AppError::conflict("ALREADY_CONNECTED", "you are already connected to this doctor"));
+    }
+    let doctor: PeerRow = sqlx::query_as(&format!("SELECT {PEER_COLS} FROM users u WHERE u.id = $1"))
+        .bind(&doctor_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let doctor = PeerView::from_row(doctor);
+    let patient_name = name_of(&mut tx, &me.user_id).await?;
+    raise(
+        &mut tx,
+        &state,
+        &doctor_id,
+        Kind::ConnectionRequested,
+        &format!("{patient_name} asked to connect with you"),
+        json!({"request_id": request_id, "patient_id": me.user_id, "patient_name": patient_name, "note": note}),
+    )
+    .await?;
+    tx.commit().await?;
+    let message = if doctor.verified {
+        "request sent"
+    } else {
+        "request sent; note that this doctor has not been verified yet"
+    };
+    Ok(ApiOk::new(
+        RequestCreated {
+            success: true,
+            request_id,
+            doctor,
+        },
+        message,
+    )
+    .created())
+}
+
+pub(crate) async fn name_of(tx: &mut sqlx::AnyConnection, user_id: &str) -> Result<String, AppError> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT name FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    row.map(|r| r.0)
+        .ok_or_else(|| AppError::unauthorized("your account no longer exists"))
+}
+
+/// Why a conditional update on a request changed nothing: it is someone else's (404) or no
+/// longer pending (409).
+async fn why_not_pending(
+    state: &AppState,
+    request_id: &str,
+    owner_col: &str,
+    owner: &str,
+) -> AppError {
+    let row: Result<Option<(String,)>, _> = sqlx::query_as(&format!(
+        "SELECT status FROM connection_requests WHERE id = $1 AND {owner_col} = $2"
+    ))
+    .bind(request_id)
+    .bind(owner)
+    .fetch_optional(&state.db.pool)
+    .await;
+    match row {
+        Ok(Some((status,))) => AppError::conflict(
+            "REQUEST_NOT_PENDING",
+            format!("this request is no longer pending (it was {status})"),
+        )
+        .with_details(json!({ "status": status })),
+        Ok(None) => not_found("connection request"),
+        Err(e) => e.into(),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AcceptData {
+    pub success: bool,
+    pub connection: ConnectionView,
+}
+
+/// Accept a request addressed to you (doctors only); creates the connection.
+#[utoipa::path(post, path = "/acceptConnectionRequest/{request_id}", tag = "user", security(("session" = [])),
+    params(("request_id" = String, Path, description = "the request's id")),
+    responses(
+        (status = 200, body = crate::api::Envelope<AcceptData>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope)))]
+pub async fn accept_request(
+    State(state): State<AppState>,
+    me: AuthUser,
+    ApiPath(request_id): ApiPath<String>,
+) -> ApiResult<AcceptData> {
+    me.require_role(Role::Doctor)?;
+    let now = state.clock.now();
+    let mut tx = state.db.pool.begin().await?;
+    // The first statement of the transaction takes the write lock (SQLite) or the row lock
+    // (PostgreSQL), so a racing accept or reject sees the outcome and matches nothing.
+    let accepted: Option<(String,)> = sqlx::query_as(
+        "UPDATE connection_requests SET status = 'accepted', decided_at = $3 \
+         WHERE id = $1 AND doctor_id = $2 AND status = 'pending' RETURNING patient_id",
+    )
+    .bind(&request_id)
+    .bind(&me.user_id)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((patient_id,)) = accepted else {
+        drop(tx);
+        return Err(why_not_pending(&state, &request_id, "doctor_id", &me.user_id).await);
+    };
+    // A clinic may have registered the patient meanwhile: the connection then already exists.
+    sqlx::query(
+        "INSERT INTO connections (id, patient_id, doctor_id, request_id, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (patient_id, doctor_id) DO NOTHING",
+    )
+    .bind(crate::db::new_id())
+    .bind(&patient_id)
+    .bind(&me.user_id)
+    .bind(&request_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let (connection_id,): (String,) =
+        sqlx::query_as("SELECT id FROM connections WHERE patient_id = $1 AND doctor_id = $2")
+            .bind(&patient_id)
+            .bind(&me.user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let connection = connection_for(&mut tx, &connection_id, &me.user_id).await?;
+    let doctor_name = name_of(&mut tx, &me.user_id).await?;
+    raise(
+        &mut tx,
+        &state,
+        &patient_id,
+        Kind::ConnectionAccepted,
+        &format!("{doctor_name} accepted your connection request"),
+        json!({"request_id": request_id, "connection_id": connection_id, "doctor_id": me.user_id, "doctor_name": doctor_name}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ApiOk::new(
+        AcceptData {
+            success: true,
+            connection,
+        },
+        "connected",
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Decided {
+    pub success: bool,
+    pub message: String,
+}
+
+/// Reject a request addressed to you (doctors only).
+#[utoipa::path(post, path = "/rejectConnectionRequest/{request_id}", tag = "user", security(("session" = [])),
+    params(("request_id" = String, Path, description = "the request's id")),
+    responses(
+        (status = 200, body = crate::api::Envelope<Decided>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope)))]
+pub async fn reject_request(
+    State(state): State<AppState>,
+    me: AuthUser,
+    ApiPath(request_id): ApiPath<String>,
+) -> ApiResult<Decided> {
+    me.require_role(Role::Doctor)?;
+    let now = state.clock.now();
+    let mut tx = state.db.pool.begin().await?;
+    let rejected: Option<(String,)> = sqlx::query_as(
+        "UPDATE connection_requests SET status = 'rejected', decided_at = $3 \
+         WHERE id = $1 AND doctor_id = $2 AND status = 'pending' RETURNING patient_id",
+    )
+    .bind(&request_id)
+    .bind(&me.user_id)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((patient_id,)) = rejected else {
+        drop(tx);
+        return Err(why_not_pending(&state, &request_id, "doctor_id", &me.user_id).await);
+    };
+    let doctor_name = name_of(&mut tx, &me.user_id).await?;
+    raise(
+        &mut tx,
+        &state,
+        &patient_id,
+        Kind::ConnectionRejected,
+        &format!("{doctor_name} declined your connection request"),
+        json!({"request_id": request_id, "doctor_id": me.user_id, "doctor_name": doctor_name}),
+    )
+    .await?;
+    tx.commit().await?;
+    let message = "request rejected".to_string();
+    Ok(ApiOk::new(
+        Decided {
+            success: true,
+            message: message.clone(),
+        },
+        message,
+    ))
+}
+
+/// A connection request as one side sees it.
+#[derive(Serialize, ToSchema)]
+pub struct RequestView {
+    pub id: String,
+    /// The other side: the patient who asked (incoming) or the doctor asked (outgoing).
+    pub peer: PeerView,
+    pub note: Option<String>,
+    /// `pending`, `accepted` or `rejected`.
+    pub status: String,
+    pub created_at: String,
+    pub decided_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RequestLists {
+    /// Requests addressed to you (doctors), newest first.
+    pub incoming: Vec<RequestView>,
+    /// Requests you sent (patients), newest first.
+    pub outgoing: Vec<RequestView>,
+}
+
+type RequestRow = (
+    String,
+    Option<String>,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+);
+
+async fn requests(state: &AppState, mine: &str, peer: &str, me: &str) -> Result<Vec<RequestView>, AppError> {
+    let rows: Vec<RequestRow> = sqlx::query_as(&format!(
+        "SELECT r.id, r.note, r.status, r.created_at, r.decided_at, {PEER_COLS} \
+         FROM connection_requests r JOIN users u ON u.id = r.{peer} \
+         WHERE r.{mine} = $1 ORDER BY r.created_at DESC, r.id LIMIT 500"
+    ))
+    .bind(me)
+    .fetch_all(&state.db.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, note, status, created, decided, uid, name, role, verified, spec)| RequestView {
+            id,
+            peer: PeerView::from_row((uid, name, role, verified, spec)),
+            note,
+            status,
+            created_at: rfc3339(created),
+            decided_at: decided.map(rfc3339),
+        })
+        .collect())
+}
+
+/// Your connection requests: those addressed to you and those you sent.
+#[utoipa::path(get, path = "/getConnectionRequests", tag = "user", security(("session" = [])),
+    responses((status = 200, body = crate::api::Envelope<RequestLists>), (status = 401, body = ErrorEnvelope)))]
+pub async fn get_requests(State(state): State<AppState>, me: AuthUser) -> ApiResult<RequestLists> {
+    let incoming = requests(&state, "doctor_id", "patient_id", &me.user_id).await?;
+    let outgoing = requests(&state, "patient_id", "doctor_id", &me.user_id).await?;
+    Ok(ApiOk::new(RequestLists { incoming, outgoing }, "connection requests"))
+}
+
+/// Withdraw a pending request you sent.
+#[utoipa::path(post, path = "/deletePendingRequest/{request_id}", tag = "user", security(("session" = [])),
+    params(("request_id" = String, Path, description = "the request's id")),
+    responses(
+        (status = 200, body = crate::api::Envelope<Done>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn delete_pending_request(
+    State(state): State<AppState>,
+    me: AuthUser,
+    ApiPath(request_id): ApiPath<String>,
+) -> ApiResult<Done> {
+    let gone = sqlx::query(
+        "DELETE FROM connection_requests WHERE id = $1 AND patient_id = $2 AND status = 'pending'",
+    )
+    .bind(&request_id)
+    .bind(&me.user_id)
+    .execute(&state.db.pool)
+    .await?;
+    if gone.rows_affected() != 1 {
+        return Err(why_not_pending(&state, &request_id, "patient_id", &me.user_id).await);
+    }
+    Ok(ApiOk::new(done(), "request withdrawn"))
+}
+
+/// End a connection (either side): it goes for both, with every grant and share the doctor had.
+#[utoipa::path(post, path = "/deleteConnection/{connection_id}", tag = "user", security(("session" = [])),
+    params(("connection_id" = String, Path, description = "the connection's id")),
+    responses(
+        (status = 200, body = crate::api::Envelope<Done>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope)))]
+pub async fn delete_connection(
+    State(state): State<AppState>,
+    me: AuthUser,
+    ApiPath(connection_id): ApiPath<String>,
+) -> ApiResult<Done> {
+    let mut tx = state.db.pool.begin().await?;
+    let ended: Option<(String, String)> = sqlx::query_as(
+        "DELETE FROM connections WHERE id = $1 AND (patient_id = $2 OR doctor_id = $2) \
+         RETURNING patient_id, doctor_id",
+    )
+    .bind(&connection_id)
+    .bind(&me.user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (patient_id, doctor_id) = ended.ok_or_else(|| not_found("connection"))?;
+    crate::files::end_access(&mut tx, &patient_id, &doctor_id).await?;
+    let other = if me.user_id == patient_id { &doctor_id } else { &patient_id };
+    let my_name = name_of(&mut tx, &me.user_id).await?;
+    raise(
+        &mut tx,
+        &state,
+        other,
+        Kind::ConnectionEnded,
+        &format!("{my_name} ended your connection"),
+        json!({"connection_id": connection_id, "by": me.user_id, "by_name": my_name}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(ApiOk::new(done(), "connection ended"))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionList {
+    pub connections: Vec<ConnectionView>,
+}
+
+/// Your connections.
+#[utoipa::path(get, path = "/connections", tag = "user", security(("session" = [])),
+    responses((status = 200, body = crate::api::Envelope<ConnectionList>), (status = 401, body = ErrorEnvelope)))]
+pub async fn list_connections(State(state): State<AppState>, me: AuthUser) -> ApiResult<ConnectionList> {
+    let connections = load_connections(&state, &me.user_id).await?;
+    Ok(ApiOk::new(ConnectionList { connections }, "connections"))
+}

@@ -1,0 +1,294 @@
+//! The account itself: editing the profile, a doctor registering a patient at the clinic, and
+//! erasing the account (rows now, stored objects later by the purge job).
+
+use axum::extract::State;
+use axum::http::header;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::connections::ConnectionView;
+use super::{load_me, ProfileView, UserView};
+use crate::api::{ApiJson, ApiOk, ApiResult};
+use crate::app::AppState;
+use crate::auth::routes::clean_name;
+use crate::auth::session::clear_cookie;
+use crate::auth::{AuthUser, Role};
+use crate::error::{AppError, ErrorEnvelope};
+use crate::notifications::{raise, Kind};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProfile {
+    /// 1 to 100 characters.
+    pub name: Option<String>,
+    /// Doctors only; at most 100 characters; `""` clears it.
+    pub specialization: Option<String>,
+    /// Doctors only; at most 100 characters; `""` clears it.
+    pub qualification: Option<String>,
+    /// Doctors only; at most 50 letters, digits, spaces and `-/.`; `""` clears it. Changing it
+    /// takes back the doctor's verification until an operator checks the new number.
+    pub registration_number: Option<String>,
+    /// Doctors only; 0 to 80.
+    pub years_of_experience: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub user: UserView,
+    pub profile: ProfileView,
+}
+
+/// `None` leaves the field alone, `Some("")` clears it, anything else is checked and trimmed.
+fn clean_text(v: Option<String>, field: &str, max: usize, role: Role) -> Result<Option<String>, AppError> {
+    let Some(v) = v else { return Ok(None) };
+    if role != Role::Doctor {
+        return Err(AppError::invalid(field, format!("{field}: only doctors have professional fields")));
+    }
+    let v = v.trim();
+    if v.chars().count() > max {
+        return Err(AppError::invalid(field, format!("{field} is at most {max} characters")));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(AppError::invalid(field, format!("{field} cannot contain control characters")));
+    }
+    Ok(Some(v.to_string()))
+}
+
+/// Change your name and, for doctors, the professional fields. Fields left out stay as they are.
+#[utoipa::path(post, path = "/updateProfile", tag = "user", security(("session" = [])),
+    request_body = UpdateProfile,
+    responses(
+        (status = 200, body = crate::api::Envelope<Me>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope)))]
+pub async fn update_profile(
+    State(state): State<AppState>,
+    me: AuthUser,
+    ApiJson(req): ApiJson<UpdateProfile>,
+) -> ApiResult<Me> {
+    let name = req.name.as_deref().map(|n| clean_name(n, "name")).transpose()?;
+    let specialization = clean_text(req.specialization, "specialization", 100, me.role)?;
+    let qualification = clean_text(req.qualification, "qualification", 100, me.role)?;
+    let registration = clean_text(req.registration_number, "registration_number", 50, me.role)?;
+    if let Some(r) = &registration {
+        if !r.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '/' | '.')) {
+            return Err(AppError::invalid(
+                "registration_number",
+                "registration_number may hold only letters, digits, spaces and - / .",
+            ));
+        }
+    }
+    if let Some(y) = req.years_of_experience {
+        if me.role != Role::Doctor {
+            return Err(AppError::invalid(
+                "years_of_experience",
+                "years_of_experience: only doctors have professional fields",
+            ));
+        }
+        if !(0..=80).contains(&y) {
+            return Err(AppError::invalid("years_of_experience", "years_of_experience must be between 0 and 80"));
+        }
+    }
+    // SET expressions all read the old row, so the verification check compares against the
+    // number the operator actually verified.
+    sqlx::query(
+        "UPDATE users SET \
+           name = COALESCE($2, name), name_lower = COALESCE($3, name_lower), \
+           specialization = CASE WHEN $4 IS NULL THEN specialization WHEN $4 = '' THEN NULL ELSE $4 END, \
+           qualification = CASE WHEN $5 IS NULL THEN qualification WHEN $5 = '' THEN NULL ELSE $5 END, \
+           doctor_verified = CASE WHEN $6 IS NOT NULL AND COALESCE(registration_number, '') <> $6 THEN 0 ELSE doctor_verified END, \
+           registration_number = CASE WHEN $6 IS NULL THEN registration_number WHEN $6 = '' THEN NULL ELSE $6 END, \
+           years_of_experience = COALESCE($7, years_of_experience), \
+           updated_at = $8 \
+         WHERE id = $1",
+    )
+    .bind(&me.user_id)
+    .bind(&name)
+    .bind(name.as_ref().map(|n| n.to_lowercase()))
+    .bind(&specialization)
+    .bind(&qualification)
+    .bind(&registration)
+    .bind(req.years_of_experience)
+    .bind(state.clock.now())
+    .execute(&state.db.pool)
+    .await?;
+    let (user, profile) = load_me(&state, &me.user_id).await?;
+    Ok(ApiOk::new(Me { user, profile }, "profile updated"))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPatient {
+    /// 1 to 100 characters.
+    pub name: String,
+    /// E.164, for example `+919876543210`.
+    #[schema(example = "+919876543210")]
+    pub phone: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PatientCreated {
+    pub success: bool,
+    pub patient_id: String,
+    /// The new connection between you and the patient.
+    pub connection: ConnectionView,
+}
+
+/// Register a patient at the clinic (doctors only). The account exists at once, unverified and
+/// connected to you; the patient takes it over by signing up or in with a code on that phone.
+#[utoipa::path(post, path = "/createPatient", tag = "user", security(("session" = [])),
+    request_body = NewPatient,
+    responses(
+        (status = 201, body = crate::api::Envelope<PatientCreated>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope)))]
+pub async fn create_patient(
+    State(state): State<AppState>,
+    me: AuthUser,
+    ApiJson(req): ApiJson<NewPatient>,
+) -> ApiResult<PatientCreated> {
+    me.require_role(Role::Doctor)?;
+    let name = clean_name(&req.name, "name")?;
+    let phone = crate::auth::phone::normalize(&req.phone, "phone")?;
+    let now = state.clock.now();
+    let patient_id = crate::db::new_id();
+    let mut tx = state.db.pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO users (id, phone, name, name_lower, role, phone_verified, doctor_verified, created_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'patient', 0, 0, $5, $6, $6)",
+    )
+    .bind(&patient_id)
+    .bind(&phone)
+    .bind(&name)
+    .bind(name.to_lowercase())
+    .bind(&me.user_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| {
+        if crate::db::is_unique_violation(&e) {
+            AppError::conflict(
+                "PHONE_ALREADY_REGISTERED",
+                "this phone already has an account; ask the patient to send you a connection request instead",
+            )
+        } else {
+            e.into()
+        }
+    })?;
+    let connection_id = crate::db::new_id();
+    sqlx::query("INSERT INTO connections (id, patient_id, doctor_id, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&connection_id)
+        .bind(&patient_id)
+        .bind(&me.user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let doctor_name = super::connections::name_of(&mut tx, &me.user_id).await?;
+    raise(
+        &mut tx,
+        &state,
+        &patient_id,
+        Kind::PatientAccountCreated,
+        &format!("{doctor_name} registered you as a patient"),
+        json!({"doctor_id": me.user_id, "doctor_name": doctor_name, "connection_id": connection_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    let connection = super::connections::load_connections(&state, &me.user_id)
+        .await?
+        .into_iter()
+        .find(|c| c.id == connection_id)
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("new connection vanished")))?;
+    Ok(ApiOk::new(
+        PatientCreated {
+            success: true,
+            patient_id,
+            connection,
+        },
+        "patient registered",
+    )
+    .created())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    pub success: bool,
+    pub message: String,
+}
+
+/// Erase your account for good: sessions end at once, you vanish from search and from every
+/// peer's lists, your files go, and the phone can sign up again as a new account.
+#[utoipa::path(post, path = "/deleteProfile", tag = "user", security(("session" = [])),
+    responses((status = 200, body = crate::api::Envelope<Deleted>), (status = 401, body = ErrorEnvelope)))]
+pub async fn delete_profile(State(state): State<AppState>, me: AuthUser) -> ApiResult<Deleted> {
+    erase_account(&state, &me.user_id).await?;
+    let message = "your account has been deleted".to_string();
+    Ok(ApiOk::new(
+        Deleted {
+            success: true,
+            message: message.clone(),
+        },
+        message,
+    )
+    .header(header::SET_COOKIE, clear_cookie(&state)))
+}
+
+/// Removes every row of `user_id` in one transaction and leaves the durable record that drives
+/// the purge of their stored objects.
+pub async fn erase_account(state: &AppState, user_id: &str) -> Result<(), AppError> {
+    let now = state.clock.now();
+    let mut tx = state.db.pool.begin().await?;
+    // A write first: it takes SQLite's write lock before anything is read.
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    let name = super::connections::name_of(&mut tx, user_id).await?;
+    let peers: Vec<(String, String)> = sqlx::query_as(
+        "DELETE FROM connections WHERE patient_id = $1 OR doctor_id = $1 RETURNING id, \
+         CASE WHEN patient_id = $1 THEN doctor_id ELSE patient_id END",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM connection_requests WHERE patient_id = $1 OR doctor_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    let keys = crate::files::forget_user(&mut tx, user_id).await?;
+    for (connection_id, peer) in &peers {
+        raise(
+            &mut tx,
+            state,
+            peer,
+            Kind::ConnectionEnded,
+            &format!("{name} closed their account"),
+            json!({"connection_id": connection_id, "by": user_id, "by_name": name}),
+        )
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO deleted_users (user_id, object_keys, deleted_at, attempts, next_attempt_at) \
+         VALUES ($1, $2, $3, 0, $3)",
+    )
+    .bind(user_id)
+    .bind(serde_json::to_string(&keys).map_err(anyhow::Error::from)?)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE users SET created_by = NULL WHERE created_by = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(user_id, objects = keys.len(), "account erased; purge queued");
+    Ok(())
+}

@@ -1,0 +1,624 @@
+//! Users, doctors and connections over HTTP, with two patients and two doctors so every route is
+//! also tried by the wrong person (who must get 403 or 404 and never another user's data).
+
+mod common;
+
+use common::{random_phone, Resp, TestApp, User};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+struct Cast {
+    p1: User,
+    p2: User,
+    d1: User,
+    d2: User,
+}
+
+async fn cast(app: &TestApp) -> Cast {
+    Cast {
+        p1: app.signup("Asha Rao", "patient").await,
+        p2: app.signup("Bilal Khan", "patient").await,
+        d1: app.signup("Dr. Meera Iyer", "doctor").await,
+        d2: app.signup("Dr. Vikram Shah", "doctor").await,
+    }
+}
+
+async fn request(app: &TestApp, from: &User, to: &str) -> Resp {
+    app.post_empty(&format!("/protected/user/connectionRequest/{to}"), &from.cookie).await
+}
+
+async fn requests_of(app: &TestApp, u: &User) -> Value {
+    let r = app.get("/protected/user/getConnectionRequests", &u.cookie).await;
+    r.expect(200, "");
+    r.data().clone()
+}
+
+async fn connections_of(app: &TestApp, u: &User) -> Vec<Value> {
+    let r = app.get("/protected/user/connections", &u.cookie).await;
+    r.expect(200, "");
+    r.data()["connections"].as_array().unwrap().clone()
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_route_needs_a_session() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/protected/user/sessionDetail",
+        "/protected/user/getConnectionRequests",
+        "/protected/user/connections",
+        "/protected/user/sessions",
+        "/protected/user/searchDoctorByName?name=a",
+        "/protected/user/searchDoctorByNumber?phone=%2B919876543210",
+    ] {
+        app.get(path, "").await.expect(401, "UNAUTHENTICATED");
+    }
+    for path in [
+        "/protected/user/deleteProfile",
+        "/protected/user/connectionRequest/x",
+        "/protected/user/acceptConnectionRequest/x",
+        "/protected/user/rejectConnectionRequest/x",
+        "/protected/user/deletePendingRequest/x",
+        "/protected/user/deleteConnection/x",
+        "/protected/user/revokeSession/x",
+        "/protected/user/signoutEverywhere",
+    ] {
+        app.post_empty(path, "").await.expect(401, "UNAUTHENTICATED");
+    }
+    app.post("/protected/user/updateProfile", "", json!({"name": "x"}))
+        .await
+        .expect(401, "UNAUTHENTICATED");
+    app.post("/protected/user/createPatient", "", json!({"name": "x", "phone": random_phone()}))
+        .await
+        .expect(401, "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn connection_requests_follow_the_rules() {
+    let app = TestApp::spawn().await;
+    let Cast { p1, p2, d1, d2 } = cast(&app).await;
+
+    // Only patients ask, and only doctors can be asked.
+    request(&app, &d2, &d1.id).await.expect(403, "WRONG_ROLE");
+    request(&app, &p1, &p2.id).await.expect(404, "NOT_FOUND");
+    request(&app, &p1, "no-such-user").await.expect(404, "NOT_FOUND");
+
+    // A note is optional; its size and the body's type are checked.
+    let long = "x".repeat(201);
+    app.post(&format!("/protected/user/connectionRequest/{}", d1.id), &p1.cookie, json!({"note": long}))
+        .await
+        .expect(422, "VALIDATION_FAILED");
+    let r = app
+        .http
+        .post(app.url(&format!("/protected/user/connectionRequest/{}", d1.id)))
+        .header("cookie", &p1.cookie)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    Resp::from(r).await.expect(415, "UNSUPPORTED_MEDIA_TYPE");
+    let r = app
+        .post(&format!("/protected/user/connectionRequest/{}", d1.id), &p1.cookie, json!({"note": "knee pain since May"}))
+        .await;
+    r.expect(201, "");
+    let req1 = r.data()["request_id"].as_str().unwrap().to_string();
+    assert_eq!(r.data()["doctor"]["id"], d1.id.as_str());
+    assert_eq!(r.data()["doctor"]["verified"], false);
+    // A second pending request to the same doctor is a conflict.
+    request(&app, &p1, &d1.id).await.expect(409, "REQUEST_PENDING");
+    // No body at all is fine.
+    let r = request(&app, &p2, &d1.id).await;
+    r.expect(201, "");
+    let req2 = r.data()["request_id"].as_str().unwrap().to_string();
+
+    // Each side sees only its own requests, with the peer's name, verification, note and status.
+    let d1_reqs = requests_of(&app, &d1).await;
+    assert_eq!(d1_reqs["outgoing"].as_array().unwrap().len(), 0);
+    let incoming = d1_reqs["incoming"].as_array().unwrap();
+    assert_eq!(incoming.len(), 2);
+    let first = incoming.iter().find(|r| r["id"] == req1.as_str()).unwrap();
+    assert_eq!(first["peer"]["name"], "Asha Rao");
+    assert_eq!(first["peer"]["role"], "patient");
+    assert_eq!(first["note"], "knee pain since May");
+    assert_eq!(first["status"], "pending");
+    assert!(first["created_at"].is_string());
+    let p1_reqs = requests_of(&app, &p1).await;
+    assert_eq!(ids(&p1_reqs["outgoing"]), vec![req1.clone()]);
+    assert_eq!(p1_reqs["outgoing"][0]["peer"]["name"], "Dr. Meera Iyer");
+    assert_eq!(p1_reqs["outgoing"][0]["peer"]["verified"], false);
+    assert_eq!(p1_reqs["incoming"].as_array().unwrap().len(), 0);
+    let d2_reqs = requests_of(&app, &d2).await;
+    assert_eq!(d2_reqs["incoming"].as_array().unwrap().len(), 0);
+    assert_eq!(ids(&requests_of(&app, &p2).await["outgoing"]), vec![req2.clone()]);
+
+    // Only the addressed doctor decides; only the sender withdraws.
+    let accept = |id: &str| format!("/protected/user/acceptConnectionRequest/{id}");
+    let reject = |id: &str| format!("/protected/user/rejectConnectionRequest/{id}");
+    let withdraw = |id: &str| format!("/protected/user/deletePendingRequest/{id}");
+    app.post_empty(&accept(&req1), &p1.cookie).await.expect(403, "WRONG_ROLE");
+    app.post_empty(&reject(&req1), &p1.cookie).await.expect(403, "WRONG_ROLE");
+    app.post_empty(&accept(&req1), &d2.cookie).await.expect(404, "NOT_FOUND");
+    app.post_empty(&reject(&req1), &d2.cookie).await.expect(404, "NOT_FOUND");
+    app.post_empty(&accept("nope"), &d1.cookie).await.expect(404, "NOT_FOUND");
+    app.post_empty(&withdraw(&req1), &p2.cookie).await.expect(404, "NOT_FOUND");
+    app.post_empty(&withdraw(&req1), &d1.cookie).await.expect(404, "NOT_FOUND");
+    app.post_empty(&withdraw(&req1), &d2.cookie).await.expect(404, "NOT_FOUND");
+
+    // Accepting creates the connection, for both sides.
+    let r = app.post_empty(&accept(&req1), &d1.cookie).await;
+    r.expect(200, "");
+    let conn = r.data()["connection"]["id"].as_str().unwrap().to_string();
+    assert_eq!(r.data()["connection"]["peer"]["id"], p1.id.as_str());
+    app.post_empty(&accept(&req1), &d1.cookie).await.expect(409, "REQUEST_NOT_PENDING");
+    app.post_empty(&reject(&req1), &d1.cookie).await.expect(409, "REQUEST_NOT_PENDING");
+    app.post_empty(&withdraw(&req1), &p1.cookie).await.expect(409, "REQUEST_NOT_PENDING");
+    request(&app, &p1, &d1.id).await.expect(409, "ALREADY_CONNECTED");
+    assert_eq!(requests_of(&app, &p1).await["outgoing"][0]["status"], "accepted");
+
+    let p1_conns = connections_of(&app, &p1).await;
+    assert_eq!(p1_conns.len(), 1);
+    assert_eq!(p1_conns[0]["id"], conn.as_str());
+    assert_eq!(p1_conns[0]["peer"]["id"], d1.id.as_str());
+    assert_eq!(p1_conns[0]["peer"]["verified"], false);
+    assert_eq!(p1_conns[0]["peer_phone"], d1.phone.as_str());
+    let d1_conns = connections_of(&app, &d1).await;
+    assert_eq!(d1_conns.len(), 1);
+    assert_eq!(d1_conns[0]["peer"]["id"], p1.id.as_str());
+    assert!(connections_of(&app, &p2).await.is_empty());
+    assert!(connections_of(&app, &d2).await.is_empty());
+    let r = app.get("/protected/user/sessionDetail", &p1.cookie).await;
+    r.expect(200, "");
+    assert_eq!(r.data()["connections"][0]["id"], conn.as_str());
+    let r = app.get("/protected/user/sessionDetail", &p2.cookie).await;
+    assert_eq!(r.data()["connections"].as_array().unwrap().len(), 0);
+
+    // Rejecting; after a rejection the patient may ask again, and withdraw.
+    let r = app.post_empty(&reject(&req2), &d1.cookie).await;
+    r.expect(200, "");
+    assert_eq!(requests_of(&app, &p2).await["outgoing"][0]["status"], "rejected");
+    app.post_empty(&accept(&req2), &d1.cookie).await.expect(409, "REQUEST_NOT_PENDING");
+    assert!(connections_of(&app, &p2).await.is_empty());
+    let r = request(&app, &p2, &d1.id).await;
+    r.expect(201, "");
+    let req3 = r.data()["request_id"].as_str().unwrap().to_string();
+    app.post_empty(&withdraw(&req3), &p2.cookie).await.expect(200, "");
+    app.post_empty(&withdraw(&req3), &p2.cookie).await.expect(404, "NOT_FOUND");
+    app.post_empty(&accept(&req3), &d1.cookie).await.expect(404, "NOT_FOUND");
+    assert!(!ids(&requests_of(&app, &d1).await["incoming"]).contains(&req3));
+
+    // Ending a connection: only its two sides may, and it goes for both.
+    let end = format!("/protected/user/deleteConnection/{conn}");
+    app.post_empty(&end, &p2.cookie).await.expect(404, "NOT_FOUND");
+    app.post_empty(&end, &d2.cookie).await.expect(404, "NOT_FOUND");
+    app.post_empty(&end, &d1.cookie).await.expect(200, "");
+    assert!(connections_of(&app, &p1).await.is_empty());
+    assert!(connections_of(&app, &d1).await.is_empty());
+    app.post_empty(&end, &p1.cookie).await.expect(404, "NOT_FOUND");
+    // Once ended, the patient may ask again; this time the patient ends it.
+    let r = request(&app, &p1, &d1.id).await;
+    r.expect(201, "");
+    let req4 = r.data()["request_id"].as_str().unwrap().to_string();
+    let r = app.post_empty(&accept(&req4), &d1.cookie).await;
+    r.expect(200, "");
+    let conn2 = r.data()["connection"]["id"].as_str().unwrap().to_string();
+    app.post_empty(&format!("/protected/user/deleteConnection/{conn2}"), &p1.cookie)
+        .await
+        .expect(200, "");
+    assert!(connections_of(&app, &d1).await.is_empty());
+}
+
+#[tokio::test]
+async fn racing_decisions_end_in_exactly_one_state() {
+    let app = TestApp::spawn().await;
+    let Cast { p1, p2, d1, .. } = cast(&app).await;
+    for round in 0..4 {
+        let patient = if round % 2 == 0 { &p1 } else { &p2 };
+        let r = request(&app, patient, &d1.id).await;
+        r.expect(201, "");
+        let id = r.data()["request_id"].as_str().unwrap().to_string();
+        let accept = format!("/protected/user/acceptConnectionRequest/{id}");
+        let reject = format!("/protected/user/rejectConnectionRequest/{id}");
+        let (a, b) = if round < 2 {
+            tokio::join!(app.post_empty(&accept, &d1.cookie), app.post_empty(&accept, &d1.cookie))
+        } else {
+            tokio::join!(app.post_empty(&accept, &d1.cookie), app.post_empty(&reject, &d1.cookie))
+        };
+        let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409], "round {round}: {} / {}", a.body, b.body);
+        let loser = if a.status.as_u16() == 409 { &a } else { &b };
+        assert_eq!(loser.code(), "REQUEST_NOT_PENDING");
+        let accepted = round < 2 || a.status.as_u16() == 200;
+        let status = &requests_of(&app, patient).await["outgoing"][0];
+        assert_eq!(status["id"], id.as_str());
+        assert_eq!(status["status"], if accepted { "accepted" } else { "rejected" });
+        let conns = connections_of(&app, patient).await;
+        assert_eq!(conns.len(), usize::from(accepted), "round {round}");
+        for c in conns {
+            app.post_empty(&format!("/protected/user/deleteConnection/{}", c["id"].as_str().unwrap()), &d1.cookie)
+                .await
+                .expect(200, "");
+        }
+    }
+}
+
+#[tokio::test]
+async fn doctor_search_by_name_and_number() {
+    let app = TestApp::spawn().await;
+    let Cast { p1, d1, d2, .. } = cast(&app).await;
+    let d3 = app.signup("Dr. Iyer_Menon 100%", "doctor").await;
+    let _patient_named_iyer = app.signup("Iyer Patient", "patient").await;
+    let search = |q: &str| format!("/protected/user/searchDoctorByName?{q}");
+
+    // Case-insensitive substring, doctors only, alphabetical.
+    let r = app.get(&search("name=IYER"), &p1.cookie).await;
+    r.expect(200, "");
+    assert_eq!(ids(&r.data()["doctors"]), vec![d3.id.clone(), d1.id.clone()]);
+    assert_eq!(r.data()["doctors"][1]["verified"], false);
+    assert_eq!(r.data()["has_more"], false);
+    let r = app.get(&search("name=vikram"), &d1.cookie).await;
+    assert_eq!(ids(&r.data()["doctors"]), vec![d2.id.clone()]);
+    // LIKE's wildcards are matched literally.
+    let r = app.get(&search("name=%25"), &p1.cookie).await;
+    assert_eq!(ids(&r.data()["doctors"]), vec![d3.id.clone()]);
+    let r = app.get(&search("name=r_m"), &p1.cookie).await;
+    assert_eq!(ids(&r.data()["doctors"]), vec![d3.id.clone()]);
+    let r = app.get(&search("name=zzz"), &p1.cookie).await;
+    assert_eq!(r.data()["doctors"].as_array().unwrap().len(), 0);
+
+    // Paged.
+    let r = app.get(&search("name=dr.&limit=2"), &p1.cookie).await;
+    assert_eq!(r.data()["doctors"].as_array().unwrap().len(), 2);
+    assert_eq!(r.data()["has_more"], true);
+    let first_page = ids(&r.data()["doctors"]);
+    let r = app.get(&search("name=dr.&limit=2&page=2"), &p1.cookie).await;
+    assert_eq!(r.data()["has_more"], false);
+    let second_page = ids(&r.data()["doctors"]);
+    assert_eq!(second_page.len(), 1);
+    assert!(!first_page.contains(&second_page[0]));
+
+    // Refusals.
+    for (q, field) in [
+        ("name=", "name"),
+        ("name=%20%20", "name"),
+        ("limit=5", "name"),
+        ("name=a&limit=51", "limit"),
+        ("name=a&limit=0", "limit"),
+        ("name=a&limit=ten", "limit"),
+        ("name=a&page=0", "page"),
+    ] {
+        let r = app.get(&search(q), &p1.cookie).await;
+        r.expect(422, "VALIDATION_FAILED");
+        assert_eq!(r.body["error"]["details"]["field"], field, "{q}");
+    }
+
+    // By number: doctors only.
+    let by_number = |p: &str| format!("/protected/user/searchDoctorByNumber?phone={}", p.replace('+', "%2B"));
+    let r = app.get(&by_number(&d2.phone), &p1.cookie).await;
+    r.expect(200, "");
+    assert_eq!(r.data()["doctor"]["id"], d2.id.as_str());
+    assert_eq!(r.data()["doctor"]["name"], "Dr. Vikram Shah");
+    assert_eq!(r.data()["doctor"]["verified"], false);
+    app.get(&by_number(&p1.phone), &d1.cookie).await.expect(404, "NOT_FOUND");
+    app.get(&by_number(&random_phone()), &p1.cookie).await.expect(404, "NOT_FOUND");
+    app.get(&by_number("12345"), &p1.cookie).await.expect(422, "VALIDATION_FAILED");
+    app.get("/protected/user/searchDoctorByNumber", &p1.cookie)
+        .await
+        .expect(422, "VALIDATION_FAILED");
+
+    // Verification by the operator shows everywhere a doctor is seen.
+    let state = &app.state;
+    auravita::users::admin::set_doctor_verified(&state.db, &d1.phone, true).await.unwrap();
+    assert!(auravita::users::admin::set_doctor_verified(&state.db, &p1.phone, true).await.is_err());
+    assert!(auravita::users::admin::set_doctor_verified(&state.db, &random_phone(), true).await.is_err());
+    assert!(auravita::users::admin::set_doctor_verified(&state.db, "not a phone", true).await.is_err());
+    let r = app.get(&search("name=meera"), &p1.cookie).await;
+    assert_eq!(r.data()["doctors"][0]["verified"], true);
+    assert_eq!(app.get(&by_number(&d1.phone), &p1.cookie).await.data()["doctor"]["verified"], true);
+    let r = request(&app, &p1, &d1.id).await;
+    r.expect(201, "");
+    assert_eq!(r.data()["doctor"]["verified"], true);
+    assert_eq!(requests_of(&app, &p1).await["outgoing"][0]["peer"]["verified"], true);
+    let id = r.data()["request_id"].as_str().unwrap().to_string();
+    app.post_empty(&format!("/protected/user/acceptConnectionRequest/{id}"), &d1.cookie)
+        .await
+        .expect(200, "");
+    assert_eq!(connections_of(&app, &p1).await[0]["peer"]["verified"], true);
+    let me = app.get("/protected/user/sessionDetail", &d1.cookie).await;
+    assert_eq!(me.data()["profile"]["verified"], true);
+    auravita::users::admin::set_doctor_verified(&state.db, &d1.phone, false).await.unwrap();
+    assert_eq!(connections_of(&app, &p1).await[0]["peer"]["verified"], false);
+}
+
+#[tokio::test]
+async fn profiles_are_updated_with_field_errors() {
+    let app = TestApp::spawn().await;
+    let Cast { p1, d1, .. } = cast(&app).await;
+    let update = |u: &User, body: Value| {
+        let cookie = u.cookie.clone();
+        let app = &app;
+        async move { app.post("/protected/user/updateProfile", &cookie, body).await }
+    };
+
+    let r = update(&p1, json!({"name": "  Asha R. Rao "})).await;
+    r.expect(200, "");
+    assert_eq!(r.data()["user"]["name"], "Asha R. Rao");
+    for (who, body, field) in [
+        (&p1, json!({"specialization": "Cardiology"}), "specialization"),
+        (&p1, json!({"years_of_experience": 3}), "years_of_experience"),
+        (&p1, json!({"name": ""}), "name"),
+        (&d1, json!({"name": "x".repeat(101)}), "name"),
+        (&d1, json!({"years_of_experience": 81}), "years_of_experience"),
+        (&d1, json!({"years_of_experience": -1}), "years_of_experience"),
+        (&d1, json!({"qualification": "q".repeat(101)}), "qualification"),
+        (&d1, json!({"registration_number": "KMC<script>"}), "registration_number"),
+        (&d1, json!({"years_of_experience": "ten"}), "years_of_experience"),
+        (&d1, json!({"nickname": "x"}), "nickname"),
+    ] {
+        let r = update(who, body.clone()).await;
+        r.expect(422, "VALIDATION_FAILED");
+        assert_eq!(r.body["error"]["details"]["field"], field, "{body}");
+    }
+
+    let r = update(
+        &d1,
+        json!({"name": "Dr. Meera K. Iyer", "specialization": "Orthopaedics", "qualification": "MBBS, MS",
+               "registration_number": "KMC-12345", "years_of_experience": 12}),
+    )
+    .await;
+    r.expect(200, "");
+    let p = &r.data()["profile"];
+    assert_eq!(p["specialization"], "Orthopaedics");
+    assert_eq!(p["qualification"], "MBBS, MS");
+    assert_eq!(p["registration_number"], "KMC-12345");
+    assert_eq!(p["years_of_experience"], 12);
+    // The new name is searchable; the other fields were kept when left out.
+    let r = app.get("/protected/user/searchDoctorByName?name=k.%20iyer", &p1.cookie).await;
+    assert_eq!(r.data()["doctors"][0]["specialization"], "Orthopaedics");
+    let r = update(&d1, json!({"qualification": ""})).await;
+    assert_eq!(r.data()["profile"]["qualification"], Value::Null);
+    assert_eq!(r.data()["profile"]["specialization"], "Orthopaedics");
+
+    // A verified doctor who changes the registration number must be checked again.
+    auravita::users::admin::set_doctor_verified(&app.state.db, &d1.phone, true).await.unwrap();
+    let r = update(&d1, json!({"registration_number": "KMC-12345", "years_of_experience": 13})).await;
+    assert_eq!(r.data()["profile"]["verified"], true);
+    let r = update(&d1, json!({"registration_number": "KMC-99999"})).await;
+    assert_eq!(r.data()["profile"]["verified"], false);
+    // Nobody else's profile changed.
+    let r = app.get("/protected/user/sessionDetail", &p1.cookie).await;
+    assert_eq!(r.data()["user"]["name"], "Asha R. Rao");
+    assert_eq!(r.data()["profile"]["specialization"], Value::Null);
+}
+
+#[tokio::test]
+async fn clinic_registered_patients_are_taken_over_by_their_phone() {
+    let app = TestApp::spawn().await;
+    let Cast { p1, d1, d2, .. } = cast(&app).await;
+    let create = |u: &User, body: Value| {
+        let cookie = u.cookie.clone();
+        let app = &app;
+        async move { app.post("/protected/user/createPatient", &cookie, body).await }
+    };
+    let phone = random_phone();
+    create(&p1, json!({"name": "Chitra", "phone": phone})).await.expect(403, "WRONG_ROLE");
+    let r = create(&d1, json!({"name": "", "phone": phone})).await;
+    r.expect(422, "VALIDATION_FAILED");
+    assert_eq!(r.body["error"]["details"]["field"], "name");
+    let r = create(&d1, json!({"name": "Chitra", "phone": "98765"})).await;
+    r.expect(422, "VALIDATION_FAILED");
+    assert_eq!(r.body["error"]["details"]["field"], "phone");
+    let r = create(&d1, json!({"name": "Chitra Nair", "phone": phone})).await;
+    r.expect(201, "");
+    let patient_id = r.data()["patient_id"].as_str().unwrap().to_string();
+    assert_eq!(r.data()["connection"]["peer"]["id"], patient_id.as_str());
+    assert_eq!(r.data()["connection"]["peer_phone"], phone.as_str());
+    // A phone with an account: a conflict that says so, whoever registered it.
+    let r = create(&d2, json!({"name": "Chitra", "phone": phone})).await;
+    r.expect(409, "PHONE_ALREADY_REGISTERED");
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("already has an account"));
+    create(&d2, json!({"name": "Asha", "phone": p1.phone})).await.expect(409, "PHONE_ALREADY_REGISTERED");
+    // The patient is already connected to that doctor (and to nobody else).
+    let conns = connections_of(&app, &d1).await;
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0]["peer"]["name"], "Chitra Nair");
+    assert!(connections_of(&app, &d2).await.is_empty());
+
+    // The phone cannot sign up as a doctor; signing up as a patient takes the account over.
+    let r = app
+        .post("/auth/signup", "", json!({"phone": phone, "name": "Chitra", "role": "doctor"}))
+        .await;
+    r.expect(409, "PHONE_REGISTERED_AS_PATIENT");
+    let chitra = app.signup_phone(&phone, "Chitra N.", "patient").await;
+    assert_eq!(chitra.id, patient_id, "no duplicate account");
+    let r = app.get("/protected/user/sessionDetail", &chitra.cookie).await;
+    r.expect(200, "");
+    assert_eq!(r.data()["user"]["phone_verified"], true);
+    assert_eq!(r.data()["user"]["name"], "Chitra N.");
+    assert_eq!(r.data()["connections"][0]["peer"]["id"], d1.id.as_str());
+    // Once taken over, the phone is an ordinary account: signing up again is a conflict.
+    app.clock().advance(Duration::from_secs(61));
+    let r = app
+        .post("/auth/signup", "", json!({"phone": phone, "name": "Someone", "role": "patient"}))
+        .await;
+    r.expect(409, "PHONE_ALREADY_REGISTERED");
+
+    // Signing in with a code also takes a clinic-registered account over.
+    let phone2 = random_phone();
+    let r = create(&d2, json!({"name": "Dev Patel", "phone": phone2})).await;
+    r.expect(201, "");
+    let dev_id = r.data()["patient_id"].as_str().unwrap().to_string();
+    let cookie = app.signin(&phone2).await;
+    let r = app.get("/protected/user/sessionDetail", &cookie).await;
+    r.expect(200, "");
+    assert_eq!(r.data()["user"]["id"], dev_id.as_str());
+    assert_eq!(r.data()["user"]["phone_verified"], true);
+    assert_eq!(r.data()["user"]["name"], "Dev Patel");
+    assert_eq!(r.data()["connections"][0]["peer"]["id"], d2.id.as_str());
+    app.clock().advance(Duration::from_secs(61));
+    let r = app
+        .post("/auth/signup", "", json!({"phone": phone2, "name": "Dev", "role": "patient"}))
+        .await;
+    r.expect(409, "PHONE_ALREADY_REGISTERED");
+}
+
+async fn get_with_agent(app: &TestApp, path: &str, cookie: &str, agent: &str) -> Resp {
+    let r = app
+        .http
+        .get(app.url(path))
+        .header("cookie", cookie)
+        .header("user-agent", agent)
+        .send()
+        .await
+        .unwrap();
+    Resp::from(r).await
+}
+
+#[tokio::test]
+async fn sessions_are_listed_and_revoked() {
+    let app = TestApp::spawn().await;
+    let Cast { p1, p2, .. } = cast(&app).await;
+    app.clock().advance(Duration::from_secs(61));
+    // A second session for p1, from a phone's browser.
+    let r = app
+        .http
+        .post(app.url("/auth/signin"))
+        .header("user-agent", "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36")
+        .json(&json!({"phone": p1.phone}))
+        .send()
+        .await
+        .unwrap();
+    let r = Resp::from(r).await;
+    r.expect(200, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let r = app
+        .http
+        .post(app.url(&format!("/auth/signin/verify/{id}")))
+        .header("user-agent", "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36")
+        .json(&json!({"otp": app.last_code(&p1.phone)}))
+        .send()
+        .await
+        .unwrap();
+    let phone_cookie = Resp::from(r).await.cookie.unwrap();
+
+    let r = get_with_agent(&app, "/protected/user/sessions", &p1.cookie, "curl/8.5.0").await;
+    r.expect(200, "");
+    let sessions = r.data()["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 2);
+    let current: Vec<_> = sessions.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1);
+    let other = sessions.iter().find(|s| s["current"] == false).unwrap();
+    assert_eq!(other["device"], "Chrome on Android");
+    assert_eq!(other["ip"], "127.0.0.1");
+    assert!(other["created_at"].is_string() && other["last_seen_at"].is_string());
+    let other_id = other["id"].as_str().unwrap().to_string();
+    let current_id = current[0]["id"].as_str().unwrap().to_string();
+
+    // p2 sees only their own session and cannot end p1's.
+    let r = app.get("/protected/user/sessions", &p2.cookie).await;
+    let theirs = r.data()["sessions"].as_array().unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert!(theirs.iter().all(|s| s["id"] != other_id.as_str() && s["id"] != current_id.as_str()));
+    app.post_empty(&format!("/protected/user/revokeSession/{other_id}"), &p2.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.get("/protected/user/sessionDetail", &phone_cookie).await.expect(200, "");
+
+    // p1 ends the phone's session: it stops working at once.
+    app.post_empty(&format!("/protected/user/revokeSession/{other_id}"), &p1.cookie)
+        .await
+        .expect(200, "");
+    app.get("/protected/user/sessionDetail", &phone_cookie).await.expect(401, "UNAUTHENTICATED");
+    app.post_empty(&format!("/protected/user/revokeSession/{other_id}"), &p1.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.get("/protected/user/sessionDetail", &p1.cookie).await.expect(200, "");
+
+    // Signing out everywhere ends every session of p1, and only p1's.
+    app.clock().advance(Duration::from_secs(61));
+    let another = app.signin(&p1.phone).await;
+    let r = app.post_empty("/protected/user/signoutEverywhere", &p1.cookie).await;
+    r.expect(200, "");
+    assert_eq!(r.data()["ended"], 2);
+    app.get("/protected/user/sessionDetail", &p1.cookie).await.expect(401, "UNAUTHENTICATED");
+    app.get("/protected/user/sessionDetail", &another).await.expect(401, "UNAUTHENTICATED");
+    app.get("/protected/user/sessionDetail", &p2.cookie).await.expect(200, "");
+}
+
+#[tokio::test]
+async fn deleting_an_account_erases_it_everywhere() {
+    let app = TestApp::spawn().await;
+    let Cast { p1, p2, d1, d2 } = cast(&app).await;
+    // d1 is connected to p1 and has a pending request from p2.
+    let r = request(&app, &p1, &d1.id).await;
+    let id = r.data()["request_id"].as_str().unwrap().to_string();
+    app.post_empty(&format!("/protected/user/acceptConnectionRequest/{id}"), &d1.cookie)
+        .await
+        .expect(200, "");
+    request(&app, &p2, &d1.id).await.expect(201, "");
+    request(&app, &p2, &d2.id).await.expect(201, "");
+    app.clock().advance(Duration::from_secs(61));
+    let second_session = app.signin(&d1.phone).await;
+
+    let r = app.post_empty("/protected/user/deleteProfile", &d1.cookie).await;
+    r.expect(200, "");
+    assert!(r.headers.get_all("set-cookie").iter().any(|v| v.to_str().unwrap().contains("Max-Age=0")));
+    // Every session is dead at once.
+    app.get("/protected/user/sessionDetail", &d1.cookie).await.expect(401, "UNAUTHENTICATED");
+    app.get("/protected/user/sessionDetail", &second_session).await.expect(401, "UNAUTHENTICATED");
+    // Gone from search and from every peer's lists.
+    let r = app.get("/protected/user/searchDoctorByName?name=meera", &p1.cookie).await;
+    assert_eq!(r.data()["doctors"].as_array().unwrap().len(), 0);
+    let by_number = format!("/protected/user/searchDoctorByNumber?phone={}", d1.phone.replace('+', "%2B"));
+    app.get(&by_number, &p1.cookie).await.expect(404, "NOT_FOUND");
+    assert!(connections_of(&app, &p1).await.is_empty());
+    assert!(requests_of(&app, &p1).await["outgoing"].as_array().unwrap().is_empty());
+    let p2_out = requests_of(&app, &p2).await["outgoing"].clone();
+    assert_eq!(p2_out.as_array().unwrap().len(), 1);
+    assert_eq!(p2_out[0]["peer"]["id"], d2.id.as_str());
+    request(&app, &p2, &d1.id).await.expect(404, "NOT_FOUND");
+
+    // The durable record drives the purge, which finishes it.
+    let row: (Option<i64>, i64) =
+        sqlx::query_as("SELECT done_at, attempts FROM deleted_users WHERE user_id = $1")
+            .bind(&d1.id)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(row, (None, 0));
+    assert_eq!(auravita::users::purge::run_once(&app.state).await.unwrap(), 1);
+    let row: (Option<i64>, i64) =
+        sqlx::query_as("SELECT done_at, attempts FROM deleted_users WHERE user_id = $1")
+            .bind(&d1.id)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert!(row.0.is_some());
+    assert_eq!(row.1, 1);
+    assert_eq!(auravita::users::purge::run_once(&app.state).await.unwrap(), 0);
+
+    // The phone can sign up again, as a new account with nothing of the old one.
+    app.clock().advance(Duration::from_secs(61));
+    let again = app.signup_phone(&d1.phone, "Meera Again", "patient").await;
+    assert_ne!(again.id, d1.id);
+    let r = app.get("/protected/user/sessionDetail", &again.cookie).await;
+    r.expect(200, "");
+    assert_eq!(r.data()["user"]["role"], "patient");
+    assert!(r.data()["connections"].as_array().unwrap().is_empty());
+    assert!(requests_of(&app, &again).await["outgoing"].as_array().unwrap().is_empty());
+
+    // A patient can leave too; their doctor's lists forget them.
+    app.post_empty("/protected/user/deleteProfile", &p2.cookie).await.expect(200, "");
+    assert!(requests_of(&app, &d2).await["incoming"].as_array().unwrap().is_empty());
+    app.post_empty("/protected/user/deleteProfile", &p2.cookie)
+        .await
+        .expect(401, "UNAUTHENTICATED");
+}
