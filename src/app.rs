@@ -31,6 +31,7 @@ use crate::error::{error_response, AppError, Enveloped, ErrorEnvelope};
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::sms::SmsSender;
+use crate::storage::Storage;
 
 pub struct App {
     pub config: Config,
@@ -40,6 +41,7 @@ pub struct App {
     pub sms: Arc<dyn SmsSender>,
     /// SMS being sent in the background (sign-in codes); lets tests and shutdown wait for them.
     pub sms_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    pub storage: Storage,
     pub metrics: Metrics,
     /// Bearer tokens from an external identity provider; `None` unless `AURAVITA_OIDC_ISSUER` is set.
     pub oidc: Option<crate::auth::oidc::Oidc>,
@@ -65,6 +67,7 @@ impl AppState {
         let keys = Keys::load(&config)?;
         let sms = crate::sms::from_config(&config)?;
         let oidc = crate::auth::oidc::Oidc::from_config(&config)?;
+        let storage = Storage::from_config(&config).context("setting up object storage")?;
         Ok(AppState(Arc::new(App {
             config,
             db,
@@ -72,6 +75,7 @@ impl AppState {
             keys,
             sms,
             sms_in_flight: Default::default(),
+            storage,
             metrics: Metrics::default(),
             oidc,
             shutdown: CancellationToken::new(),
@@ -152,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(
             utoipa_swagger_ui::Config::from("/openapi.json"),
         ))
+        .merge(crate::storage::router())
         .merge(crate::web::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
@@ -241,8 +246,12 @@ async fn envelope_errors(req: Request, next: Next) -> Response {
         StatusCode::NOT_FOUND => ("NOT_FOUND", "no such route"),
         StatusCode::METHOD_NOT_ALLOWED => ("METHOD_NOT_ALLOWED", "that method is not allowed here"),
         StatusCode::PAYLOAD_TOO_LARGE => ("PAYLOAD_TOO_LARGE", "the request body is too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UNSUPPORTED_MEDIA_TYPE", "unsupported content type"),
-        StatusCode::UNPROCESSABLE_ENTITY => ("VALIDATION_FAILED", "the request could not be understood"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("UNSUPPORTED_MEDIA_TYPE", "unsupported content type")
+        }
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            ("VALIDATION_FAILED", "the request could not be understood")
+        }
         StatusCode::REQUEST_TIMEOUT => ("TIMEOUT", "the request took too long"),
         s if s.is_server_error() => ("INTERNAL", "something went wrong on our side"),
         _ => ("BAD_REQUEST", "the request could not be understood"),
@@ -285,9 +294,12 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
     let method = req.method().clone();
     let started = Instant::now();
     let res = next.run(req).await;
-    state
-        .metrics
-        .observe(method.as_str(), &route, res.status().as_u16(), started.elapsed());
+    state.metrics.observe(
+        method.as_str(),
+        &route,
+        res.status().as_u16(),
+        started.elapsed(),
+    );
     res
 }
 
@@ -300,7 +312,12 @@ pub struct Health {
 #[utoipa::path(get, path = "/health/live", tag = "health",
     responses((status = 200, body = crate::api::Envelope<Health>)))]
 async fn live() -> ApiResult<Health> {
-    Ok(ApiOk::new(Health { status: "ok".into() }, "alive"))
+    Ok(ApiOk::new(
+        Health {
+            status: "ok".into(),
+        },
+        "alive",
+    ))
 }
 
 /// The database (and storage) can be reached.
@@ -312,14 +329,27 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Health> {
         .ping()
         .await
         .map_err(|e| AppError::unavailable("the database", e))?;
-    Ok(ApiOk::new(Health { status: "ready".into() }, "ready"))
+    state
+        .storage
+        .ping()
+        .await
+        .map_err(|e| AppError::unavailable("object storage", e))?;
+    Ok(ApiOk::new(
+        Health {
+            status: "ready".into(),
+        },
+        "ready",
+    ))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let pool = &state.db.pool;
     let body = state.metrics.render(pool.size(), pool.num_idle());
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
         body,
     )
         .into_response()
@@ -356,6 +386,7 @@ async fn sweep(state: &AppState) -> anyhow::Result<()> {
         .execute(&state.db.pool)
         .await?;
     crate::ratelimit::sweep(&state.db, now).await?;
+    crate::files::sweep(state).await?;
     Ok(())
 }
 
@@ -367,17 +398,27 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn start(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<Server> {
+    pub async fn start(
+        state: AppState,
+        listener: tokio::net::TcpListener,
+    ) -> anyhow::Result<Server> {
         let addr = listener.local_addr()?;
         spawn_background(&state);
         let app = router(state.clone());
         let token = state.shutdown.clone();
         let handle = tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await
         });
-        Ok(Server { addr, state, handle })
+        Ok(Server {
+            addr,
+            state,
+            handle,
+        })
     }
 
     /// Stops accepting, ends event streams, and waits (up to `grace`) for requests in flight.
@@ -391,4 +432,3 @@ impl Server {
         Ok(())
     }
 }
-

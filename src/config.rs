@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
 #[derive(Parser, Debug)]
-#[command(name = "auravita", version, about = "Medical documents, shared on the patient's terms")]
+#[command(
+    name = "auravita",
+    version,
+    about = "Medical documents, shared on the patient's terms"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -44,19 +48,39 @@ pub enum AdminCommand {
 #[derive(Args, Debug, Clone)]
 pub struct Config {
     /// Listen address.
-    #[arg(long, env = "AURAVITA_BIND", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub bind: SocketAddr,
 
     /// Public base URL: decides cookie `Secure`, links and the allowed `Origin`.
-    #[arg(long, env = "AURAVITA_PUBLIC_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub public_url: url::Url,
 
     /// Folder for the embedded defaults (SQLite database, objects, secret).
-    #[arg(long, env = "AURAVITA_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// `sqlite://...` or `postgres://...`; default `sqlite://<data dir>/auravita.db`.
-    #[arg(long, env = "AURAVITA_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<SecretString>,
 
     /// `file:///path` or `s3://bucket`; default `file://<data dir>/objects`.
@@ -65,11 +89,26 @@ pub struct Config {
 
     #[arg(long, env = "AURAVITA_S3_ENDPOINT", global = true)]
     pub s3_endpoint: Option<String>,
-    #[arg(long, env = "AURAVITA_S3_REGION", default_value = "us-east-1", global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_S3_REGION",
+        default_value = "us-east-1",
+        global = true
+    )]
     pub s3_region: String,
-    #[arg(long, env = "AURAVITA_S3_ACCESS_KEY_ID", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_S3_ACCESS_KEY_ID",
+        global = true,
+        hide_env_values = true
+    )]
     pub s3_access_key_id: Option<String>,
-    #[arg(long, env = "AURAVITA_S3_SECRET_ACCESS_KEY", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_S3_SECRET_ACCESS_KEY",
+        global = true,
+        hide_env_values = true
+    )]
     pub s3_secret_access_key: Option<SecretString>,
 
     /// `console` (codes in the log) or `twilio`.
@@ -77,11 +116,21 @@ pub struct Config {
     pub sms: String,
     #[arg(long, env = "AURAVITA_TWILIO_ACCOUNT_SID", global = true)]
     pub twilio_account_sid: Option<String>,
-    #[arg(long, env = "AURAVITA_TWILIO_AUTH_TOKEN", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_TWILIO_AUTH_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
     pub twilio_auth_token: Option<SecretString>,
     #[arg(long, env = "AURAVITA_TWILIO_FROM", global = true)]
     pub twilio_from: Option<String>,
-    #[arg(long, env = "AURAVITA_TWILIO_API_BASE", default_value = "https://api.twilio.com", global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_TWILIO_API_BASE",
+        default_value = "https://api.twilio.com",
+        global = true
+    )]
     pub twilio_api_base: String,
     /// Every SMS is also appended here as one JSON line `{"to","body","sent_at"}`.
     #[arg(long, env = "AURAVITA_SMS_OUTBOX", global = true)]
@@ -100,7 +149,12 @@ pub struct Config {
     pub oidc_jwks_url: Option<String>,
 
     /// Take the client address from the last `X-Forwarded-For` hop (only behind a trusted proxy).
-    #[arg(long, env = "AURAVITA_TRUST_PROXY", default_value_t = false, global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_TRUST_PROXY",
+        default_value_t = false,
+        global = true
+    )]
     pub trust_proxy: bool,
 
     #[command(flatten)]
@@ -111,39 +165,94 @@ pub struct Config {
 #[derive(Args, Debug, Clone)]
 pub struct Limits {
     /// Lifetime of a one-time code, seconds.
-    #[arg(long, env = "AURAVITA_OTP_TTL_SECS", default_value_t = 300, global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_OTP_TTL_SECS",
+        default_value_t = 300,
+        global = true
+    )]
     pub otp_ttl_secs: i64,
     /// Wrong tries before a code is dead.
-    #[arg(long, env = "AURAVITA_OTP_MAX_ATTEMPTS", default_value_t = 5, global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_OTP_MAX_ATTEMPTS",
+        default_value_t = 5,
+        global = true
+    )]
     pub otp_max_attempts: i64,
     /// Minimum seconds between two codes to one phone.
-    #[arg(long, env = "AURAVITA_OTP_COOLDOWN_SECS", default_value_t = 60, global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_OTP_COOLDOWN_SECS",
+        default_value_t = 60,
+        global = true
+    )]
     pub otp_cooldown_secs: i64,
     /// Codes per phone per hour.
-    #[arg(long, env = "AURAVITA_OTP_PER_HOUR", default_value_t = 5, global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_OTP_PER_HOUR",
+        default_value_t = 5,
+        global = true
+    )]
     pub otp_per_hour: i64,
     /// First back-off after a code dies of wrong tries, seconds; doubles each time, up to the max.
-    #[arg(long, env = "AURAVITA_OTP_BACKOFF_SECS", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_OTP_BACKOFF_SECS",
+        default_value_t = 30,
+        global = true
+    )]
     pub otp_backoff_secs: i64,
-    #[arg(long, env = "AURAVITA_OTP_BACKOFF_MAX_SECS", default_value_t = 3600, global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_OTP_BACKOFF_MAX_SECS",
+        default_value_t = 3600,
+        global = true
+    )]
     pub otp_backoff_max_secs: i64,
     /// Requests per client IP per minute on `/auth`.
-    #[arg(long, env = "AURAVITA_AUTH_IP_PER_MINUTE", default_value_t = 30, global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_AUTH_IP_PER_MINUTE",
+        default_value_t = 30,
+        global = true
+    )]
     pub auth_ip_per_minute: i64,
     /// Session idle timeout, seconds.
-    #[arg(long, env = "AURAVITA_SESSION_IDLE_SECS", default_value_t = 1800, global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_SESSION_IDLE_SECS",
+        default_value_t = 1800,
+        global = true
+    )]
     pub session_idle_secs: i64,
     /// Session absolute lifetime, seconds.
-    #[arg(long, env = "AURAVITA_SESSION_ABSOLUTE_SECS", default_value_t = 43200, global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_SESSION_ABSOLUTE_SECS",
+        default_value_t = 43200,
+        global = true
+    )]
     pub session_absolute_secs: i64,
     /// Largest upload, bytes.
     #[arg(long, env = "AURAVITA_MAX_UPLOAD_BYTES", default_value_t = 5 * 1024 * 1024, global = true)]
     pub max_upload_bytes: u64,
     /// Live notification streams per user; the oldest is closed first.
-    #[arg(long, env = "AURAVITA_MAX_STREAMS_PER_USER", default_value_t = 5, global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_MAX_STREAMS_PER_USER",
+        default_value_t = 5,
+        global = true
+    )]
     pub max_streams_per_user: usize,
     /// Database pool size.
-    #[arg(long, env = "AURAVITA_DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
+    #[arg(
+        long,
+        env = "AURAVITA_DB_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
     pub db_max_connections: u32,
 }
 

@@ -48,6 +48,7 @@ macro_rules! migration {
 const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_foundation"),
     migration!(2, "0002_users"),
+    migration!(3, "0003_files"),
     migration!(5, "0005_oidc"),
 ];
 
@@ -59,7 +60,10 @@ impl Db {
         } else if url.starts_with("sqlite:") {
             Dialect::Sqlite
         } else {
-            anyhow::bail!("unsupported database URL {}", crate::config::redact_url(url));
+            anyhow::bail!(
+                "unsupported database URL {}",
+                crate::config::redact_url(url)
+            );
         };
         let mut url = url.to_string();
         if dialect == Dialect::Sqlite {
@@ -170,12 +174,17 @@ impl Db {
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
     }
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or("");
     if path.is_empty() || path == ":memory:" {
         None

@@ -75,7 +75,11 @@ impl AppError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{what} not found"),
+        )
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
@@ -88,11 +92,19 @@ impl AppError {
 
     /// A field that failed validation; `details.field` names it.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED", message)
-            .with_details(json!({ "field": field }))
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+            message,
+        )
+        .with_details(json!({ "field": field }))
     }
 
-    pub fn rate_limited(code: &'static str, message: impl Into<String>, retry_after_secs: u64) -> Self {
+    pub fn rate_limited(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after_secs: u64,
+    ) -> Self {
         let retry_after_secs = retry_after_secs.max(1);
         let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
             .with_details(json!({ "retry_after": retry_after_secs }));
@@ -123,7 +135,13 @@ impl AppError {
 
 impl std::fmt::Display for AppError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -165,8 +183,14 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
             match &self.source {
-                Some(src) => tracing::error!(status = self.status.as_u16(), code = self.code, error = %format!("{src:#}"), "request failed"),
-                None => tracing::error!(status = self.status.as_u16(), code = self.code, "request failed"),
+                Some(src) => {
+                    tracing::error!(status = self.status.as_u16(), code = self.code, error = %format!("{src:#}"), "request failed")
+                }
+                None => tracing::error!(
+                    status = self.status.as_u16(),
+                    code = self.code,
+                    "request failed"
+                ),
             }
         }
         let mut res = error_response(self.status, self.code, &self.message, self.details);

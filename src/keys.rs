@@ -27,7 +27,10 @@ impl Keys {
         let master: Vec<u8> = match &cfg.secret {
             Some(s) => {
                 let s = s.expose_secret();
-                anyhow::ensure!(s.len() >= 32, "AURAVITA_SECRET must be at least 32 characters");
+                anyhow::ensure!(
+                    s.len() >= 32,
+                    "AURAVITA_SECRET must be at least 32 characters"
+                );
                 s.as_bytes().to_vec()
             }
             None => {

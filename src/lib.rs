@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod ratelimit;
 pub mod sms;
+pub mod storage;
 pub mod users;
 pub mod web;
 

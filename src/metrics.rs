@@ -57,9 +57,17 @@ impl Metrics {
                 m.buckets[i]
             );
         }
-        let _ = writeln!(out, "auravita_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}", m.count);
+        let _ = writeln!(
+            out,
+            "auravita_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            m.count
+        );
         let _ = writeln!(out, "auravita_http_request_duration_seconds_sum {}", m.sum);
-        let _ = writeln!(out, "auravita_http_request_duration_seconds_count {}", m.count);
+        let _ = writeln!(
+            out,
+            "auravita_http_request_duration_seconds_count {}",
+            m.count
+        );
         out.push_str("# HELP auravita_db_pool_connections Database connections open.\n");
         out.push_str("# TYPE auravita_db_pool_connections gauge\n");
         let _ = writeln!(out, "auravita_db_pool_connections {pool_size}");

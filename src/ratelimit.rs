@@ -5,7 +5,13 @@ use crate::db::Db;
 use crate::error::AppError;
 
 /// Counts a hit on `key`; refuses with 429 (and `Retry-After`) past `limit` per `window_secs`.
-pub async fn hit(db: &Db, key: &str, limit: i64, window_secs: i64, now: i64) -> Result<(), AppError> {
+pub async fn hit(
+    db: &Db,
+    key: &str,
+    limit: i64,
+    window_secs: i64,
+    now: i64,
+) -> Result<(), AppError> {
     let window_ms = window_secs * 1000;
     let (count, window_start): (i64, i64) = sqlx::query_as(
         "INSERT INTO rate_limits (key, window_start, count) VALUES ($1, $2, 1) \

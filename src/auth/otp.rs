@@ -117,8 +117,11 @@ pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppE
 
 fn sms_error(e: SmsError) -> AppError {
     match e {
-        SmsError::Undeliverable(why) => AppError::invalid("phone", format!("we could not send a code to that number: {why}"))
-            .with_details(json!({"field": "phone", "reason": "undeliverable"})),
+        SmsError::Undeliverable(why) => AppError::invalid(
+            "phone",
+            format!("we could not send a code to that number: {why}"),
+        )
+        .with_details(json!({"field": "phone", "reason": "undeliverable"})),
         SmsError::Rejected(why) => {
             let mut err = AppError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -128,7 +131,9 @@ fn sms_error(e: SmsError) -> AppError {
             err.source = Some(anyhow::anyhow!("SMS provider rejected the request: {why}"));
             err
         }
-        SmsError::Unavailable(why) => AppError::unavailable("the SMS service", anyhow::anyhow!(why)),
+        SmsError::Unavailable(why) => {
+            AppError::unavailable("the SMS service", anyhow::anyhow!(why))
+        }
     }
 }
 
@@ -225,7 +230,12 @@ pub async fn claim(
     .fetch_optional(&state.db.pool)
     .await?;
     if let Some((phone, user_id, name, role)) = claimed {
-        return Ok(Claimed { phone, user_id, name, role });
+        return Ok(Claimed {
+            phone,
+            user_id,
+            name,
+            role,
+        });
     }
     Err(refusal(state, purpose, challenge_id, now).await)
 }
@@ -263,8 +273,12 @@ async fn refusal_inner(
                 "too many wrong codes: this code no longer works; ask for a new one",
             ));
         }
-        return Ok(AppError::new(StatusCode::UNAUTHORIZED, "OTP_INVALID", "that code is not right")
-            .with_details(json!({ "field": "otp", "attempts_left": max - attempts })));
+        return Ok(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "OTP_INVALID",
+            "that code is not right",
+        )
+        .with_details(json!({ "field": "otp", "attempts_left": max - attempts })));
     }
     let row: Option<(String, i64)> = sqlx::query_as(
         "SELECT state, expires_at FROM otp_challenges WHERE id = $1 AND purpose = $2",
@@ -280,10 +294,9 @@ async fn refusal_inner(
             "OTP_DEAD",
             "too many wrong codes: this code no longer works; ask for a new one",
         ),
-        Some((st, _)) if st == "replaced" => AppError::gone(
-            "OTP_REPLACED",
-            "a newer code was sent; use the latest one",
-        ),
+        Some((st, _)) if st == "replaced" => {
+            AppError::gone("OTP_REPLACED", "a newer code was sent; use the latest one")
+        }
         Some(_) => AppError::gone("OTP_EXPIRED", "that code has expired; ask for a new one"),
     })
 }

@@ -77,17 +77,25 @@ pub fn clean_name(raw: &str, field: &str) -> Result<String, AppError> {
         return Err(AppError::invalid(field, "name is at most 100 characters"));
     }
     if name.chars().any(char::is_control) {
-        return Err(AppError::invalid(field, "name cannot contain control characters"));
+        return Err(AppError::invalid(
+            field,
+            "name cannot contain control characters",
+        ));
     }
     Ok(name.to_string())
 }
 
 /// Is there an account on this phone, and has its owner ever signed in with a code?
-async fn account_for(state: &AppState, phone: &str) -> Result<Option<(String, String, i64)>, AppError> {
-    Ok(sqlx::query_as("SELECT id, role, phone_verified FROM users WHERE phone = $1")
-        .bind(phone)
-        .fetch_optional(&state.db.pool)
-        .await?)
+async fn account_for(
+    state: &AppState,
+    phone: &str,
+) -> Result<Option<(String, String, i64)>, AppError> {
+    Ok(
+        sqlx::query_as("SELECT id, role, phone_verified FROM users WHERE phone = $1")
+            .bind(phone)
+            .fetch_optional(&state.db.pool)
+            .await?,
+    )
 }
 
 /// A clinic-registered patient may claim the account by signing up as a patient; anything else
@@ -114,7 +122,10 @@ fn signup_allowed(existing: &Option<(String, String, i64)>, role: Role) -> Resul
         (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
         (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
-async fn signup(State(state): State<AppState>, ApiJson(req): ApiJson<SignupRequest>) -> ApiResult<ChallengeData> {
+async fn signup(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SignupRequest>,
+) -> ApiResult<ChallengeData> {
     let phone = phone::normalize(&req.phone, "phone")?;
     let name = clean_name(&req.name, "name")?;
     signup_allowed(&account_for(&state, &phone).await?, req.role)?;
@@ -130,7 +141,13 @@ async fn signup(State(state): State<AppState>, ApiJson(req): ApiJson<SignupReque
     )
     .await?;
     let message = "we sent a 6-digit code to your phone".to_string();
-    Ok(ApiOk::new(ChallengeData { id, message: message.clone() }, message))
+    Ok(ApiOk::new(
+        ChallengeData {
+            id,
+            message: message.clone(),
+        },
+        message,
+    ))
 }
 
 /// Finish a sign-up with the code: creates the account and signs in.
@@ -177,7 +194,10 @@ async fn signup_verify(
             .execute(&mut *tx)
             .await?;
             if taken.rows_affected() != 1 {
-                return Err(AppError::conflict("PHONE_ALREADY_REGISTERED", "this phone already has an account; sign in instead"));
+                return Err(AppError::conflict(
+                    "PHONE_ALREADY_REGISTERED",
+                    "this phone already has an account; sign in instead",
+                ));
             }
             id
         }
@@ -205,7 +225,16 @@ async fn signup_verify(
             id
         }
     };
-    finish_sign_in(state, tx, &user_id, &claimed.phone, &client, now, "welcome to Auravita").await
+    finish_sign_in(
+        state,
+        tx,
+        &user_id,
+        &claimed.phone,
+        &client,
+        now,
+        "welcome to Auravita",
+    )
+    .await
 }
 
 async fn finish_sign_in(
@@ -221,8 +250,14 @@ async fn finish_sign_in(
     let new = session::create(&mut tx, &state, user_id, client, now).await?;
     crate::app::on_sign_in(&state, &mut tx, user_id, client).await?;
     tx.commit().await?;
-    Ok(ApiOk::new(VerifyData { success: true, session: new.info }, message)
-        .header(header::SET_COOKIE, new.cookie))
+    Ok(ApiOk::new(
+        VerifyData {
+            success: true,
+            session: new.info,
+        },
+        message,
+    )
+    .header(header::SET_COOKIE, new.cookie))
 }
 
 /// Start a sign-in: sends a code if the phone has an account. The answer is the same either way.
@@ -232,10 +267,19 @@ async fn finish_sign_in(
         (status = 400, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
         (status = 503, body = ErrorEnvelope)))]
-async fn signin(State(state): State<AppState>, ApiJson(req): ApiJson<PhoneRequest>) -> ApiResult<ChallengeData> {
+async fn signin(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<PhoneRequest>,
+) -> ApiResult<ChallengeData> {
     let id = start_signin(&state, &req.phone).await?;
     let message = "if this phone has an account, a 6-digit code is on its way".to_string();
-    Ok(ApiOk::new(ChallengeData { id, message: message.clone() }, message))
+    Ok(ApiOk::new(
+        ChallengeData {
+            id,
+            message: message.clone(),
+        },
+        message,
+    ))
 }
 
 async fn start_signin(state: &AppState, raw_phone: &str) -> Result<String, AppError> {
@@ -270,9 +314,9 @@ async fn signin_verify(
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<VerifyData> {
     let claimed = otp::claim(&state, Purpose::Signin, &id, req.otp.trim()).await?;
-    let user_id = claimed
-        .user_id
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("a signin code without an account matched")))?;
+    let user_id = claimed.user_id.ok_or_else(|| {
+        AppError::internal(anyhow::anyhow!("a signin code without an account matched"))
+    })?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     // Signing in with a code proves the phone: a clinic-registered patient now owns the account.
@@ -283,7 +327,16 @@ async fn signin_verify(
     if found.rows_affected() != 1 {
         return Err(AppError::not_found("account"));
     }
-    finish_sign_in(state, tx, &user_id, &claimed.phone, &client, now, "signed in").await
+    finish_sign_in(
+        state,
+        tx,
+        &user_id,
+        &claimed.phone,
+        &client,
+        now,
+        "signed in",
+    )
+    .await
 }
 
 /// Send a new sign-in code (the previous one stops working).
@@ -293,10 +346,20 @@ async fn signin_verify(
         (status = 400, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
         (status = 503, body = ErrorEnvelope)))]
-async fn signin_resend(State(state): State<AppState>, ApiJson(req): ApiJson<PhoneRequest>) -> ApiResult<ResendData> {
+async fn signin_resend(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<PhoneRequest>,
+) -> ApiResult<ResendData> {
     let id = start_signin(&state, &req.phone).await?;
     let message = "if this phone has an account, a new code is on its way".to_string();
-    Ok(ApiOk::new(ResendData { success: true, message: message.clone(), id }, message))
+    Ok(ApiOk::new(
+        ResendData {
+            success: true,
+            message: message.clone(),
+            id,
+        },
+        message,
+    ))
 }
 
 /// Send a new sign-up code (the previous one stops working).
@@ -307,7 +370,10 @@ async fn signin_resend(State(state): State<AppState>, ApiJson(req): ApiJson<Phon
         (status = 409, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
         (status = 503, body = ErrorEnvelope)))]
-async fn signup_resend(State(state): State<AppState>, ApiJson(req): ApiJson<PhoneRequest>) -> ApiResult<ResendData> {
+async fn signup_resend(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<PhoneRequest>,
+) -> ApiResult<ResendData> {
     let phone = phone::normalize(&req.phone, "phone")?;
     let pending: Option<(Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT name, role FROM otp_challenges WHERE phone = $1 AND purpose = 'signup' \
@@ -333,7 +399,14 @@ async fn signup_resend(State(state): State<AppState>, ApiJson(req): ApiJson<Phon
     )
     .await?;
     let message = "we sent a new code to your phone".to_string();
-    Ok(ApiOk::new(ResendData { success: true, message: message.clone(), id }, message))
+    Ok(ApiOk::new(
+        ResendData {
+            success: true,
+            message: message.clone(),
+            id,
+        },
+        message,
+    ))
 }
 
 /// Sign out: ends this session everywhere at once and clears the cookie.

@@ -144,7 +144,9 @@ pub async fn session_user(state: &AppState, token: &str) -> Result<AuthUser, App
     .fetch_optional(&state.db.pool)
     .await?;
     let Some((session_id, user_id, last_seen, expires_at, role)) = row else {
-        return Err(AppError::unauthorized("your session has ended; sign in again"));
+        return Err(AppError::unauthorized(
+            "your session has ended; sign in again",
+        ));
     };
     let idle_ms = state.config.limits.session_idle_secs * 1000;
     if now >= expires_at || now >= last_seen + idle_ms {
@@ -167,7 +169,8 @@ pub async fn session_user(state: &AppState, token: &str) -> Result<AuthUser, App
             .execute(&state.db.pool)
             .await?;
     }
-    let role = Role::parse(&role).ok_or_else(|| AppError::internal(anyhow::anyhow!("bad role {role}")))?;
+    let role =
+        Role::parse(&role).ok_or_else(|| AppError::internal(anyhow::anyhow!("bad role {role}")))?;
     Ok(AuthUser {
         user_id,
         role,
@@ -261,6 +264,10 @@ fn session_cookie(state: &AppState, token: &str) -> HeaderValue {
 }
 
 pub fn clear_cookie(state: &AppState) -> HeaderValue {
-    let v = format!("{}={}; Max-Age=0", state.config.cookie_name(), cookie_attrs(state));
+    let v = format!(
+        "{}={}; Max-Age=0",
+        state.config.cookie_name(),
+        cookie_attrs(state)
+    );
     HeaderValue::from_str(&v).expect("cookie is ASCII")
 }

@@ -31,13 +31,17 @@ impl Drop for PgDb {
         let name = self.name.clone();
         // Drop runs outside async; a short-lived runtime on its own thread removes the database.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 use sqlx::Connection;
                 if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .execute(&mut c)
-                        .await;
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut c)
+                            .await;
                 }
             });
         })
@@ -47,7 +51,9 @@ impl Drop for PgDb {
 
 /// Is this run against PostgreSQL?
 pub fn pg_url() -> Option<String> {
-    std::env::var("AURAVITA_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty())
+    std::env::var("AURAVITA_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// A fresh database URL for one test (and the guard that drops it).
@@ -78,7 +84,11 @@ pub fn base_config(dir: &std::path::Path, database_url: &str) -> Config {
     cfg.sms = "console".into();
     cfg.sms_outbox = Some(dir.join("outbox.jsonl"));
     cfg.limits.auth_ip_per_minute = 100_000;
-    cfg.secret = Some("test-secret-test-secret-test-secret-0123456789".to_string().into());
+    cfg.secret = Some(
+        "test-secret-test-secret-test-secret-0123456789"
+            .to_string()
+            .into(),
+    );
     cfg
 }
 
@@ -129,7 +139,13 @@ impl TestApp {
     }
 
     /// Sends a request; `cookie` is a session cookie (`name=value`) or empty.
-    pub async fn call(&self, method: Method, path: &str, cookie: &str, body: Option<Value>) -> Resp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        cookie: &str,
+        body: Option<Value>,
+    ) -> Resp {
         let mut req = self.http.request(method, self.url(path));
         if !cookie.is_empty() {
             req = req.header("cookie", cookie);
@@ -187,13 +203,21 @@ impl TestApp {
 
     pub async fn signup_phone(&self, phone: &str, name: &str, role: &str) -> User {
         let r = self
-            .post("/auth/signup", "", serde_json::json!({"phone": phone, "name": name, "role": role}))
+            .post(
+                "/auth/signup",
+                "",
+                serde_json::json!({"phone": phone, "name": name, "role": role}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "signup: {}", r.body);
         let id = r.data()["id"].as_str().unwrap().to_string();
         let code = self.last_code(phone).await;
         let r = self
-            .post(&format!("/auth/signup/verify/{id}"), "", serde_json::json!({"otp": code}))
+            .post(
+                &format!("/auth/signup/verify/{id}"),
+                "",
+                serde_json::json!({"otp": code}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "verify: {}", r.body);
         let cookie = r.cookie.clone().expect("session cookie");
@@ -207,12 +231,18 @@ impl TestApp {
 
     /// Signs an existing phone in (a new session) and returns its cookie.
     pub async fn signin(&self, phone: &str) -> String {
-        let r = self.post("/auth/signin", "", serde_json::json!({"phone": phone})).await;
+        let r = self
+            .post("/auth/signin", "", serde_json::json!({"phone": phone}))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "signin: {}", r.body);
         let id = r.data()["id"].as_str().unwrap().to_string();
         let code = self.last_code(phone).await;
         let r = self
-            .post(&format!("/auth/signin/verify/{id}"), "", serde_json::json!({"otp": code}))
+            .post(
+                &format!("/auth/signin/verify/{id}"),
+                "",
+                serde_json::json!({"otp": code}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "signin verify: {}", r.body);
         r.cookie.expect("session cookie")
@@ -248,7 +278,12 @@ impl Resp {
             .map(|v| v.split(';').next().unwrap().to_string());
         let text = r.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Resp { status, headers, body, cookie }
+        Resp {
+            status,
+            headers,
+            body,
+            cookie,
+        }
     }
 
     pub fn data(&self) -> &Value {
@@ -276,7 +311,10 @@ impl Resp {
 
 /// A valid Indian mobile number nobody else in this run uses.
 pub fn random_phone() -> String {
-    format!("+9198{:08}", rand::thread_rng().gen_range(0..100_000_000u32))
+    format!(
+        "+9198{:08}",
+        rand::thread_rng().gen_range(0..100_000_000u32)
+    )
 }
 
 impl TestApp {

@@ -1,0 +1,1096 @@
+//! Medical files over HTTP: uploads and their limits, download links, grants, 30-minute shares,
+//! revocation, deletion, the access ledger; every actor trying every route; and the S3 backend
+//! against a real S3-compatible server (s3s-fs, started by `.ci/s3.sh`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, User};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const MIB: usize = 1024 * 1024;
+
+fn pdf(len: usize) -> Vec<u8> {
+    let mut v = b"%PDF-1.4\n".to_vec();
+    v.extend((0..len.saturating_sub(9)).map(|i| (i * 31 % 251) as u8));
+    v
+}
+
+fn dicom() -> Vec<u8> {
+    let mut v = vec![0u8; 128];
+    v.extend_from_slice(b"DICM");
+    v.extend_from_slice(&[1, 2, 3, 4, 5, 6]);
+    v
+}
+
+fn webp() -> Vec<u8> {
+    let mut v = b"RIFF\x10\x00\x00\x00WEBPVP8 ".to_vec();
+    v.extend_from_slice(&[0; 16]);
+    v
+}
+
+async fn upload_form(app: &TestApp, cookie: &str, form: reqwest::multipart::Form) -> common::Resp {
+    let r = app
+        .http
+        .post(app.url("/protected/resource/uploadFile"))
+        .header("cookie", cookie)
+        .header("user-agent", "files-test/1.0")
+        .multipart(form)
+        .send()
+        .await;
+    match r {
+        Ok(r) => common::Resp::from(r).await,
+        Err(e) => panic!("upload request failed: {e}"),
+    }
+}
+
+fn file_form(bytes: Vec<u8>, name: &str, tags: &[&str]) -> reqwest::multipart::Form {
+    let mut form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+    );
+    for t in tags {
+        form = form.text("tags[]", t.to_string());
+    }
+    form
+}
+
+async fn upload(app: &TestApp, user: &User, bytes: Vec<u8>, name: &str) -> String {
+    let r = upload_form(app, &user.cookie, file_form(bytes, name, &["blood"])).await;
+    r.expect(201, "");
+    r.data()["file"]["id"].as_str().unwrap().to_string()
+}
+
+/// Connections are the users feature's; here a row is enough.
+async fn connect(app: &TestApp, patient: &User, doctor: &User) {
+    sqlx::query(
+        "INSERT INTO connections (id, patient_id, doctor_id, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(uuid::Uuid::new_v4().simple().to_string())
+    .bind(&patient.id)
+    .bind(&doctor.id)
+    .bind(app.clock().now())
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+}
+
+/// Fetches a download link. Local links name the public URL; the test server listens elsewhere.
+async fn fetch(app: &TestApp, url: &str) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    let public = app
+        .state
+        .config
+        .public_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_string();
+    let target = match url.strip_prefix(&public) {
+        Some(rest) => app.url(rest),
+        None => url.to_string(),
+    };
+    let r = app.http.get(target).send().await.unwrap();
+    let status = r.status();
+    let headers = r.headers().clone();
+    (status, headers, r.bytes().await.unwrap().to_vec())
+}
+
+fn path(route: &str, id: &str) -> String {
+    format!("/protected/resource/{route}/{id}")
+}
+
+async fn link(app: &TestApp, user: &User, route: &str) -> String {
+    let r = app.get(route, &user.cookie).await;
+    r.expect(200, "");
+    r.data()["url"].as_str().unwrap().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Upload, list, link, download: the bytes come back identical, as an RFC 6266 attachment.
+async fn roundtrip(app: &TestApp) {
+    let p = app.signup("Asha", "patient").await;
+    let bytes = pdf(300_000);
+    let form = file_form(bytes.clone(), "Résumé \"scan\".pdf", &["blood", "2024"])
+        .text("report_type", "report")
+        .text("report_date", "2024-05-01");
+    let r = upload_form(app, &p.cookie, form).await;
+    r.expect(201, "");
+    let f = r.data()["file"].clone();
+    assert_eq!(f["content_type"], "application/pdf");
+    assert_eq!(f["size_bytes"], bytes.len());
+    assert_eq!(f["sha256"], auravita::keys::sha256_hex(&bytes));
+    assert_eq!(f["tags"], serde_json::json!(["blood", "2024"]));
+    assert_eq!(f["report_type"], "report");
+    assert_eq!(f["report_date"], "2024-05-01");
+    let id = f["id"].as_str().unwrap();
+
+    let r = app
+        .get("/protected/resource/userFiles?q=1", &p.cookie)
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.data()["total"], 1);
+    assert_eq!(r.data()["files"][0]["id"], id);
+    assert_eq!(r.data()["files"][0]["file_name"], "Résumé \"scan\".pdf");
+
+    let url = link(app, &p, &format!("{}?o=t", path("fileURL", id))).await;
+    let url_path = url.split('?').next().unwrap();
+    assert!(
+        !url_path.contains("sum"),
+        "the object key must not carry the file name: {url}"
+    );
+    let (status, headers, body) = fetch(app, &url).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, bytes, "downloaded bytes differ from the upload");
+    if !app.state.storage.is_s3() {
+        let cd = headers["content-disposition"].to_str().unwrap();
+        assert_eq!(
+            cd,
+            "attachment; filename=\"R_sum_ _scan_.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9%20%22scan%22.pdf"
+        );
+        assert_eq!(headers["content-type"], "application/pdf");
+    } else {
+        assert!(
+            url.contains("response-content-disposition=attachment"),
+            "{url}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn upload_download_roundtrip() {
+    let app = TestApp::spawn().await;
+    roundtrip(&app).await;
+}
+
+#[tokio::test]
+async fn upload_rules() {
+    let app = TestApp::spawn().await;
+    let p = app.signup("Asha", "patient").await;
+    let d = app.signup("Dr Rao", "doctor").await;
+
+    // Exactly the limit is fine; one byte more is refused while streaming.
+    let max = 5 * MIB;
+    upload_form(&app, &p.cookie, file_form(pdf(max), "big.pdf", &[]))
+        .await
+        .expect(201, "");
+    let r = upload_form(&app, &p.cookie, file_form(pdf(max + 1), "big.pdf", &[])).await;
+    r.expect(413, "FILE_TOO_LARGE");
+    let r = upload_form(&app, &p.cookie, file_form(pdf(3 * max), "huge.pdf", &[])).await;
+    r.expect(413, "FILE_TOO_LARGE");
+
+    // The type comes from the bytes, not the name.
+    let r = upload_form(
+        &app,
+        &p.cookie,
+        file_form(b"just some text".to_vec(), "report.pdf", &[]),
+    )
+    .await;
+    r.expect(415, "UNSUPPORTED_FILE_TYPE");
+    let r = upload_form(
+        &app,
+        &p.cookie,
+        file_form(b"MZ\x90\x00".to_vec(), "x.png", &[]),
+    )
+    .await;
+    r.expect(415, "UNSUPPORTED_FILE_TYPE");
+    for (bytes, ctype) in [
+        (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec(), "image/png"),
+        (b"\xFF\xD8\xFF\xE0\0\x10JFIF\0".to_vec(), "image/jpeg"),
+        (webp(), "image/webp"),
+        (dicom(), "application/dicom"),
+    ] {
+        let r = upload_form(&app, &p.cookie, file_form(bytes, "scan.bin", &[])).await;
+        r.expect(201, "");
+        assert_eq!(r.data()["file"]["content_type"], ctype);
+    }
+
+    // Tags: at most 10, each at most 32 characters.
+    let ten: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    let ten: Vec<&str> = ten.iter().map(String::as_str).collect();
+    upload_form(&app, &p.cookie, file_form(pdf(100), "a.pdf", &ten))
+        .await
+        .expect(201, "");
+    let mut eleven = ten.clone();
+    eleven.push("t10");
+    let r = upload_form(&app, &p.cookie, file_form(pdf(100), "a.pdf", &eleven)).await;
+    r.expect(422, "VALIDATION_FAILED");
+    assert_eq!(r.body["error"]["details"]["field"], "tags");
+    let long = "x".repeat(33);
+    let r = upload_form(&app, &p.cookie, file_form(pdf(100), "a.pdf", &[&long])).await;
+    r.expect(422, "VALIDATION_FAILED");
+    let ok32 = "é".repeat(32);
+    let form = file_form(pdf(100), "a.pdf", &[]).text("tags", ok32.clone());
+    let r = upload_form(&app, &p.cookie, form).await;
+    r.expect(201, "");
+    assert_eq!(r.data()["file"]["tags"][0], ok32.as_str());
+
+    let r = upload_form(
+        &app,
+        &p.cookie,
+        file_form(pdf(100), "a.pdf", &[]).text("report_type", "xray"),
+    )
+    .await;
+    r.expect(422, "VALIDATION_FAILED");
+    assert_eq!(r.body["error"]["details"]["field"], "report_type");
+    let r = upload_form(
+        &app,
+        &p.cookie,
+        file_form(pdf(100), "a.pdf", &[]).text("report_date", "2024-13-01"),
+    )
+    .await;
+    r.expect(422, "VALIDATION_FAILED");
+    assert_eq!(r.body["error"]["details"]["field"], "report_date");
+    let r = upload_form(
+        &app,
+        &p.cookie,
+        reqwest::multipart::Form::new().text("tags[]", "x"),
+    )
+    .await;
+    r.expect(422, "VALIDATION_FAILED");
+    assert_eq!(r.body["error"]["details"]["field"], "file");
+
+    // Not multipart, not a patient, not signed in.
+    app.post(
+        "/protected/resource/uploadFile",
+        &p.cookie,
+        serde_json::json!({"file": "x"}),
+    )
+    .await
+    .expect(415, "UNSUPPORTED_MEDIA_TYPE");
+    upload_form(&app, &d.cookie, file_form(pdf(100), "a.pdf", &[]))
+        .await
+        .expect(403, "WRONG_ROLE");
+    upload_form(&app, "", file_form(pdf(100), "a.pdf", &[]))
+        .await
+        .expect(401, "UNAUTHENTICATED");
+
+    // Refused uploads left nothing behind: 1 + 4 + 1 + 1 stored, no temporary files.
+    let r = app
+        .get("/protected/resource/userFiles?q=1", &p.cookie)
+        .await;
+    assert_eq!(r.data()["total"], 7);
+    assert_eq!(r.data()["files"].as_array().unwrap().len(), 7);
+    let tmp = std::fs::read_dir(app.state.storage.tmp_dir())
+        .unwrap()
+        .count();
+    assert_eq!(tmp, 0, "temporary uploads left behind");
+}
+
+#[tokio::test]
+async fn paging_is_ten_a_page_newest_first() {
+    let app = TestApp::spawn().await;
+    let p = app.signup("Asha", "patient").await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(upload(&app, &p, pdf(50), &format!("f{i}.pdf")).await);
+        app.clock().advance(Duration::from_millis(5));
+    }
+    let r = app
+        .get("/protected/resource/userFiles?q=1", &p.cookie)
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.data()["total"], 12);
+    let page1: Vec<&str> = r.data()["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page1.len(), 10);
+    assert_eq!(page1[0], ids[11]);
+    let r = app
+        .get("/protected/resource/userFiles?q=2", &p.cookie)
+        .await;
+    let page2: Vec<&str> = r.data()["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page2, vec![ids[1].as_str(), ids[0].as_str()]);
+    app.get("/protected/resource/userFiles?q=0", &p.cookie)
+        .await
+        .expect(422, "VALIDATION_FAILED");
+    app.get("/protected/resource/userFiles?q=x", &p.cookie)
+        .await
+        .expect(422, "VALIDATION_FAILED");
+    app.get("/protected/resource/userFiles", "")
+        .await
+        .expect(401, "UNAUTHENTICATED");
+}
+
+/// What one caller gets from every route on a file, as (status, code) plus the live lists.
+struct Outcome {
+    user_files_total: i64,
+    file_url_t: u16,
+    file_url_f: u16,
+    shared_url: (u16, String),
+    grant: u16,
+    revoke: u16,
+    share: u16,
+    patient_data: (u16, usize),
+    shared_with_me: (u16, usize),
+    delete: u16,
+    log_total: i64,
+}
+
+/// Tries every route as `who` on `file` (owned by `owner`, with `access` given to someone).
+/// Mutating routes aim at `victim`, a doctor with no access, so that a refusal changes nothing.
+async fn try_everything(
+    app: &TestApp,
+    who: &User,
+    owner: &User,
+    file: &str,
+    access: &str,
+    victim: &User,
+) -> Outcome {
+    let c = &who.cookie;
+    let r = app.get("/protected/resource/userFiles", c).await;
+    r.expect(200, "");
+    let user_files_total = r.data()["total"].as_i64().unwrap();
+    let file_url_t = app
+        .get(&format!("{}?o=t", path("fileURL", file)), c)
+        .await
+        .status
+        .as_u16();
+    let file_url_f = app
+        .get(&format!("{}?o=f", path("fileURL", file)), c)
+        .await
+        .status
+        .as_u16();
+    let r = app.get(&path("sharedFileURL", access), c).await;
+    let shared_url = (r.status.as_u16(), r.code().to_string());
+    let grant = app
+        .post_empty(
+            &format!("{}?p={}&t=r", path("createFileAccess", file), victim.id),
+            c,
+        )
+        .await
+        .status
+        .as_u16();
+    let revoke = app
+        .post_empty(
+            &format!("{}?p={}", path("revokeFileAccess", file), victim.id),
+            c,
+        )
+        .await
+        .status
+        .as_u16();
+    let share = app
+        .post_empty(
+            &format!("{}?p={}&t=r", path("tempFileShare", file), victim.id),
+            c,
+        )
+        .await
+        .status
+        .as_u16();
+    let r = app.get(&path("patientFileData", &owner.id), c).await;
+    let patient_data = (
+        r.status.as_u16(),
+        r.data()["files"].as_array().map_or(0, |a| a.len()),
+    );
+    let r = app.get("/protected/resource/sharedWithMe", c).await;
+    let shared_with_me = (
+        r.status.as_u16(),
+        r.data()["files"].as_array().map_or(0, |a| a.len()),
+    );
+    let delete = app
+        .post_empty(&path("deleteFile", file), c)
+        .await
+        .status
+        .as_u16();
+    let r = app.get("/protected/resource/accessLog?page=1", c).await;
+    r.expect(200, "");
+    let log_total = r.data()["total"].as_i64().unwrap();
+    Outcome {
+        user_files_total,
+        file_url_t,
+        file_url_f,
+        shared_url,
+        grant,
+        revoke,
+        share,
+        patient_data,
+        shared_with_me,
+        delete,
+        log_total,
+    }
+}
+
+/// Someone with no access to the file: every route refuses or shows nothing.
+#[track_caller]
+fn assert_no_access(o: &Outcome, doctor: bool, shared_url: (u16, &str)) {
+    assert_eq!(o.user_files_total, 0);
+    assert_eq!(o.file_url_t, 404);
+    assert_eq!(o.file_url_f, 404);
+    assert_eq!((o.shared_url.0, o.shared_url.1.as_str()), shared_url);
+    assert_eq!(o.grant, 404);
+    assert_eq!(o.revoke, 404);
+    assert_eq!(o.share, 404);
+    if doctor {
+        assert_eq!(o.patient_data, (200, 0));
+        assert_eq!(o.shared_with_me, (200, 0));
+    } else {
+        assert_eq!(o.patient_data.0, 403);
+        assert_eq!(o.shared_with_me.0, 403);
+    }
+    assert_eq!(o.delete, 404);
+    assert_eq!(o.log_total, 0);
+}
+
+#[tokio::test]
+async fn every_actor_tries_every_route() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let granted = app.signup("Dr Granted", "doctor").await;
+    let connected = app.signup("Dr Connected", "doctor").await;
+    let stranger = app.signup("Dr Stranger", "doctor").await;
+    let other = app.signup("Other Patient", "patient").await;
+    let victim = app.signup("Dr Victim", "doctor").await;
+    connect(&app, &owner, &granted).await;
+    connect(&app, &owner, &connected).await;
+    let file = upload(&app, &owner, pdf(2000), "report.pdf").await;
+    let other_file = upload(&app, &other, pdf(2000), "theirs.pdf").await;
+
+    // Permanent grants: only to connected doctors, only doctors, only existing users.
+    let r = app
+        .post_empty(
+            &format!("{}?p={}&t=r", path("createFileAccess", &file), granted.id),
+            &owner.cookie,
+        )
+        .await;
+    r.expect(200, "");
+    let access = r.data()["access_id"].as_str().unwrap().to_string();
+    assert!(r.data()["expires_at"].is_null());
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("createFileAccess", &file), stranger.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(403, "NOT_CONNECTED");
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("createFileAccess", &file), other.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(422, "VALIDATION_FAILED");
+    app.post_empty(
+        &format!("{}?p=nobody&t=r", path("createFileAccess", &file)),
+        &owner.cookie,
+    )
+    .await
+    .expect(404, "NOT_FOUND");
+    app.post_empty(
+        &format!("{}?p={}&t=w", path("createFileAccess", &file), granted.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(422, "VALIDATION_FAILED");
+    app.post_empty(
+        &format!("{}?p={}&e=0", path("createFileAccess", &file), granted.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(422, "VALIDATION_FAILED");
+    app.post_empty(
+        &format!("{}?t=r", path("createFileAccess", &file)),
+        &owner.cookie,
+    )
+    .await
+    .expect(422, "VALIDATION_FAILED");
+    // The owner cannot reach into another patient's file either.
+    app.post_empty(
+        &format!(
+            "{}?p={}&t=r",
+            path("createFileAccess", &other_file),
+            granted.id
+        ),
+        &owner.cookie,
+    )
+    .await
+    .expect(404, "NOT_FOUND");
+
+    // The granted doctor: a link under the grant, the file in both lists, nothing else.
+    let o = try_everything(&app, &granted, &owner, &file, &access, &victim).await;
+    assert_eq!(o.user_files_total, 0);
+    assert_eq!(o.file_url_t, 404);
+    assert_eq!(o.file_url_f, 200);
+    assert_eq!(o.shared_url.0, 200);
+    assert_eq!((o.grant, o.revoke, o.share, o.delete), (404, 404, 404, 404));
+    assert_eq!(o.patient_data, (200, 1));
+    assert_eq!(o.shared_with_me, (200, 1));
+    assert_eq!(o.log_total, 0);
+    let r = app
+        .get("/protected/resource/sharedWithMe", &granted.cookie)
+        .await;
+    let s = &r.data()["files"][0];
+    assert_eq!(s["file"]["id"], file.as_str());
+    assert_eq!(s["access_id"], access.as_str());
+    assert_eq!(s["access_kind"], "grant");
+    assert_eq!(s["patient"]["id"], owner.id.as_str());
+    assert_eq!(s["patient"]["name"], "Asha");
+    assert!(s["expires_at"].is_null());
+    let url = link(&app, &granted, &path("sharedFileURL", &access)).await;
+    let (status, _, body) = fetch(&app, &url).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, pdf(2000));
+
+    // Connected without a grant, not connected, another patient: nothing at all.
+    let o = try_everything(&app, &connected, &owner, &file, &access, &victim).await;
+    assert_no_access(&o, true, (404, "NOT_FOUND"));
+    let o = try_everything(&app, &stranger, &owner, &file, &access, &victim).await;
+    assert_no_access(&o, true, (404, "NOT_FOUND"));
+    let o = try_everything(&app, &other, &owner, &file, &access, &victim).await;
+    assert_eq!(o.user_files_total, 1); // their own file
+    assert_eq!(o.log_total, 0);
+    assert_eq!(
+        (o.file_url_t, o.file_url_f, o.shared_url.0),
+        (404, 404, 404)
+    );
+    assert_eq!((o.grant, o.revoke, o.share, o.delete), (404, 404, 404, 404));
+    assert_eq!((o.patient_data.0, o.shared_with_me.0), (403, 403));
+
+    // Not signed in: 401 everywhere.
+    for (m, p) in [
+        ("GET", format!("{}?o=t", path("fileURL", &file))),
+        ("GET", path("sharedFileURL", &access)),
+        (
+            "POST",
+            format!("{}?p={}", path("createFileAccess", &file), granted.id),
+        ),
+        (
+            "POST",
+            format!("{}?p={}", path("revokeFileAccess", &file), granted.id),
+        ),
+        (
+            "POST",
+            format!("{}?p={}", path("tempFileShare", &file), granted.id),
+        ),
+        ("GET", path("patientFileData", &owner.id)),
+        ("GET", "/protected/resource/sharedWithMe".into()),
+        ("POST", path("deleteFile", &file)),
+        ("GET", "/protected/resource/accessLog".into()),
+    ] {
+        let r = app.call(m.parse().unwrap(), &p, "", None).await;
+        r.expect(401, "UNAUTHENTICATED");
+    }
+
+    // The owner: everything. The victim doctor got nothing from the refused attempts above.
+    let o = try_everything(&app, &owner, &owner, &file, &access, &connected).await;
+    assert_eq!(o.user_files_total, 1);
+    assert_eq!(o.file_url_t, 200);
+    assert_eq!(o.file_url_f, 404);
+    assert_eq!(o.shared_url.0, 404);
+    assert_eq!(o.grant, 200);
+    assert_eq!(o.revoke, 200);
+    assert_eq!(o.share, 200);
+    assert_eq!((o.patient_data.0, o.shared_with_me.0), (403, 403));
+    assert_eq!(o.delete, 200);
+    assert!(o.log_total >= 5);
+    let r = app
+        .get("/protected/resource/sharedWithMe", &victim.cookie)
+        .await;
+    assert_eq!(r.data()["files"].as_array().unwrap().len(), 0);
+
+    // Deleting the file ended the granted doctor's access and removed the object.
+    let o = try_everything(&app, &granted, &owner, &file, &access, &victim).await;
+    assert_no_access(&o, true, (404, "NOT_FOUND"));
+    let r = app
+        .get("/protected/resource/userFiles", &owner.cookie)
+        .await;
+    assert_eq!(r.data()["total"], 0);
+}
+
+#[tokio::test]
+async fn revoked_grant_and_expired_share_open_nothing() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    let walk_in = app.signup("Dr Walk-in", "doctor").await;
+    let victim = app.signup("Dr Victim", "doctor").await;
+    connect(&app, &owner, &doctor).await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+
+    let r = app
+        .post_empty(
+            &format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id),
+            &owner.cookie,
+        )
+        .await;
+    let grant = r.data()["access_id"].as_str().unwrap().to_string();
+    // A 30-minute share needs no connection (decision: a walk-in or second-opinion doctor).
+    let r = app
+        .post_empty(
+            &format!("{}?p={}&t=r", path("tempFileShare", &file), walk_in.id),
+            &owner.cookie,
+        )
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.data()["detail"], "shared for 30 minutes");
+    let share = r.data()["access_id"].as_str().unwrap().to_string();
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("tempFileShare", &file), owner.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(422, "VALIDATION_FAILED");
+
+    // Links issued before the revocation stop working at once (local links re-check the grant).
+    let granted_url = link(&app, &doctor, &path("sharedFileURL", &grant)).await;
+    assert_eq!(fetch(&app, &granted_url).await.0, 200);
+    let r = app
+        .get(&path("patientFileData", &owner.id), &walk_in.cookie)
+        .await;
+    assert_eq!(r.data()["files"][0]["access_kind"], "share");
+
+    app.post_empty(
+        &format!("{}?p={}", path("revokeFileAccess", &file), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(200, "");
+    app.post_empty(
+        &format!("{}?p={}", path("revokeFileAccess", &file), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(404, "NOT_FOUND");
+    let (status, _, body) = fetch(&app, &granted_url).await;
+    assert_eq!(status, 410, "{}", String::from_utf8_lossy(&body));
+    let o = try_everything(&app, &doctor, &owner, &file, &grant, &victim).await;
+    assert_no_access(&o, true, (410, "ACCESS_REVOKED"));
+
+    // The share lives 30 minutes, then yields nothing.
+    app.clock().advance(Duration::from_secs(29 * 60));
+    let share_url = link(&app, &walk_in, &path("sharedFileURL", &share)).await;
+    let r = app
+        .get(&path("sharedFileURL", &share), &walk_in.cookie)
+        .await;
+    let exp = r.data()["expires_at"].as_str().unwrap().to_string();
+    // The link ends with the share (in one minute), not two minutes from now.
+    let exp = chrono::DateTime::parse_from_rfc3339(&exp)
+        .unwrap()
+        .timestamp_millis();
+    assert!(
+        exp - app.clock().now() <= 60_000 + 50,
+        "link outlives the share"
+    );
+    app.clock().advance(Duration::from_secs(2 * 60));
+    assert_eq!(fetch(&app, &share_url).await.0, 410);
+    let o = try_everything(&app, &walk_in, &owner, &file, &share, &victim).await;
+    assert_no_access(&o, true, (410, "ACCESS_EXPIRED"));
+
+    // The owner is untouched by all of it (signed in again: the first session idled out).
+    let owner = User {
+        cookie: app.signin(&owner.phone).await,
+        ..owner
+    };
+    app.get(&format!("{}?o=t", path("fileURL", &file)), &owner.cookie)
+        .await
+        .expect(200, "");
+}
+
+#[tokio::test]
+async fn grant_with_an_end_time_ends_by_itself() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    connect(&app, &owner, &doctor).await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    let r = app
+        .post_empty(
+            &format!(
+                "{}?p={}&t=r&e=10",
+                path("createFileAccess", &file),
+                doctor.id
+            ),
+            &owner.cookie,
+        )
+        .await;
+    r.expect(200, "");
+    let access = r.data()["access_id"].as_str().unwrap().to_string();
+    assert!(r.data()["expires_at"].is_string());
+    app.get(&format!("{}?o=f", path("fileURL", &file)), &doctor.cookie)
+        .await
+        .expect(200, "");
+    app.clock().advance(Duration::from_secs(10 * 60 + 1));
+    app.get(&format!("{}?o=f", path("fileURL", &file)), &doctor.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.get(&path("sharedFileURL", &access), &doctor.cookie)
+        .await
+        .expect(410, "ACCESS_EXPIRED");
+    let r = app
+        .get("/protected/resource/sharedWithMe", &doctor.cookie)
+        .await;
+    assert_eq!(r.data()["files"].as_array().unwrap().len(), 0);
+    // A new grant replaces an old one; two open grants never coexist.
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(200, "");
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(200, "");
+    let r = app
+        .get("/protected/resource/sharedWithMe", &doctor.cookie)
+        .await;
+    assert_eq!(r.data()["files"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn local_links_open_one_file_for_two_minutes() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let a = upload(&app, &owner, pdf(1000), "a.pdf").await;
+    let b = upload(&app, &owner, pdf(2000), "b.pdf").await;
+    let url_a = link(&app, &owner, &format!("{}?o=t", path("fileURL", &a))).await;
+    let url_b = link(&app, &owner, &format!("{}?o=t", path("fileURL", &b))).await;
+    let key_of = |u: &str| {
+        u.split("/objects/")
+            .nth(1)
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let edited = url_a.replace(&key_of(&url_a), &key_of(&url_b));
+    let (status, _, body) = fetch(&app, &edited).await;
+    assert_eq!(status, 403);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "LINK_INVALID");
+    let renamed = url_a.replace("n=a.pdf", "n=evil.html");
+    assert_eq!(fetch(&app, &renamed).await.0, 403);
+    let no_sig = url_a.split("&sig=").next().unwrap().to_string();
+    assert_eq!(fetch(&app, &no_sig).await.0, 403);
+    assert_eq!(fetch(&app, &url_a).await.0, 200);
+    app.clock().advance(Duration::from_secs(121));
+    assert_eq!(fetch(&app, &url_a).await.0, 410);
+}
+
+#[tokio::test]
+async fn access_log_records_every_link_grant_revoke_and_share() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    connect(&app, &owner, &doctor).await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    let ua = |c: &str| (c.to_string(), "ledger-test/2.0");
+    let send = |method: reqwest::Method, p: String, cookie: String| {
+        let req = app
+            .http
+            .request(method, app.url(&p))
+            .header("cookie", cookie)
+            .header("user-agent", ua("").1);
+        async move { common::Resp::from(req.send().await.unwrap()).await }
+    };
+    let r = send(
+        reqwest::Method::POST,
+        format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id),
+        owner.cookie.clone(),
+    )
+    .await;
+    let grant = r.data()["access_id"].as_str().unwrap().to_string();
+    send(
+        reqwest::Method::GET,
+        format!("{}?o=f", path("fileURL", &file)),
+        doctor.cookie.clone(),
+    )
+    .await
+    .expect(200, "");
+    send(
+        reqwest::Method::POST,
+        format!("{}?p={}", path("tempFileShare", &file), doctor.id),
+        owner.cookie.clone(),
+    )
+    .await
+    .expect(200, "");
+    send(
+        reqwest::Method::POST,
+        format!("{}?p={}", path("revokeFileAccess", &file), doctor.id),
+        owner.cookie.clone(),
+    )
+    .await
+    .expect(200, "");
+    send(
+        reqwest::Method::GET,
+        format!("{}?o=t", path("fileURL", &file)),
+        owner.cookie.clone(),
+    )
+    .await
+    .expect(200, "");
+
+    let r = app
+        .get("/protected/resource/accessLog?page=1", &owner.cookie)
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.data()["total"], 6); // grant, read, share, revoke x2 (grant and share), read
+    let entries = r.data()["entries"].as_array().unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.iter().filter(|a| **a == "read").count(), 2);
+    assert_eq!(actions.iter().filter(|a| **a == "revoke").count(), 2);
+    assert!(actions.contains(&"grant") && actions.contains(&"share"));
+    let doctor_read = entries
+        .iter()
+        .find(|e| e["action"] == "read" && e["actor"]["id"] == doctor.id.as_str())
+        .expect("the doctor's read is recorded");
+    assert_eq!(doctor_read["access_id"], grant.as_str());
+    assert_eq!(doctor_read["actor"]["name"], "Dr Rao");
+    assert_eq!(doctor_read["file_name"], "report.pdf");
+    assert_eq!(doctor_read["ip"], "127.0.0.1");
+    assert_eq!(doctor_read["user_agent"], "ledger-test/2.0");
+    let grant_entry = entries.iter().find(|e| e["action"] == "grant").unwrap();
+    assert_eq!(grant_entry["subject"]["id"], doctor.id.as_str());
+    // Newest first.
+    assert_eq!(entries[0]["action"], "read");
+    assert_eq!(entries[0]["actor"]["id"], owner.id.as_str());
+
+    // Nobody else reads it; it cannot be edited.
+    let r = app
+        .get("/protected/resource/accessLog", &doctor.cookie)
+        .await;
+    assert_eq!(r.data()["total"], 0);
+    app.get("/protected/resource/accessLog?page=0", &owner.cookie)
+        .await
+        .expect(422, "VALIDATION_FAILED");
+    let edit = sqlx::query("UPDATE file_access_log SET action = 'x'")
+        .execute(&app.state.db.pool)
+        .await;
+    assert!(edit.is_err(), "the ledger must refuse updates");
+}
+
+#[tokio::test]
+async fn ended_connection_and_erased_account_end_access() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    connect(&app, &owner, &doctor).await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(200, "");
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("tempFileShare", &file), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(200, "");
+    let r = app
+        .get("/protected/resource/sharedWithMe", &doctor.cookie)
+        .await;
+    assert_eq!(r.data()["files"].as_array().unwrap().len(), 2);
+
+    let mut tx = app.state.db.pool.begin().await.unwrap();
+    auravita::files::end_access(&mut tx, &owner.id, &doctor.id)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let r = app
+        .get("/protected/resource/sharedWithMe", &doctor.cookie)
+        .await;
+    assert_eq!(r.data()["files"].as_array().unwrap().len(), 0);
+    app.get(&format!("{}?o=f", path("fileURL", &file)), &doctor.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+
+    let mut tx = app.state.db.pool.begin().await.unwrap();
+    let keys = auravita::files::forget_user(&mut tx, &owner.id)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].starts_with("files/"));
+    assert!(app.state.storage.exists(&keys[0]).await.unwrap());
+    auravita::files::delete_objects(&app.state, &keys)
+        .await
+        .unwrap();
+    auravita::files::delete_objects(&app.state, &keys)
+        .await
+        .unwrap(); // idempotent
+    assert!(!app.state.storage.exists(&keys[0]).await.unwrap());
+    let r = app
+        .get("/protected/resource/userFiles", &owner.cookie)
+        .await;
+    assert_eq!(r.data()["total"], 0);
+}
+
+#[tokio::test]
+async fn sweep_removes_only_old_orphans() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let file = upload(&app, &owner, pdf(1000), "kept.pdf").await;
+    let tmp = app.state.storage.tmp_dir().join("orphan");
+    std::fs::write(&tmp, b"%PDF-orphan").unwrap();
+    app.state
+        .storage
+        .put_file("files/orphan0000", &tmp, 11)
+        .await
+        .unwrap();
+    assert_eq!(
+        auravita::files::sweep(&app.state).await.unwrap(),
+        0,
+        "young orphans stay"
+    );
+    app.clock().advance(Duration::from_secs(61 * 60));
+    assert_eq!(auravita::files::sweep(&app.state).await.unwrap(), 1);
+    assert!(!app.state.storage.exists("files/orphan0000").await.unwrap());
+    let owner = User {
+        cookie: app.signin(&owner.phone).await,
+        ..owner
+    };
+    let url = link(&app, &owner, &format!("{}?o=t", path("fileURL", &file))).await;
+    let (status, _, body) = fetch(&app, &url).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, pdf(1000));
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3
+
+async fn object_key(app: &TestApp, id: &str) -> String {
+    let (k,): (String,) = sqlx::query_as("SELECT object_key FROM files WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    k
+}
+
+struct S3Env {
+    endpoint: String,
+    bucket: String,
+    key_id: String,
+    secret: String,
+}
+
+/// The S3 server from `.ci/s3.sh`; in CI its absence is a failure, not a skip.
+fn s3_env() -> Option<S3Env> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        var("AURAVITA_TEST_S3_ENDPOINT"),
+        var("AURAVITA_TEST_S3_BUCKET"),
+        var("AURAVITA_TEST_S3_ACCESS_KEY_ID"),
+        var("AURAVITA_TEST_S3_SECRET_ACCESS_KEY"),
+    ) {
+        (Some(endpoint), Some(bucket), Some(key_id), Some(secret)) => Some(S3Env {
+            endpoint,
+            bucket,
+            key_id,
+            secret,
+        }),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but AURAVITA_TEST_S3_* are not set: run .ci/s3.sh first"
+            );
+            eprintln!("skipping S3 tests: AURAVITA_TEST_S3_* not set (see .ci/s3.sh)");
+            None
+        }
+    }
+}
+
+async fn spawn_s3(env: &S3Env) -> TestApp {
+    TestApp::spawn_with(|cfg| {
+        cfg.storage_url = Some(format!("s3://{}", env.bucket));
+        cfg.s3_endpoint = Some(env.endpoint.clone());
+        cfg.s3_access_key_id = Some(env.key_id.clone());
+        cfg.s3_secret_access_key = Some(env.secret.clone().into());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn s3_roundtrip_sharing_and_ready() {
+    let Some(env) = s3_env() else { return };
+    let app = spawn_s3(&env).await;
+    assert!(app.state.storage.is_s3());
+    app.get("/health/ready", "").await.expect(200, "");
+    roundtrip(&app).await;
+
+    let owner = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    connect(&app, &owner, &doctor).await;
+    let bytes = pdf(5 * MIB);
+    let file = upload(&app, &owner, bytes.clone(), "big.pdf").await;
+    let r = app
+        .post_empty(
+            &format!("{}?p={}&t=r", path("tempFileShare", &file), doctor.id),
+            &owner.cookie,
+        )
+        .await;
+    let share = r.data()["access_id"].as_str().unwrap().to_string();
+    let url = link(&app, &doctor, &path("sharedFileURL", &share)).await;
+    assert!(url.starts_with(&env.endpoint), "{url}");
+    assert!(url.contains("X-Amz-Expires=120"), "{url}");
+    let (status, _, body) = fetch(&app, &url).await;
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), bytes.len());
+    assert!(body == bytes, "downloaded bytes differ");
+    // Deleting removes the object from the bucket.
+    let keys: Vec<(String,)> = sqlx::query_as("SELECT object_key FROM files WHERE id = $1")
+        .bind(&file)
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap();
+    app.post_empty(&path("deleteFile", &file), &owner.cookie)
+        .await
+        .expect(200, "");
+    assert!(!app.state.storage.exists(&keys[0].0).await.unwrap());
+    assert_eq!(fetch(&app, &url).await.0, 404);
+}
+
+#[tokio::test]
+async fn s3_refuses_expired_and_edited_links() {
+    let Some(env) = s3_env() else { return };
+    let app = spawn_s3(&env).await;
+    let owner = app.signup("Asha", "patient").await;
+    let a = upload(&app, &owner, pdf(1000), "a.pdf").await;
+    let b = upload(&app, &owner, pdf(2000), "b.pdf").await;
+    let (key_a, key_b) = (object_key(&app, &a).await, object_key(&app, &b).await);
+    let url_a = link(&app, &owner, &format!("{}?o=t", path("fileURL", &a))).await;
+    assert!(url_a.contains(&key_a));
+    assert_eq!(fetch(&app, &url_a).await.0, 200);
+
+    // File A's link edited to name file B: the signature no longer matches.
+    let edited = url_a.replace(&key_a, &key_b);
+    let (status, _, body) = fetch(&app, &edited).await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("SignatureDoesNotMatch"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+
+    // Signed ten minutes ago for two minutes: the server says it has expired.
+    let s3 = app.state.storage.s3().unwrap();
+    let past = chrono::Utc::now().timestamp_millis() - 10 * 60 * 1000;
+    let old = s3.presign_get(&key_a, "attachment", "application/pdf", past, 120);
+    let (status, _, body) = fetch(&app, &old).await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("expired"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // The same signing, current: accepted (so the refusal above is about time only).
+    let now = chrono::Utc::now().timestamp_millis();
+    let fresh = s3.presign_get(&key_a, "attachment", "application/pdf", now, 120);
+    assert_eq!(fetch(&app, &fresh).await.0, 200);
+    // A wrong secret is refused too.
+    let forged = fresh.replace(&fresh[fresh.len() - 8..], "00000000");
+    assert_eq!(fetch(&app, &forged).await.0, 403);
+}
