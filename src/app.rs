@@ -47,6 +47,8 @@ pub struct App {
     pub oidc: Option<crate::auth::oidc::Oidc>,
     /// Cancelled on shutdown: long-lived responses (event streams) end when it fires.
     pub shutdown: CancellationToken,
+    /// This instance's open notification streams.
+    pub notifications: crate::notifications::Hub,
 }
 
 #[derive(Clone)]
@@ -79,18 +81,19 @@ impl AppState {
             metrics: Metrics::default(),
             oidc,
             shutdown: CancellationToken::new(),
+            notifications: Default::default(),
         })))
     }
 }
 
 /// Called inside the sign-in transaction, after the session is created.
 pub async fn on_sign_in(
-    _state: &AppState,
-    _tx: &mut sqlx::AnyConnection,
-    _user_id: &str,
-    _client: &ClientInfo,
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    user_id: &str,
+    client: &ClientInfo,
 ) -> Result<(), AppError> {
-    Ok(())
+    crate::notifications::on_sign_in(state, tx, user_id, client).await
 }
 
 #[derive(OpenApi)]
@@ -358,6 +361,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 /// Periodic housekeeping every instance runs (each step is idempotent, so instances may overlap).
 pub fn spawn_background(state: &AppState) {
     crate::users::purge::spawn(state, Duration::from_secs(30));
+    crate::notifications::start(state);
     let state = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));

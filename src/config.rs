@@ -246,6 +246,15 @@ pub struct Limits {
         global = true
     )]
     pub max_streams_per_user: usize,
+    /// Seconds between keep-alive comments on a notification stream (each also re-checks the
+    /// stream's session).
+    #[arg(
+        long,
+        env = "AURAVITA_SSE_KEEPALIVE_SECS",
+        default_value_t = 15,
+        global = true
+    )]
+    pub sse_keepalive_secs: u64,
     /// Database pool size.
     #[arg(
         long,

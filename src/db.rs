@@ -49,6 +49,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_foundation"),
     migration!(2, "0002_users"),
     migration!(3, "0003_files"),
+    migration!(4, "0004_notifications"),
     migration!(5, "0005_oidc"),
 ];
 

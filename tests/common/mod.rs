@@ -124,6 +124,19 @@ impl TestApp {
         }
     }
 
+    /// A second server on this app's database (another instance behind the same load balancer):
+    /// its own process state, clock and SMS outbox; the database stays owned by `self`.
+    pub async fn spawn_peer(&self) -> TestApp {
+        self.spawn_peer_with(|_| {}).await
+    }
+
+    pub async fn spawn_peer_with(&self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = base_config(dir.path(), self.state.db.url());
+        tweak(&mut cfg);
+        Self::start(dir, cfg, None).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -1,0 +1,255 @@
+//! The HTTP side of notifications: the event stream, the paged list, and marking read.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::sse::Sse;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::stream::{Feed, Start};
+use super::Kind;
+use crate::api::{done, not_found, ApiOk, ApiPath, ApiQuery, ApiResult, Done};
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::{AppError, ErrorEnvelope};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(notify))
+        .routes(routes!(read_notification))
+        .routes(routes!(list))
+        .routes(routes!(read_all))
+}
+
+pub(crate) const COLS: &str = "id, kind, message, data, created_at, read_at";
+pub(crate) type NotificationRow = (i64, String, String, String, i64, Option<i64>);
+
+/// One notification, as the list and each event's `data` show it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NotificationView {
+    /// Increases with every notification; the event stream's `id:`.
+    pub id: i64,
+    #[schema(value_type = Kind)]
+    pub kind: String,
+    pub message: String,
+    /// Details that depend on the kind (ids and names of the people and files involved).
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// RFC 3339.
+    pub created_at: String,
+    pub read: bool,
+}
+
+impl From<NotificationRow> for NotificationView {
+    fn from((id, kind, message, data, created_at, read_at): NotificationRow) -> Self {
+        NotificationView {
+            id,
+            kind,
+            message,
+            data: serde_json::from_str(&data).unwrap_or_else(|_| serde_json::json!({})),
+            created_at: crate::clock::rfc3339(created_at),
+            read: read_at.is_some(),
+        }
+    }
+}
+
+/// The live event stream (Server-Sent Events).
+///
+/// On connect: the unread notifications, oldest first, then new ones as they happen. With
+/// `Last-Event-ID` (sent by browsers on reconnect): every notification after that id, read or
+/// not, then new ones. Each event is `event: notification`, `id: <id>`, `data: <notification as
+/// JSON>`; a comment line `: keep-alive` every 15 s. The stream ends when the session ends, when
+/// the same user opens more streams than allowed (the oldest closes first), or on shutdown.
+#[utoipa::path(get, path = "/notify", tag = "notification",
+    params(("Last-Event-ID" = Option<i64>, Header, description = "resume after this notification id")),
+    responses(
+        (status = 200, description = "an endless `text/event-stream`; each event's data is a NotificationView",
+            content_type = "text/event-stream", body = String),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)),
+    security(("session" = [])))]
+async fn notify(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let last = match headers
+        .get("last-event-id")
+        .map(|v| v.to_str().map(str::trim))
+    {
+        None | Some(Ok("")) => None,
+        Some(Ok(v)) => match v.parse::<i64>() {
+            Ok(id) if id >= 0 => Some(id),
+            _ => return Err(bad_last_event_id()),
+        },
+        Some(Err(_)) => return Err(bad_last_event_id()),
+    };
+    // Registered before the head is read, so nothing committed after that read goes unwoken.
+    let reg = Feed::register(&state, &user.user_id);
+    let start = match last {
+        Some(id) => Start::After(id),
+        None => {
+            let (head,): (Option<i64>,) =
+                sqlx::query_as("SELECT MAX(id) FROM notifications WHERE user_id = $1")
+                    .bind(&user.user_id)
+                    .fetch_one(&state.db.pool)
+                    .await?;
+            Start::Unread {
+                head: head.unwrap_or(0),
+            }
+        }
+    };
+    let keepalive = Duration::from_secs(state.config.limits.sse_keepalive_secs.max(1));
+    let feed = Feed::new(
+        state.clone(),
+        reg,
+        user.user_id,
+        user.session_id,
+        start,
+        keepalive,
+    );
+    let mut res = Sse::new(feed.into_stream()).into_response();
+    let h = res.headers_mut();
+    // nginx buffers proxied responses unless told not to; an event must not wait in a buffer.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+fn bad_last_event_id() -> AppError {
+    AppError::bad_request(
+        "BAD_LAST_EVENT_ID",
+        "Last-Event-ID must be a notification id (a whole number)",
+    )
+}
+
+/// Mark one notification as read.
+#[utoipa::path(post, path = "/readNotification/{notification_id}", tag = "notification",
+    params(("notification_id" = i64, Path, description = "the notification's id")),
+    responses(
+        (status = 200, body = crate::api::Envelope<Done>),
+        (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)),
+    security(("session" = [])))]
+async fn read_notification(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Done> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Err(not_found("notification"));
+    };
+    // COALESCE keeps the first read time; the row counts as matched either way (idempotent).
+    let r = sqlx::query(
+        "UPDATE notifications SET read_at = COALESCE(read_at, $1) WHERE id = $2 AND user_id = $3",
+    )
+    .bind(state.clock.now())
+    .bind(id)
+    .bind(&user.user_id)
+    .execute(&state.db.pool)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(not_found("notification"));
+    }
+    Ok(ApiOk::new(done(), "marked as read"))
+}
+
+const PAGE_SIZE: i64 = 20;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// 1-based page number (20 per page, newest first); default 1.
+    #[param(minimum = 1, maximum = 1000000)]
+    pub page: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationPage {
+    /// Newest first.
+    pub notifications: Vec<NotificationView>,
+    pub page: i64,
+    pub page_size: i64,
+    /// All of the caller's notifications.
+    pub total: i64,
+    /// Of those, not yet read.
+    pub unread: i64,
+}
+
+/// The caller's notifications, newest first, 20 per page, with the total and unread counts.
+#[utoipa::path(get, path = "/list", tag = "notification",
+    params(ListQuery),
+    responses(
+        (status = 200, body = crate::api::Envelope<NotificationPage>),
+        (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)),
+    security(("session" = [])))]
+async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<NotificationPage> {
+    let page = q.page.unwrap_or(1);
+    if !(1..=1_000_000).contains(&page) {
+        return Err(AppError::invalid(
+            "page",
+            "page must be between 1 and 1000000",
+        ));
+    }
+    let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
+        "SELECT {COLS} FROM notifications WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+    ))
+    .bind(&user.user_id)
+    .bind(PAGE_SIZE)
+    .bind((page - 1) * PAGE_SIZE)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let (total, read): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(read_at) FROM notifications WHERE user_id = $1")
+            .bind(&user.user_id)
+            .fetch_one(&state.db.pool)
+            .await?;
+    Ok(ApiOk::new(
+        NotificationPage {
+            notifications: rows.into_iter().map(NotificationView::from).collect(),
+            page,
+            page_size: PAGE_SIZE,
+            total,
+            unread: total - read,
+        },
+        "notifications",
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadAllData {
+    pub success: bool,
+    /// How many notifications were unread and are now read.
+    pub updated: i64,
+}
+
+/// Mark every notification of the caller as read.
+#[utoipa::path(post, path = "/readAll", tag = "notification",
+    responses(
+        (status = 200, body = crate::api::Envelope<ReadAllData>),
+        (status = 401, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)),
+    security(("session" = [])))]
+async fn read_all(State(state): State<AppState>, user: AuthUser) -> ApiResult<ReadAllData> {
+    let r =
+        sqlx::query("UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL")
+            .bind(state.clock.now())
+            .bind(&user.user_id)
+            .execute(&state.db.pool)
+            .await?;
+    Ok(ApiOk::new(
+        ReadAllData {
+            success: true,
+            updated: r.rows_affected() as i64,
+        },
+        "all marked as read",
+    ))
+}

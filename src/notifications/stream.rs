@@ -1,0 +1,182 @@
+//! One open event stream: replays, then follows the user's notifications from the database,
+//! woken by the hub; keeps the connection alive; ends when its session is revoked, when the
+//! user opens one stream too many, or when the server shuts down.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::response::sse::Event;
+use futures::Stream;
+
+use super::hub::{Hub, Registration};
+use super::routes::{NotificationRow, NotificationView, COLS};
+use crate::app::AppState;
+
+const PAGE: i64 = 100;
+
+pub struct Feed {
+    state: AppState,
+    user_id: String,
+    session_id: Option<String>,
+    /// The last id delivered (or skipped over as already read during the first replay).
+    cursor: i64,
+    /// While replaying on connect without `Last-Event-ID`: unread rows up to this id.
+    replay_upto: Option<i64>,
+    buf: VecDeque<Event>,
+    reg: Registration,
+    keepalive: tokio::time::Interval,
+    fetch_now: bool,
+}
+
+/// Where a new stream starts.
+pub enum Start {
+    /// Resume strictly after this id (the client's `Last-Event-ID`): every row after it.
+    After(i64),
+    /// A fresh connect: the unread rows up to the user's newest id now, then live ones.
+    Unread { head: i64 },
+}
+
+impl Feed {
+    pub fn new(
+        state: AppState,
+        reg: Registration,
+        user_id: String,
+        session_id: Option<String>,
+        start: Start,
+        keepalive: Duration,
+    ) -> Feed {
+        let (cursor, replay_upto) = match start {
+            Start::After(id) => (id, None),
+            Start::Unread { head } => (0, Some(head)),
+        };
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Feed {
+            state,
+            user_id,
+            session_id,
+            cursor,
+            replay_upto,
+            buf: VecDeque::new(),
+            reg,
+            keepalive: tick,
+            fetch_now: true,
+        }
+    }
+
+    pub fn register(state: &AppState, user_id: &str) -> Registration {
+        Hub::register(&state.0, user_id, state.config.limits.max_streams_per_user)
+    }
+
+    pub fn into_stream(self) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+        futures::stream::unfold(self, |mut feed| async move {
+            feed.next().await.map(|e| (Ok(e), feed))
+        })
+    }
+
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if self.state.shutdown.is_cancelled() || self.reg.close.is_cancelled() {
+                return None;
+            }
+            if let Some(e) = self.buf.pop_front() {
+                return Some(e);
+            }
+            if self.fetch_now {
+                self.fetch_now = false;
+                // Checked before every delivery: a revoked session receives nothing more.
+                if !self.session_alive().await {
+                    return None;
+                }
+                if let Err(e) = self.fetch().await {
+                    // The client reconnects with Last-Event-ID and loses nothing.
+                    tracing::warn!(error = %e, "notification stream cannot read; closing it");
+                    return None;
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = self.state.shutdown.cancelled() => return None,
+                _ = self.reg.close.cancelled() => return None,
+                _ = self.reg.wake.notified() => self.fetch_now = true,
+                _ = self.keepalive.tick() => {
+                    if !self.session_alive().await {
+                        return None;
+                    }
+                    return Some(Event::default().comment("keep-alive"));
+                }
+            }
+        }
+    }
+
+    async fn fetch(&mut self) -> Result<(), sqlx::Error> {
+        let rows: Vec<NotificationRow> = match self.replay_upto {
+            Some(upto) => {
+                sqlx::query_as(&format!(
+                    "SELECT {COLS} FROM notifications WHERE user_id = $1 AND id > $2 AND id <= $3 \
+                     AND read_at IS NULL ORDER BY id LIMIT $4"
+                ))
+                .bind(&self.user_id)
+                .bind(self.cursor)
+                .bind(upto)
+                .bind(PAGE)
+                .fetch_all(&self.state.db.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(&format!(
+                    "SELECT {COLS} FROM notifications WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                ))
+                .bind(&self.user_id)
+                .bind(self.cursor)
+                .bind(PAGE)
+                .fetch_all(&self.state.db.pool)
+                .await?
+            }
+        };
+        let full = rows.len() as i64 == PAGE;
+        for row in rows {
+            self.cursor = row.0;
+            let view = NotificationView::from(row);
+            let data = serde_json::to_string(&view).unwrap_or_else(|_| "{}".into());
+            self.buf.push_back(
+                Event::default()
+                    .event("notification")
+                    .id(view.id.to_string())
+                    .data(data),
+            );
+        }
+        if full {
+            self.fetch_now = true;
+        } else if let Some(upto) = self.replay_upto.take() {
+            // Replay done: anything after the head (raised meanwhile) comes next, read or not.
+            self.cursor = self.cursor.max(upto);
+            self.fetch_now = true;
+        }
+        Ok(())
+    }
+
+    async fn session_alive(&self) -> bool {
+        let Some(session_id) = &self.session_id else {
+            return true;
+        };
+        let now = self.state.clock.now();
+        let idle_ms = self.state.config.limits.session_idle_secs * 1000;
+        let row: Result<Option<(i64, i64)>, _> =
+            sqlx::query_as("SELECT expires_at, last_seen_at FROM sessions WHERE id = $1")
+                .bind(session_id)
+                .fetch_optional(&self.state.db.pool)
+                .await;
+        match row {
+            Ok(Some((expires_at, last_seen))) => now < expires_at && now < last_seen + idle_ms,
+            Ok(None) => false,
+            Err(e) => {
+                // Cannot tell: end the stream rather than keep serving a session we cannot check.
+                tracing::warn!(error = %e, "cannot check a stream's session; closing it");
+                false
+            }
+        }
+    }
+}
