@@ -18,11 +18,14 @@ export function patients(ctx) {
   }, 'Loading your patients…');
 }
 
-/** Opening goes through the 30-minute share's access id when there is one, else the grant. */
+/**
+ * Opening goes through this grant's or share's own access id, so once the patient revokes it the
+ * answer says so (410 "taken back") instead of a bare "not found".
+ */
 function openButton(f) {
   const btn = h('button', { type: 'button', class: 'primary', 'aria-label': `Open ${f.name}` }, 'Open');
   btn.addEventListener('click', () => openFile(
-    () => (f.kind === 'share' && f.accessId ? files.sharedUrl(f.accessId) : files.url(f.id, false)), btn));
+    () => (f.accessId ? files.sharedUrl(f.accessId) : files.url(f.id, false)), btn));
   return btn;
 }
 

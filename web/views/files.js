@@ -4,7 +4,7 @@
 
 import { files, users, FILE_LIMIT_BYTES, FILE_TYPES, FILE_EXTENSIONS, PAGE_SIZE } from '../endpoints.js';
 import {
-  h, field, radios, onSubmit, fill, empty, announce, confirmDialog, timeEl, fmtSize, fmtLeft, badge, errorText,
+  h, field, radios, onSubmit, fill, empty, announce, confirmDialog, timeEl, fmtSize, badge, errorText,
   setFieldError, fmtDate,
 } from '../ui.js';
 import { pager } from './people.js';
@@ -73,9 +73,7 @@ function fileItem(f, reload) {
         h('p', { class: 'meta' }, [FILE_TYPES[f.type] || f.type, Number.isFinite(f.size) ? fmtSize(f.size) : null,
           f.reportType, f.reportDate ? `dated ${f.reportDate}` : null].filter(Boolean).join(' · '), ' · uploaded ', timeEl(f.createdAt)),
         f.tags.length ? h('ul', { class: 'tags', 'aria-label': 'Tags' }, f.tags.map((t) => h('li', {}, badge(t)))) : null),
-      h('div', { class: 'row-actions' }, open, share, del)),
-    f.sharedWith.length ? h('div', { class: 'shared-with' }, h('p', { class: 'meta' }, 'Shared with: '),
-      h('ul', {}, f.sharedWith.map((g) => h('li', {}, `${g.name} — ${g.kind === 'share' ? '30-minute share, ' : ''}${fmtLeft(g.expiresAt)}`)))) : null);
+      h('div', { class: 'row-actions' }, open, share, del)));
 }
 
 function extension(name) {
@@ -197,6 +195,8 @@ export function share(ctx) {
   }, 'Loading your doctors…');
 }
 
+const ACTION = { read: 'Opened', grant: 'Shared', share: 'Shared for 30 minutes', revoke: 'Revoked', delete: 'Deleted' };
+
 export function ledger(ctx) {
   const page = Math.max(1, Number(ctx.query.get('page')) || 1);
   const slot = h('div');
@@ -207,9 +207,9 @@ export function ledger(ctx) {
     const table = h('table', { class: 'ledger' },
       h('caption', { class: 'visually-hidden' }, 'Access log, newest first'),
       h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'File', 'Device'].map((c) => h('th', { scope: 'col' }, c)))),
-      h('tbody', {}, d.entries.map((e) => h('tr', {},
+      h('tbody', {}, d.entries.map((e) => h('tr', { 'data-action': e.action, 'data-actor': e.actorId },
         h('td', { 'data-label': 'When' }, timeEl(e.at)), h('td', { 'data-label': 'Who' }, e.actor),
-        h('td', { 'data-label': 'What' }, e.action.replace(/_/g, ' ')), h('td', { 'data-label': 'File' }, e.file),
+        h('td', { 'data-label': 'What' }, ACTION[e.action] || e.action, e.subject ? ` · ${e.subject}` : ''), h('td', { 'data-label': 'File' }, e.file),
         h('td', { 'data-label': 'Device' }, e.device || '—')))));
     return h('div', {}, h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Access log' }, table),
       page > 1 || d.hasMore ? pager(page, d.hasMore, (p) => ctx.navigate(`/ledger?page=${p}`)) : null);
