@@ -209,7 +209,9 @@ export function announce(message, assertive = false) {
   if (toasts) {
     const t = h('div', { class: `toast${assertive ? ' error' : ''}` }, message);
     toasts.append(t);
-    setTimeout(() => t.remove(), 6000);
+    // A burst of events should not bury the page: only the newest two stay on screen.
+    while (toasts.children.length > 2) toasts.firstElementChild.remove();
+    setTimeout(() => t.remove(), 5000);
   }
 }
 

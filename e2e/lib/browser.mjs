@@ -63,11 +63,15 @@ export async function check(who, name) {
   if (!seen.has(file)) {
     seen.add(file);
     const size = page.viewportSize();
+    // Toasts are fixed to the viewport and fade after a few seconds; in a full-page shot they
+    // would sit over the middle of the page, so they are left out.
+    await page.evaluate(() => { const t = document.getElementById('toasts'); if (t) t.hidden = true; });
     await page.setViewportSize({ width: 375, height: 812 });
     await page.screenshot({ path: join(SHOTS, `${file}-375.png`), fullPage: true });
     await page.setViewportSize({ width: 1280, height: 900 });
     await page.screenshot({ path: join(SHOTS, `${file}-1280.png`), fullPage: true });
     await page.setViewportSize(size);
+    await page.evaluate(() => { const t = document.getElementById('toasts'); if (t) t.hidden = false; });
   }
   who.assertClean();
 }

@@ -4,7 +4,7 @@
 import { users, files } from '../endpoints.js';
 import { h, field, onSubmit, fill, empty, announce, timeEl, fmtLeft, badge, fmtSize } from '../ui.js';
 import { phoneField } from './auth.js';
-import { openFile } from './files.js';
+import { openFile, REPORT_LABEL } from './files.js';
 
 export function patients(ctx) {
   const slot = h('div');
@@ -35,7 +35,7 @@ function sharedItem(f, withPatient) {
       h('h2', { class: 'h3' }, f.name),
       h('p', { class: 'meta' },
         withPatient && f.patient ? `From ${f.patient.name} · ` : '',
-        [f.reportType, Number.isFinite(f.size) ? fmtSize(f.size) : null].filter(Boolean).join(' · '),
+        [REPORT_LABEL[f.reportType], Number.isFinite(f.size) ? fmtSize(f.size) : null].filter(Boolean).join(' · '),
         ' ', badge(f.kind === 'share' ? '30-minute share' : 'Shared', f.kind === 'share' ? 'warn' : ''), ' ',
         h('span', { class: 'time-left', 'data-end': f.expiresAt || '' }, fmtLeft(f.expiresAt))),
       f.tags.length ? h('ul', { class: 'tags', 'aria-label': 'Tags' }, f.tags.map((t) => h('li', {}, badge(t)))) : null),

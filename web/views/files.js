@@ -10,10 +10,12 @@ import {
 import { pager } from './people.js';
 
 const REPORT_TYPES = [['', 'Not set'], ['report', 'Report'], ['prescription', 'Prescription'], ['scan', 'Scan'], ['other', 'Other']];
+export const REPORT_LABEL = Object.fromEntries(REPORT_TYPES.filter(([v]) => v));
 
 /** Opens a file: asks for a short-lived link, then navigates to it (the server sends it as a download). */
 export async function openFile(getUrl, btn) {
   btn.disabled = true;
+  let gone = false;
   try {
     const url = await getUrl();
     location.assign(url);
@@ -21,12 +23,19 @@ export async function openFile(getUrl, btn) {
   } catch (err) {
     announce(errorText(err), true);
     const row = btn.closest('li, tr');
+    // 410: this access was revoked or ran out; 404: the file or the access is gone.
+    gone = err.status === 410 || err.status === 404;
     if (row) {
       row.querySelector('.open-error')?.remove();
       row.append(h('p', { class: 'field-error open-error', role: 'alert' }, errorText(err)));
+      const left = row.querySelector('.time-left');
+      if (gone && left) {
+        left.removeAttribute('data-end');
+        left.textContent = 'No longer shared';
+      }
     }
   } finally {
-    btn.disabled = false;
+    btn.disabled = gone;
   }
 }
 
@@ -52,7 +61,7 @@ export function list(ctx) {
 
 function fileItem(f, reload) {
   const open = h('button', { type: 'button', class: 'primary', 'aria-label': `Open ${f.name}` }, 'Open');
-  const share = h('a', { href: `#/files/${encodeURIComponent(f.id)}/share`, class: 'button secondary', 'aria-label': `Share ${f.name}` }, 'Share');
+  const share = h('a', { href: `#/files/${encodeURIComponent(f.id)}/share?name=${encodeURIComponent(f.name)}`, class: 'button secondary', 'aria-label': `Share ${f.name}` }, 'Share');
   const del = h('button', { type: 'button', class: 'secondary danger-text', 'aria-label': `Delete ${f.name}` }, 'Delete');
   open.addEventListener('click', () => openFile(() => files.url(f.id, true), open));
   del.addEventListener('click', async () => {
@@ -71,7 +80,7 @@ function fileItem(f, reload) {
       h('div', {},
         h('h2', { class: 'h3' }, f.name),
         h('p', { class: 'meta' }, [FILE_TYPES[f.type] || f.type, Number.isFinite(f.size) ? fmtSize(f.size) : null,
-          f.reportType, f.reportDate ? `dated ${f.reportDate}` : null].filter(Boolean).join(' · '), ' · uploaded ', timeEl(f.createdAt)),
+          REPORT_LABEL[f.reportType], f.reportDate ? `dated ${f.reportDate}` : null].filter(Boolean).join(' · '), ' · uploaded ', timeEl(f.createdAt)),
         f.tags.length ? h('ul', { class: 'tags', 'aria-label': 'Tags' }, f.tags.map((t) => h('li', {}, badge(t)))) : null),
       h('div', { class: 'row-actions' }, open, share, del)));
 }
@@ -144,8 +153,9 @@ const UNTIL = [['permanent', 'Until I revoke it'], ['until', 'Until a date'], ['
 
 export function share(ctx) {
   const fileId = ctx.params.id;
+  const fileName = ctx.query.get('name');
   const slot = h('div');
-  ctx.root.append(slot);
+  ctx.root.append(h('p', {}, fileName ? ['Who may open ', h('strong', {}, fileName), ', and for how long.'] : 'Who may open this file, and for how long.'), slot);
   fill(slot, async () => {
     const doctors = (await users.connections()).filter((c) => c.peer.role === 'doctor');
     if (!doctors.length) {
@@ -201,6 +211,7 @@ export function ledger(ctx) {
   const page = Math.max(1, Number(ctx.query.get('page')) || 1);
   const slot = h('div');
   ctx.root.append(h('p', {}, 'Every time a link to one of your files was issued, and every share and revoke, with who, when and from which device.'), slot);
+  const me = ctx.session.me && ctx.session.me.user.id;
   fill(slot, async () => {
     const d = await files.accessLog(page);
     if (!d.entries.length) return empty(page > 1 ? 'No more entries.' : 'Nobody has opened or been given your files yet.');
@@ -208,7 +219,7 @@ export function ledger(ctx) {
       h('caption', { class: 'visually-hidden' }, 'Access log, newest first'),
       h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'File', 'Device'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, d.entries.map((e) => h('tr', { 'data-action': e.action, 'data-actor': e.actorId },
-        h('td', { 'data-label': 'When' }, timeEl(e.at)), h('td', { 'data-label': 'Who' }, e.actor),
+        h('td', { 'data-label': 'When' }, timeEl(e.at)), h('td', { 'data-label': 'Who' }, e.actorId === me ? 'You' : e.actor),
         h('td', { 'data-label': 'What' }, ACTION[e.action] || e.action, e.subject ? ` · ${e.subject}` : ''), h('td', { 'data-label': 'File' }, e.file),
         h('td', { 'data-label': 'Device' }, e.device || '—')))));
     return h('div', {}, h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Access log' }, table),
