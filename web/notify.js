@@ -23,7 +23,10 @@ export function merge(list, { live = false } = {}) {
     const n = 'createdAt' in raw ? raw : notification(raw);
     const isNew = !store.has(n.id);
     store.set(n.id, { ...store.get(n.id), ...n });
-    if (live && isNew && !n.read) announce(`New notification: ${n.message}`);
+    if (live && isNew && !n.read) {
+      announce(`New notification: ${n.message}`);
+      events.dispatchEvent(new CustomEvent('live', { detail: n }));
+    }
   }
   changed();
 }

@@ -179,7 +179,7 @@ describe('web client', { concurrency: false }, () => {
     writeFileSync(pdf, PDF_BYTES);
     await go(patient, '/upload');
     await page.getByLabel(/^File( \*)?$/).setInputFiles(big);
-    await page.locator('main').getByText(/the limit is 5\.0 MB/).waitFor();
+    await page.locator('main').getByText(/too large to upload: files can be at most 5 MB/).waitFor();
     await check(patient, 'patient-upload-too-large');
     // A name that says PDF over bytes that are not: the server decides from the bytes (415).
     await page.getByLabel(/^File( \*)?$/).setInputFiles(fake);
@@ -228,6 +228,8 @@ describe('web client', { concurrency: false }, () => {
     const url = doctor.page.url();
     await doctor.page.waitForFunction((n) => Number(document.getElementById('notif-count').textContent) > n, before);
     assert.equal(doctor.page.url(), url);
+    // The list on screen picked the new share up too.
+    await doctor.page.locator('main').getByRole('button', { name: `Open ${FILE_NAME}` }).waitFor();
     await doctor.page.getByRole('link', { name: /Notifications \d+ unread/ }).click();
     await doctor.page.locator('main').getByText(`${FILE_NAME} was shared with you for 30 minutes`).waitFor();
     await check(doctor, 'doctor-notifications');

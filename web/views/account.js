@@ -135,6 +135,19 @@ function linkFor(n) {
   return null;
 }
 
+/** The notification's link; following it marks the notification read. */
+function followLink(n, canRead) {
+  const [href, text] = linkFor(n);
+  const a = h('a', { href }, text);
+  if (!n.read && canRead) {
+    a.addEventListener('click', () => {
+      notify.markRead(n.id);
+      notifApi.read(n.id).catch(() => {});
+    });
+  }
+  return a;
+}
+
 const KIND_LABEL = {
   connection_requested: 'Connection request', connection_accepted: 'Request accepted', connection_rejected: 'Request declined',
   connection_ended: 'Connection ended', file_access_granted: 'File shared', file_access_revoked: 'Access revoked',
@@ -170,7 +183,7 @@ export async function notifications(ctx) {
         h('div', {},
           h('p', { class: 'meta' }, n.read ? '' : h('span', { class: 'dot' }, 'New · '), KIND_LABEL[n.kind] || 'Notice', ' · ', timeEl(n.createdAt)),
           h('p', {}, n.message),
-          linkFor(n) ? h('p', {}, h('a', { href: linkFor(n)[0] }, linkFor(n)[1])) : null),
+          linkFor(n) ? h('p', {}, followLink(n, canRead)) : null),
         mark);
     })));
   };

@@ -5,6 +5,19 @@ import { users, files } from '../endpoints.js';
 import { h, field, onSubmit, fill, empty, announce, timeEl, fmtLeft, badge, fmtSize } from '../ui.js';
 import { phoneField } from './auth.js';
 import { openFile, REPORT_LABEL } from './files.js';
+import * as notify from '../notify.js';
+
+/**
+ * Reloads a list when a new share arrives while it is on screen. A revoke does not reload it: the
+ * row stays until the doctor tries it, and then says the access was taken back.
+ */
+function reloadOnShare(root, load) {
+  const onLive = (ev) => {
+    if (!root.isConnected) return notify.events.removeEventListener('live', onLive);
+    if (ev.detail.kind === 'file_shared' || ev.detail.kind === 'file_access_granted') load();
+  };
+  notify.events.addEventListener('live', onLive);
+}
 
 export function patients(ctx) {
   const slot = h('div');
@@ -53,13 +66,15 @@ function tickTimes(root) {
 export function patientFiles(ctx) {
   const slot = h('div');
   ctx.root.append(h('p', {}, h('a', { href: '#/patients' }, 'All patients')), slot);
-  fill(slot, async () => {
+  const load = () => fill(slot, async () => {
     const list = await files.patientFiles(ctx.params.id);
-    if (!list.length) return empty('This patient has not shared any files with you.');
+    if (!list.length) return empty('This patient is not sharing any files with you right now.');
     const ul = h('ul', { class: 'cards' }, list.map((f) => sharedItem(f, false)));
     tickTimes(ul);
     return ul;
   }, 'Loading shared files…');
+  load();
+  reloadOnShare(slot, load);
 }
 
 export function sharedWithMe(ctx) {
@@ -73,6 +88,7 @@ export function sharedWithMe(ctx) {
     return ul;
   }, 'Loading…');
   load();
+  reloadOnShare(slot, load);
 }
 
 export function registerPatient(ctx) {

@@ -94,7 +94,7 @@ function extension(name) {
 export function checkFile(file) {
   if (!file) return 'Choose a file to upload.';
   if (file.size === 0) return `${file.name} is empty.`;
-  if (file.size > FILE_LIMIT_BYTES) return `${file.name} is ${fmtSize(file.size)}; the limit is ${fmtSize(FILE_LIMIT_BYTES)}.`;
+  if (file.size > FILE_LIMIT_BYTES) return `${file.name} is too large to upload: files can be at most ${FILE_LIMIT_BYTES / (1024 * 1024)} MB.`;
   if (!FILE_TYPES[file.type] && !FILE_EXTENSIONS.includes(extension(file.name))) {
     return `${file.name} is not a PDF, PNG, JPEG, WebP or DICOM file, so it cannot be uploaded.`;
   }
