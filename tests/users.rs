@@ -24,11 +24,17 @@ async fn cast(app: &TestApp) -> Cast {
 }
 
 async fn request(app: &TestApp, from: &User, to: &str) -> Resp {
-    app.post_empty(&format!("/protected/user/connectionRequest/{to}"), &from.cookie).await
+    app.post_empty(
+        &format!("/protected/user/connectionRequest/{to}"),
+        &from.cookie,
+    )
+    .await
 }
 
 async fn requests_of(app: &TestApp, u: &User) -> Value {
-    let r = app.get("/protected/user/getConnectionRequests", &u.cookie).await;
+    let r = app
+        .get("/protected/user/getConnectionRequests", &u.cookie)
+        .await;
     r.expect(200, "");
     r.data().clone()
 }
@@ -70,14 +76,20 @@ async fn every_route_needs_a_session() {
         "/protected/user/revokeSession/x",
         "/protected/user/signoutEverywhere",
     ] {
-        app.post_empty(path, "").await.expect(401, "UNAUTHENTICATED");
+        app.post_empty(path, "")
+            .await
+            .expect(401, "UNAUTHENTICATED");
     }
     app.post("/protected/user/updateProfile", "", json!({"name": "x"}))
         .await
         .expect(401, "UNAUTHENTICATED");
-    app.post("/protected/user/createPatient", "", json!({"name": "x", "phone": random_phone()}))
-        .await
-        .expect(401, "UNAUTHENTICATED");
+    app.post(
+        "/protected/user/createPatient",
+        "",
+        json!({"name": "x", "phone": random_phone()}),
+    )
+    .await
+    .expect(401, "UNAUTHENTICATED");
 }
 
 #[tokio::test]
@@ -88,13 +100,19 @@ async fn connection_requests_follow_the_rules() {
     // Only patients ask, and only doctors can be asked.
     request(&app, &d2, &d1.id).await.expect(403, "WRONG_ROLE");
     request(&app, &p1, &p2.id).await.expect(404, "NOT_FOUND");
-    request(&app, &p1, "no-such-user").await.expect(404, "NOT_FOUND");
+    request(&app, &p1, "no-such-user")
+        .await
+        .expect(404, "NOT_FOUND");
 
     // A note is optional; its size and the body's type are checked.
     let long = "x".repeat(201);
-    app.post(&format!("/protected/user/connectionRequest/{}", d1.id), &p1.cookie, json!({"note": long}))
-        .await
-        .expect(422, "VALIDATION_FAILED");
+    app.post(
+        &format!("/protected/user/connectionRequest/{}", d1.id),
+        &p1.cookie,
+        json!({"note": long}),
+    )
+    .await
+    .expect(422, "VALIDATION_FAILED");
     let r = app
         .http
         .post(app.url(&format!("/protected/user/connectionRequest/{}", d1.id)))
@@ -106,14 +124,20 @@ async fn connection_requests_follow_the_rules() {
         .unwrap();
     Resp::from(r).await.expect(415, "UNSUPPORTED_MEDIA_TYPE");
     let r = app
-        .post(&format!("/protected/user/connectionRequest/{}", d1.id), &p1.cookie, json!({"note": "knee pain since May"}))
+        .post(
+            &format!("/protected/user/connectionRequest/{}", d1.id),
+            &p1.cookie,
+            json!({"note": "knee pain since May"}),
+        )
         .await;
     r.expect(201, "");
     let req1 = r.data()["request_id"].as_str().unwrap().to_string();
     assert_eq!(r.data()["doctor"]["id"], d1.id.as_str());
     assert_eq!(r.data()["doctor"]["verified"], false);
     // A second pending request to the same doctor is a conflict.
-    request(&app, &p1, &d1.id).await.expect(409, "REQUEST_PENDING");
+    request(&app, &p1, &d1.id)
+        .await
+        .expect(409, "REQUEST_PENDING");
     // No body at all is fine.
     let r = request(&app, &p2, &d1.id).await;
     r.expect(201, "");
@@ -137,31 +161,61 @@ async fn connection_requests_follow_the_rules() {
     assert_eq!(p1_reqs["incoming"].as_array().unwrap().len(), 0);
     let d2_reqs = requests_of(&app, &d2).await;
     assert_eq!(d2_reqs["incoming"].as_array().unwrap().len(), 0);
-    assert_eq!(ids(&requests_of(&app, &p2).await["outgoing"]), vec![req2.clone()]);
+    assert_eq!(
+        ids(&requests_of(&app, &p2).await["outgoing"]),
+        vec![req2.clone()]
+    );
 
     // Only the addressed doctor decides; only the sender withdraws.
     let accept = |id: &str| format!("/protected/user/acceptConnectionRequest/{id}");
     let reject = |id: &str| format!("/protected/user/rejectConnectionRequest/{id}");
     let withdraw = |id: &str| format!("/protected/user/deletePendingRequest/{id}");
-    app.post_empty(&accept(&req1), &p1.cookie).await.expect(403, "WRONG_ROLE");
-    app.post_empty(&reject(&req1), &p1.cookie).await.expect(403, "WRONG_ROLE");
-    app.post_empty(&accept(&req1), &d2.cookie).await.expect(404, "NOT_FOUND");
-    app.post_empty(&reject(&req1), &d2.cookie).await.expect(404, "NOT_FOUND");
-    app.post_empty(&accept("nope"), &d1.cookie).await.expect(404, "NOT_FOUND");
-    app.post_empty(&withdraw(&req1), &p2.cookie).await.expect(404, "NOT_FOUND");
-    app.post_empty(&withdraw(&req1), &d1.cookie).await.expect(404, "NOT_FOUND");
-    app.post_empty(&withdraw(&req1), &d2.cookie).await.expect(404, "NOT_FOUND");
+    app.post_empty(&accept(&req1), &p1.cookie)
+        .await
+        .expect(403, "WRONG_ROLE");
+    app.post_empty(&reject(&req1), &p1.cookie)
+        .await
+        .expect(403, "WRONG_ROLE");
+    app.post_empty(&accept(&req1), &d2.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.post_empty(&reject(&req1), &d2.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.post_empty(&accept("nope"), &d1.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.post_empty(&withdraw(&req1), &p2.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.post_empty(&withdraw(&req1), &d1.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.post_empty(&withdraw(&req1), &d2.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
 
     // Accepting creates the connection, for both sides.
     let r = app.post_empty(&accept(&req1), &d1.cookie).await;
     r.expect(200, "");
     let conn = r.data()["connection"]["id"].as_str().unwrap().to_string();
     assert_eq!(r.data()["connection"]["peer"]["id"], p1.id.as_str());
-    app.post_empty(&accept(&req1), &d1.cookie).await.expect(409, "REQUEST_NOT_PENDING");
-    app.post_empty(&reject(&req1), &d1.cookie).await.expect(409, "REQUEST_NOT_PENDING");
-    app.post_empty(&withdraw(&req1), &p1.cookie).await.expect(409, "REQUEST_NOT_PENDING");
-    request(&app, &p1, &d1.id).await.expect(409, "ALREADY_CONNECTED");
-    assert_eq!(requests_of(&app, &p1).await["outgoing"][0]["status"], "accepted");
+    app.post_empty(&accept(&req1), &d1.cookie)
+        .await
+        .expect(409, "REQUEST_NOT_PENDING");
+    app.post_empty(&reject(&req1), &d1.cookie)
+        .await
+        .expect(409, "REQUEST_NOT_PENDING");
+    app.post_empty(&withdraw(&req1), &p1.cookie)
+        .await
+        .expect(409, "REQUEST_NOT_PENDING");
+    request(&app, &p1, &d1.id)
+        .await
+        .expect(409, "ALREADY_CONNECTED");
+    assert_eq!(
+        requests_of(&app, &p1).await["outgoing"][0]["status"],
+        "accepted"
+    );
 
     let p1_conns = connections_of(&app, &p1).await;
     assert_eq!(p1_conns.len(), 1);
@@ -183,25 +237,42 @@ async fn connection_requests_follow_the_rules() {
     // Rejecting; after a rejection the patient may ask again, and withdraw.
     let r = app.post_empty(&reject(&req2), &d1.cookie).await;
     r.expect(200, "");
-    assert_eq!(requests_of(&app, &p2).await["outgoing"][0]["status"], "rejected");
-    app.post_empty(&accept(&req2), &d1.cookie).await.expect(409, "REQUEST_NOT_PENDING");
+    assert_eq!(
+        requests_of(&app, &p2).await["outgoing"][0]["status"],
+        "rejected"
+    );
+    app.post_empty(&accept(&req2), &d1.cookie)
+        .await
+        .expect(409, "REQUEST_NOT_PENDING");
     assert!(connections_of(&app, &p2).await.is_empty());
     let r = request(&app, &p2, &d1.id).await;
     r.expect(201, "");
     let req3 = r.data()["request_id"].as_str().unwrap().to_string();
-    app.post_empty(&withdraw(&req3), &p2.cookie).await.expect(200, "");
-    app.post_empty(&withdraw(&req3), &p2.cookie).await.expect(404, "NOT_FOUND");
-    app.post_empty(&accept(&req3), &d1.cookie).await.expect(404, "NOT_FOUND");
+    app.post_empty(&withdraw(&req3), &p2.cookie)
+        .await
+        .expect(200, "");
+    app.post_empty(&withdraw(&req3), &p2.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.post_empty(&accept(&req3), &d1.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
     assert!(!ids(&requests_of(&app, &d1).await["incoming"]).contains(&req3));
 
     // Ending a connection: only its two sides may, and it goes for both.
     let end = format!("/protected/user/deleteConnection/{conn}");
-    app.post_empty(&end, &p2.cookie).await.expect(404, "NOT_FOUND");
-    app.post_empty(&end, &d2.cookie).await.expect(404, "NOT_FOUND");
+    app.post_empty(&end, &p2.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.post_empty(&end, &d2.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
     app.post_empty(&end, &d1.cookie).await.expect(200, "");
     assert!(connections_of(&app, &p1).await.is_empty());
     assert!(connections_of(&app, &d1).await.is_empty());
-    app.post_empty(&end, &p1.cookie).await.expect(404, "NOT_FOUND");
+    app.post_empty(&end, &p1.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
     // Once ended, the patient may ask again; this time the patient ends it.
     let r = request(&app, &p1, &d1.id).await;
     r.expect(201, "");
@@ -209,9 +280,12 @@ async fn connection_requests_follow_the_rules() {
     let r = app.post_empty(&accept(&req4), &d1.cookie).await;
     r.expect(200, "");
     let conn2 = r.data()["connection"]["id"].as_str().unwrap().to_string();
-    app.post_empty(&format!("/protected/user/deleteConnection/{conn2}"), &p1.cookie)
-        .await
-        .expect(200, "");
+    app.post_empty(
+        &format!("/protected/user/deleteConnection/{conn2}"),
+        &p1.cookie,
+    )
+    .await
+    .expect(200, "");
     assert!(connections_of(&app, &d1).await.is_empty());
 }
 
@@ -227,25 +301,46 @@ async fn racing_decisions_end_in_exactly_one_state() {
         let accept = format!("/protected/user/acceptConnectionRequest/{id}");
         let reject = format!("/protected/user/rejectConnectionRequest/{id}");
         let (a, b) = if round < 2 {
-            tokio::join!(app.post_empty(&accept, &d1.cookie), app.post_empty(&accept, &d1.cookie))
+            tokio::join!(
+                app.post_empty(&accept, &d1.cookie),
+                app.post_empty(&accept, &d1.cookie)
+            )
         } else {
-            tokio::join!(app.post_empty(&accept, &d1.cookie), app.post_empty(&reject, &d1.cookie))
+            tokio::join!(
+                app.post_empty(&accept, &d1.cookie),
+                app.post_empty(&reject, &d1.cookie)
+            )
         };
         let mut statuses = [a.status.as_u16(), b.status.as_u16()];
         statuses.sort();
-        assert_eq!(statuses, [200, 409], "round {round}: {} / {}", a.body, b.body);
+        assert_eq!(
+            statuses,
+            [200, 409],
+            "round {round}: {} / {}",
+            a.body,
+            b.body
+        );
         let loser = if a.status.as_u16() == 409 { &a } else { &b };
         assert_eq!(loser.code(), "REQUEST_NOT_PENDING");
         let accepted = round < 2 || a.status.as_u16() == 200;
         let status = &requests_of(&app, patient).await["outgoing"][0];
         assert_eq!(status["id"], id.as_str());
-        assert_eq!(status["status"], if accepted { "accepted" } else { "rejected" });
+        assert_eq!(
+            status["status"],
+            if accepted { "accepted" } else { "rejected" }
+        );
         let conns = connections_of(&app, patient).await;
         assert_eq!(conns.len(), usize::from(accepted), "round {round}");
         for c in conns {
-            app.post_empty(&format!("/protected/user/deleteConnection/{}", c["id"].as_str().unwrap()), &d1.cookie)
-                .await
-                .expect(200, "");
+            app.post_empty(
+                &format!(
+                    "/protected/user/deleteConnection/{}",
+                    c["id"].as_str().unwrap()
+                ),
+                &d1.cookie,
+            )
+            .await
+            .expect(200, "");
         }
     }
 }
@@ -261,7 +356,10 @@ async fn doctor_search_by_name_and_number() {
     // Case-insensitive substring, doctors only, alphabetical.
     let r = app.get(&search("name=IYER"), &p1.cookie).await;
     r.expect(200, "");
-    assert_eq!(ids(&r.data()["doctors"]), vec![d3.id.clone(), d1.id.clone()]);
+    assert_eq!(
+        ids(&r.data()["doctors"]),
+        vec![d3.id.clone(), d1.id.clone()]
+    );
     assert_eq!(r.data()["doctors"][1]["verified"], false);
     assert_eq!(r.data()["has_more"], false);
     let r = app.get(&search("name=vikram"), &d1.cookie).await;
@@ -279,7 +377,9 @@ async fn doctor_search_by_name_and_number() {
     assert_eq!(r.data()["doctors"].as_array().unwrap().len(), 2);
     assert_eq!(r.data()["has_more"], true);
     let first_page = ids(&r.data()["doctors"]);
-    let r = app.get(&search("name=dr.&limit=2&page=2"), &p1.cookie).await;
+    let r = app
+        .get(&search("name=dr.&limit=2&page=2"), &p1.cookie)
+        .await;
     assert_eq!(r.data()["has_more"], false);
     let second_page = ids(&r.data()["doctors"]);
     assert_eq!(second_page.len(), 1);
@@ -301,41 +401,80 @@ async fn doctor_search_by_name_and_number() {
     }
 
     // By number: doctors only.
-    let by_number = |p: &str| format!("/protected/user/searchDoctorByNumber?phone={}", p.replace('+', "%2B"));
+    let by_number = |p: &str| {
+        format!(
+            "/protected/user/searchDoctorByNumber?phone={}",
+            p.replace('+', "%2B")
+        )
+    };
     let r = app.get(&by_number(&d2.phone), &p1.cookie).await;
     r.expect(200, "");
     assert_eq!(r.data()["doctor"]["id"], d2.id.as_str());
     assert_eq!(r.data()["doctor"]["name"], "Dr. Vikram Shah");
     assert_eq!(r.data()["doctor"]["verified"], false);
-    app.get(&by_number(&p1.phone), &d1.cookie).await.expect(404, "NOT_FOUND");
-    app.get(&by_number(&random_phone()), &p1.cookie).await.expect(404, "NOT_FOUND");
-    app.get(&by_number("12345"), &p1.cookie).await.expect(422, "VALIDATION_FAILED");
+    app.get(&by_number(&p1.phone), &d1.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.get(&by_number(&random_phone()), &p1.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.get(&by_number("12345"), &p1.cookie)
+        .await
+        .expect(422, "VALIDATION_FAILED");
     app.get("/protected/user/searchDoctorByNumber", &p1.cookie)
         .await
         .expect(422, "VALIDATION_FAILED");
 
     // Verification by the operator shows everywhere a doctor is seen.
     let state = &app.state;
-    auravita::users::admin::set_doctor_verified(&state.db, &d1.phone, true).await.unwrap();
-    assert!(auravita::users::admin::set_doctor_verified(&state.db, &p1.phone, true).await.is_err());
-    assert!(auravita::users::admin::set_doctor_verified(&state.db, &random_phone(), true).await.is_err());
-    assert!(auravita::users::admin::set_doctor_verified(&state.db, "not a phone", true).await.is_err());
+    auravita::users::admin::set_doctor_verified(&state.db, &d1.phone, true)
+        .await
+        .unwrap();
+    assert!(
+        auravita::users::admin::set_doctor_verified(&state.db, &p1.phone, true)
+            .await
+            .is_err()
+    );
+    assert!(
+        auravita::users::admin::set_doctor_verified(&state.db, &random_phone(), true)
+            .await
+            .is_err()
+    );
+    assert!(
+        auravita::users::admin::set_doctor_verified(&state.db, "not a phone", true)
+            .await
+            .is_err()
+    );
     let r = app.get(&search("name=meera"), &p1.cookie).await;
     assert_eq!(r.data()["doctors"][0]["verified"], true);
-    assert_eq!(app.get(&by_number(&d1.phone), &p1.cookie).await.data()["doctor"]["verified"], true);
+    assert_eq!(
+        app.get(&by_number(&d1.phone), &p1.cookie).await.data()["doctor"]["verified"],
+        true
+    );
     let r = request(&app, &p1, &d1.id).await;
     r.expect(201, "");
     assert_eq!(r.data()["doctor"]["verified"], true);
-    assert_eq!(requests_of(&app, &p1).await["outgoing"][0]["peer"]["verified"], true);
+    assert_eq!(
+        requests_of(&app, &p1).await["outgoing"][0]["peer"]["verified"],
+        true
+    );
     let id = r.data()["request_id"].as_str().unwrap().to_string();
-    app.post_empty(&format!("/protected/user/acceptConnectionRequest/{id}"), &d1.cookie)
-        .await
-        .expect(200, "");
+    app.post_empty(
+        &format!("/protected/user/acceptConnectionRequest/{id}"),
+        &d1.cookie,
+    )
+    .await
+    .expect(200, "");
     assert_eq!(connections_of(&app, &p1).await[0]["peer"]["verified"], true);
     let me = app.get("/protected/user/sessionDetail", &d1.cookie).await;
     assert_eq!(me.data()["profile"]["verified"], true);
-    auravita::users::admin::set_doctor_verified(&state.db, &d1.phone, false).await.unwrap();
-    assert_eq!(connections_of(&app, &p1).await[0]["peer"]["verified"], false);
+    auravita::users::admin::set_doctor_verified(&state.db, &d1.phone, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        connections_of(&app, &p1).await[0]["peer"]["verified"],
+        false
+    );
 }
 
 #[tokio::test]
@@ -345,22 +484,53 @@ async fn profiles_are_updated_with_field_errors() {
     let update = |u: &User, body: Value| {
         let cookie = u.cookie.clone();
         let app = &app;
-        async move { app.post("/protected/user/updateProfile", &cookie, body).await }
+        async move {
+            app.post("/protected/user/updateProfile", &cookie, body)
+                .await
+        }
     };
 
     let r = update(&p1, json!({"name": "  Asha R. Rao "})).await;
     r.expect(200, "");
     assert_eq!(r.data()["user"]["name"], "Asha R. Rao");
     for (who, body, field) in [
-        (&p1, json!({"specialization": "Cardiology"}), "specialization"),
-        (&p1, json!({"years_of_experience": 3}), "years_of_experience"),
+        (
+            &p1,
+            json!({"specialization": "Cardiology"}),
+            "specialization",
+        ),
+        (
+            &p1,
+            json!({"years_of_experience": 3}),
+            "years_of_experience",
+        ),
         (&p1, json!({"name": ""}), "name"),
         (&d1, json!({"name": "x".repeat(101)}), "name"),
-        (&d1, json!({"years_of_experience": 81}), "years_of_experience"),
-        (&d1, json!({"years_of_experience": -1}), "years_of_experience"),
-        (&d1, json!({"qualification": "q".repeat(101)}), "qualification"),
-        (&d1, json!({"registration_number": "KMC<script>"}), "registration_number"),
-        (&d1, json!({"years_of_experience": "ten"}), "years_of_experience"),
+        (
+            &d1,
+            json!({"years_of_experience": 81}),
+            "years_of_experience",
+        ),
+        (
+            &d1,
+            json!({"years_of_experience": -1}),
+            "years_of_experience",
+        ),
+        (
+            &d1,
+            json!({"qualification": "q".repeat(101)}),
+            "qualification",
+        ),
+        (
+            &d1,
+            json!({"registration_number": "KMC<script>"}),
+            "registration_number",
+        ),
+        (
+            &d1,
+            json!({"years_of_experience": "ten"}),
+            "years_of_experience",
+        ),
         (&d1, json!({"nickname": "x"}), "nickname"),
     ] {
         let r = update(who, body.clone()).await;
@@ -381,15 +551,26 @@ async fn profiles_are_updated_with_field_errors() {
     assert_eq!(p["registration_number"], "KMC-12345");
     assert_eq!(p["years_of_experience"], 12);
     // The new name is searchable; the other fields were kept when left out.
-    let r = app.get("/protected/user/searchDoctorByName?name=k.%20iyer", &p1.cookie).await;
+    let r = app
+        .get(
+            "/protected/user/searchDoctorByName?name=k.%20iyer",
+            &p1.cookie,
+        )
+        .await;
     assert_eq!(r.data()["doctors"][0]["specialization"], "Orthopaedics");
     let r = update(&d1, json!({"qualification": ""})).await;
     assert_eq!(r.data()["profile"]["qualification"], Value::Null);
     assert_eq!(r.data()["profile"]["specialization"], "Orthopaedics");
 
     // A verified doctor who changes the registration number must be checked again.
-    auravita::users::admin::set_doctor_verified(&app.state.db, &d1.phone, true).await.unwrap();
-    let r = update(&d1, json!({"registration_number": "KMC-12345", "years_of_experience": 13})).await;
+    auravita::users::admin::set_doctor_verified(&app.state.db, &d1.phone, true)
+        .await
+        .unwrap();
+    let r = update(
+        &d1,
+        json!({"registration_number": "KMC-12345", "years_of_experience": 13}),
+    )
+    .await;
     assert_eq!(r.data()["profile"]["verified"], true);
     let r = update(&d1, json!({"registration_number": "KMC-99999"})).await;
     assert_eq!(r.data()["profile"]["verified"], false);
@@ -406,10 +587,15 @@ async fn clinic_registered_patients_are_taken_over_by_their_phone() {
     let create = |u: &User, body: Value| {
         let cookie = u.cookie.clone();
         let app = &app;
-        async move { app.post("/protected/user/createPatient", &cookie, body).await }
+        async move {
+            app.post("/protected/user/createPatient", &cookie, body)
+                .await
+        }
     };
     let phone = random_phone();
-    create(&p1, json!({"name": "Chitra", "phone": phone})).await.expect(403, "WRONG_ROLE");
+    create(&p1, json!({"name": "Chitra", "phone": phone}))
+        .await
+        .expect(403, "WRONG_ROLE");
     let r = create(&d1, json!({"name": "", "phone": phone})).await;
     r.expect(422, "VALIDATION_FAILED");
     assert_eq!(r.body["error"]["details"]["field"], "name");
@@ -424,8 +610,13 @@ async fn clinic_registered_patients_are_taken_over_by_their_phone() {
     // A phone with an account: a conflict that says so, whoever registered it.
     let r = create(&d2, json!({"name": "Chitra", "phone": phone})).await;
     r.expect(409, "PHONE_ALREADY_REGISTERED");
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("already has an account"));
-    create(&d2, json!({"name": "Asha", "phone": p1.phone})).await.expect(409, "PHONE_ALREADY_REGISTERED");
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("already has an account"));
+    create(&d2, json!({"name": "Asha", "phone": p1.phone}))
+        .await
+        .expect(409, "PHONE_ALREADY_REGISTERED");
     // The patient is already connected to that doctor (and to nobody else).
     let conns = connections_of(&app, &d1).await;
     assert_eq!(conns.len(), 1);
@@ -434,12 +625,18 @@ async fn clinic_registered_patients_are_taken_over_by_their_phone() {
 
     // The phone cannot sign up as a doctor; signing up as a patient takes the account over.
     let r = app
-        .post("/auth/signup", "", json!({"phone": phone, "name": "Chitra", "role": "doctor"}))
+        .post(
+            "/auth/signup",
+            "",
+            json!({"phone": phone, "name": "Chitra", "role": "doctor"}),
+        )
         .await;
     r.expect(409, "PHONE_REGISTERED_AS_PATIENT");
     let chitra = app.signup_phone(&phone, "Chitra N.", "patient").await;
     assert_eq!(chitra.id, patient_id, "no duplicate account");
-    let r = app.get("/protected/user/sessionDetail", &chitra.cookie).await;
+    let r = app
+        .get("/protected/user/sessionDetail", &chitra.cookie)
+        .await;
     r.expect(200, "");
     assert_eq!(r.data()["user"]["phone_verified"], true);
     assert_eq!(r.data()["user"]["name"], "Chitra N.");
@@ -447,7 +644,11 @@ async fn clinic_registered_patients_are_taken_over_by_their_phone() {
     // Once taken over, the phone is an ordinary account: signing up again is a conflict.
     app.clock().advance(Duration::from_secs(61));
     let r = app
-        .post("/auth/signup", "", json!({"phone": phone, "name": "Someone", "role": "patient"}))
+        .post(
+            "/auth/signup",
+            "",
+            json!({"phone": phone, "name": "Someone", "role": "patient"}),
+        )
         .await;
     r.expect(409, "PHONE_ALREADY_REGISTERED");
 
@@ -465,7 +666,11 @@ async fn clinic_registered_patients_are_taken_over_by_their_phone() {
     assert_eq!(r.data()["connections"][0]["peer"]["id"], d2.id.as_str());
     app.clock().advance(Duration::from_secs(61));
     let r = app
-        .post("/auth/signup", "", json!({"phone": phone2, "name": "Dev", "role": "patient"}))
+        .post(
+            "/auth/signup",
+            "",
+            json!({"phone": phone2, "name": "Dev", "role": "patient"}),
+        )
         .await;
     r.expect(409, "PHONE_ALREADY_REGISTERED");
 }
@@ -526,31 +731,56 @@ async fn sessions_are_listed_and_revoked() {
     let r = app.get("/protected/user/sessions", &p2.cookie).await;
     let theirs = r.data()["sessions"].as_array().unwrap();
     assert_eq!(theirs.len(), 1);
-    assert!(theirs.iter().all(|s| s["id"] != other_id.as_str() && s["id"] != current_id.as_str()));
-    app.post_empty(&format!("/protected/user/revokeSession/{other_id}"), &p2.cookie)
-        .await
-        .expect(404, "NOT_FOUND");
-    app.get("/protected/user/sessionDetail", &phone_cookie).await.expect(200, "");
-
-    // p1 ends the phone's session: it stops working at once.
-    app.post_empty(&format!("/protected/user/revokeSession/{other_id}"), &p1.cookie)
+    assert!(theirs
+        .iter()
+        .all(|s| s["id"] != other_id.as_str() && s["id"] != current_id.as_str()));
+    app.post_empty(
+        &format!("/protected/user/revokeSession/{other_id}"),
+        &p2.cookie,
+    )
+    .await
+    .expect(404, "NOT_FOUND");
+    app.get("/protected/user/sessionDetail", &phone_cookie)
         .await
         .expect(200, "");
-    app.get("/protected/user/sessionDetail", &phone_cookie).await.expect(401, "UNAUTHENTICATED");
-    app.post_empty(&format!("/protected/user/revokeSession/{other_id}"), &p1.cookie)
+
+    // p1 ends the phone's session: it stops working at once.
+    app.post_empty(
+        &format!("/protected/user/revokeSession/{other_id}"),
+        &p1.cookie,
+    )
+    .await
+    .expect(200, "");
+    app.get("/protected/user/sessionDetail", &phone_cookie)
         .await
-        .expect(404, "NOT_FOUND");
-    app.get("/protected/user/sessionDetail", &p1.cookie).await.expect(200, "");
+        .expect(401, "UNAUTHENTICATED");
+    app.post_empty(
+        &format!("/protected/user/revokeSession/{other_id}"),
+        &p1.cookie,
+    )
+    .await
+    .expect(404, "NOT_FOUND");
+    app.get("/protected/user/sessionDetail", &p1.cookie)
+        .await
+        .expect(200, "");
 
     // Signing out everywhere ends every session of p1, and only p1's.
     app.clock().advance(Duration::from_secs(61));
     let another = app.signin(&p1.phone).await;
-    let r = app.post_empty("/protected/user/signoutEverywhere", &p1.cookie).await;
+    let r = app
+        .post_empty("/protected/user/signoutEverywhere", &p1.cookie)
+        .await;
     r.expect(200, "");
     assert_eq!(r.data()["ended"], 2);
-    app.get("/protected/user/sessionDetail", &p1.cookie).await.expect(401, "UNAUTHENTICATED");
-    app.get("/protected/user/sessionDetail", &another).await.expect(401, "UNAUTHENTICATED");
-    app.get("/protected/user/sessionDetail", &p2.cookie).await.expect(200, "");
+    app.get("/protected/user/sessionDetail", &p1.cookie)
+        .await
+        .expect(401, "UNAUTHENTICATED");
+    app.get("/protected/user/sessionDetail", &another)
+        .await
+        .expect(401, "UNAUTHENTICATED");
+    app.get("/protected/user/sessionDetail", &p2.cookie)
+        .await
+        .expect(200, "");
 }
 
 #[tokio::test]
@@ -560,27 +790,50 @@ async fn deleting_an_account_erases_it_everywhere() {
     // d1 is connected to p1 and has a pending request from p2.
     let r = request(&app, &p1, &d1.id).await;
     let id = r.data()["request_id"].as_str().unwrap().to_string();
-    app.post_empty(&format!("/protected/user/acceptConnectionRequest/{id}"), &d1.cookie)
-        .await
-        .expect(200, "");
+    app.post_empty(
+        &format!("/protected/user/acceptConnectionRequest/{id}"),
+        &d1.cookie,
+    )
+    .await
+    .expect(200, "");
     request(&app, &p2, &d1.id).await.expect(201, "");
     request(&app, &p2, &d2.id).await.expect(201, "");
     app.clock().advance(Duration::from_secs(61));
     let second_session = app.signin(&d1.phone).await;
 
-    let r = app.post_empty("/protected/user/deleteProfile", &d1.cookie).await;
+    let r = app
+        .post_empty("/protected/user/deleteProfile", &d1.cookie)
+        .await;
     r.expect(200, "");
-    assert!(r.headers.get_all("set-cookie").iter().any(|v| v.to_str().unwrap().contains("Max-Age=0")));
+    assert!(r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .any(|v| v.to_str().unwrap().contains("Max-Age=0")));
     // Every session is dead at once.
-    app.get("/protected/user/sessionDetail", &d1.cookie).await.expect(401, "UNAUTHENTICATED");
-    app.get("/protected/user/sessionDetail", &second_session).await.expect(401, "UNAUTHENTICATED");
+    app.get("/protected/user/sessionDetail", &d1.cookie)
+        .await
+        .expect(401, "UNAUTHENTICATED");
+    app.get("/protected/user/sessionDetail", &second_session)
+        .await
+        .expect(401, "UNAUTHENTICATED");
     // Gone from search and from every peer's lists.
-    let r = app.get("/protected/user/searchDoctorByName?name=meera", &p1.cookie).await;
+    let r = app
+        .get("/protected/user/searchDoctorByName?name=meera", &p1.cookie)
+        .await;
     assert_eq!(r.data()["doctors"].as_array().unwrap().len(), 0);
-    let by_number = format!("/protected/user/searchDoctorByNumber?phone={}", d1.phone.replace('+', "%2B"));
-    app.get(&by_number, &p1.cookie).await.expect(404, "NOT_FOUND");
+    let by_number = format!(
+        "/protected/user/searchDoctorByNumber?phone={}",
+        d1.phone.replace('+', "%2B")
+    );
+    app.get(&by_number, &p1.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
     assert!(connections_of(&app, &p1).await.is_empty());
-    assert!(requests_of(&app, &p1).await["outgoing"].as_array().unwrap().is_empty());
+    assert!(requests_of(&app, &p1).await["outgoing"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     let p2_out = requests_of(&app, &p2).await["outgoing"].clone();
     assert_eq!(p2_out.as_array().unwrap().len(), 1);
     assert_eq!(p2_out[0]["peer"]["id"], d2.id.as_str());
@@ -594,7 +847,10 @@ async fn deleting_an_account_erases_it_everywhere() {
             .await
             .unwrap();
     assert_eq!(row, (None, 0));
-    assert_eq!(auravita::users::purge::run_once(&app.state).await.unwrap(), 1);
+    assert_eq!(
+        auravita::users::purge::run_once(&app.state).await.unwrap(),
+        1
+    );
     let row: (Option<i64>, i64) =
         sqlx::query_as("SELECT done_at, attempts FROM deleted_users WHERE user_id = $1")
             .bind(&d1.id)
@@ -603,22 +859,70 @@ async fn deleting_an_account_erases_it_everywhere() {
             .unwrap();
     assert!(row.0.is_some());
     assert_eq!(row.1, 1);
-    assert_eq!(auravita::users::purge::run_once(&app.state).await.unwrap(), 0);
+    assert_eq!(
+        auravita::users::purge::run_once(&app.state).await.unwrap(),
+        0
+    );
 
     // The phone can sign up again, as a new account with nothing of the old one.
     app.clock().advance(Duration::from_secs(61));
     let again = app.signup_phone(&d1.phone, "Meera Again", "patient").await;
     assert_ne!(again.id, d1.id);
-    let r = app.get("/protected/user/sessionDetail", &again.cookie).await;
+    let r = app
+        .get("/protected/user/sessionDetail", &again.cookie)
+        .await;
     r.expect(200, "");
     assert_eq!(r.data()["user"]["role"], "patient");
     assert!(r.data()["connections"].as_array().unwrap().is_empty());
-    assert!(requests_of(&app, &again).await["outgoing"].as_array().unwrap().is_empty());
+    assert!(requests_of(&app, &again).await["outgoing"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 
     // A patient can leave too; their doctor's lists forget them.
-    app.post_empty("/protected/user/deleteProfile", &p2.cookie).await.expect(200, "");
-    assert!(requests_of(&app, &d2).await["incoming"].as_array().unwrap().is_empty());
+    app.post_empty("/protected/user/deleteProfile", &p2.cookie)
+        .await
+        .expect(200, "");
+    assert!(requests_of(&app, &d2).await["incoming"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     app.post_empty("/protected/user/deleteProfile", &p2.cookie)
         .await
         .expect(401, "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn every_user_route_is_documented() {
+    let app = TestApp::spawn().await;
+    let doc = app.get("/openapi.json", "").await.body;
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("sessionDetail", "get"),
+        ("deleteProfile", "post"),
+        ("connectionRequest/{doctor_id}", "post"),
+        ("acceptConnectionRequest/{request_id}", "post"),
+        ("rejectConnectionRequest/{request_id}", "post"),
+        ("getConnectionRequests", "get"),
+        ("deletePendingRequest/{request_id}", "post"),
+        ("deleteConnection/{connection_id}", "post"),
+        ("searchDoctorByName", "get"),
+        ("searchDoctorByNumber", "get"),
+        ("updateProfile", "post"),
+        ("createPatient", "post"),
+        ("connections", "get"),
+        ("sessions", "get"),
+        ("revokeSession/{id}", "post"),
+        ("signoutEverywhere", "post"),
+    ] {
+        let op = &paths[&format!("/protected/user/{path}")][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        assert!(op["security"].is_array(), "{path} has no security");
+        assert!(
+            op["responses"]["401"].is_object(),
+            "{path} does not document 401"
+        );
+    }
+    let body = &paths["/protected/user/connectionRequest/{doctor_id}"]["post"]["requestBody"];
+    assert_ne!(body["required"], true, "the note body is optional: {body}");
 }

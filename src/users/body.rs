@@ -24,8 +24,14 @@ where
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|ct| {
-                let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-                ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+                let ct = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                ct == "application/json"
+                    || (ct.starts_with("application/") && ct.ends_with("+json"))
             });
         let bytes = Bytes::from_request(req, state)
             .await

@@ -27,10 +27,22 @@ pub struct ConnectionView {
     pub created_at: String,
 }
 
-type ConnRow = (String, i64, Option<String>, String, String, String, i64, Option<String>);
+type ConnRow = (
+    String,
+    i64,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+);
 
 /// Everything `user_id` is connected to, oldest first.
-pub async fn load_connections(state: &AppState, user_id: &str) -> Result<Vec<ConnectionView>, AppError> {
+pub async fn load_connections(
+    state: &AppState,
+    user_id: &str,
+) -> Result<Vec<ConnectionView>, AppError> {
     let rows: Vec<ConnRow> = sqlx::query_as(&format!(
         "SELECT c.id, c.created_at, u.phone, {PEER_COLS} FROM connections c \
          JOIN users u ON u.id = CASE WHEN c.patient_id = $1 THEN c.doctor_id ELSE c.patient_id END \
@@ -94,7 +106,10 @@ fn clean_note(note: Option<String>) -> Result<Option<String>, AppError> {
         return Err(AppError::invalid("note", "note is at most 200 characters"));
     }
     if note.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(AppError::invalid("note", "note cannot contain control characters"));
+        return Err(AppError::invalid(
+            "note",
+            "note cannot contain control characters",
+        ));
     }
     Ok(Some(note.to_string()))
 }
@@ -135,7 +150,10 @@ pub async fn connection_request(
     .await
     .map_err(|e| {
         if crate::db::is_unique_violation(&e) {
-            AppError::conflict("REQUEST_PENDING", "you already have a pending request to this doctor")
+            AppError::conflict(
+                "REQUEST_PENDING",
+                "you already have a pending request to this doctor",
+            )
         } else {
             e.into()
         }
@@ -150,12 +168,16 @@ pub async fn connection_request(
             .fetch_optional(&mut *tx)
             .await?;
     if connected.is_some() {
-        return Err(AppError::conflict("ALREADY_CONNECTED", "you are already connected to this doctor"));
+        return Err(AppError::conflict(
+            "ALREADY_CONNECTED",
+            "you are already connected to this doctor",
+        ));
     }
-    let doctor: PeerRow = sqlx::query_as(&format!("SELECT {PEER_COLS} FROM users u WHERE u.id = $1"))
-        .bind(&doctor_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let doctor: PeerRow =
+        sqlx::query_as(&format!("SELECT {PEER_COLS} FROM users u WHERE u.id = $1"))
+            .bind(&doctor_id)
+            .fetch_one(&mut *tx)
+            .await?;
     let doctor = PeerView::from_row(doctor);
     let patient_name = name_of(&mut tx, &me.user_id).await?;
     raise(
@@ -184,7 +206,10 @@ pub async fn connection_request(
     .created())
 }
 
-pub(crate) async fn name_of(tx: &mut sqlx::AnyConnection, user_id: &str) -> Result<String, AppError> {
+pub(crate) async fn name_of(
+    tx: &mut sqlx::AnyConnection,
+    user_id: &str,
+) -> Result<String, AppError> {
     let row: Option<(String,)> = sqlx::query_as("SELECT name FROM users WHERE id = $1")
         .bind(user_id)
         .fetch_optional(&mut *tx)
@@ -385,7 +410,12 @@ type RequestRow = (
     Option<String>,
 );
 
-async fn requests(state: &AppState, mine: &str, peer: &str, me: &str) -> Result<Vec<RequestView>, AppError> {
+async fn requests(
+    state: &AppState,
+    mine: &str,
+    peer: &str,
+    me: &str,
+) -> Result<Vec<RequestView>, AppError> {
     let rows: Vec<RequestRow> = sqlx::query_as(&format!(
         "SELECT r.id, r.note, r.status, r.created_at, r.decided_at, {PEER_COLS} \
          FROM connection_requests r JOIN users u ON u.id = r.{peer} \
@@ -396,14 +426,16 @@ async fn requests(state: &AppState, mine: &str, peer: &str, me: &str) -> Result<
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, note, status, created, decided, uid, name, role, verified, spec)| RequestView {
-            id,
-            peer: PeerView::from_row((uid, name, role, verified, spec)),
-            note,
-            status,
-            created_at: rfc3339(created),
-            decided_at: decided.map(rfc3339),
-        })
+        .map(
+            |(id, note, status, created, decided, uid, name, role, verified, spec)| RequestView {
+                id,
+                peer: PeerView::from_row((uid, name, role, verified, spec)),
+                note,
+                status,
+                created_at: rfc3339(created),
+                decided_at: decided.map(rfc3339),
+            },
+        )
         .collect())
 }
 
@@ -413,7 +445,10 @@ async fn requests(state: &AppState, mine: &str, peer: &str, me: &str) -> Result<
 pub async fn get_requests(State(state): State<AppState>, me: AuthUser) -> ApiResult<RequestLists> {
     let incoming = requests(&state, "doctor_id", "patient_id", &me.user_id).await?;
     let outgoing = requests(&state, "patient_id", "doctor_id", &me.user_id).await?;
-    Ok(ApiOk::new(RequestLists { incoming, outgoing }, "connection requests"))
+    Ok(ApiOk::new(
+        RequestLists { incoming, outgoing },
+        "connection requests",
+    ))
 }
 
 /// Withdraw a pending request you sent.
@@ -464,7 +499,11 @@ pub async fn delete_connection(
     .await?;
     let (patient_id, doctor_id) = ended.ok_or_else(|| not_found("connection"))?;
     crate::files::end_access(&mut tx, &patient_id, &doctor_id).await?;
-    let other = if me.user_id == patient_id { &doctor_id } else { &patient_id };
+    let other = if me.user_id == patient_id {
+        &doctor_id
+    } else {
+        &patient_id
+    };
     let my_name = name_of(&mut tx, &me.user_id).await?;
     raise(
         &mut tx,
@@ -487,7 +526,10 @@ pub struct ConnectionList {
 /// Your connections.
 #[utoipa::path(get, path = "/connections", tag = "user", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<ConnectionList>), (status = 401, body = ErrorEnvelope)))]
-pub async fn list_connections(State(state): State<AppState>, me: AuthUser) -> ApiResult<ConnectionList> {
+pub async fn list_connections(
+    State(state): State<AppState>,
+    me: AuthUser,
+) -> ApiResult<ConnectionList> {
     let connections = load_connections(&state, &me.user_id).await?;
     Ok(ApiOk::new(ConnectionList { connections }, "connections"))
 }

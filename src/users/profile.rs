@@ -40,17 +40,31 @@ pub struct Me {
 }
 
 /// `None` leaves the field alone, `Some("")` clears it, anything else is checked and trimmed.
-fn clean_text(v: Option<String>, field: &str, max: usize, role: Role) -> Result<Option<String>, AppError> {
+fn clean_text(
+    v: Option<String>,
+    field: &str,
+    max: usize,
+    role: Role,
+) -> Result<Option<String>, AppError> {
     let Some(v) = v else { return Ok(None) };
     if role != Role::Doctor {
-        return Err(AppError::invalid(field, format!("{field}: only doctors have professional fields")));
+        return Err(AppError::invalid(
+            field,
+            format!("{field}: only doctors have professional fields"),
+        ));
     }
     let v = v.trim();
     if v.chars().count() > max {
-        return Err(AppError::invalid(field, format!("{field} is at most {max} characters")));
+        return Err(AppError::invalid(
+            field,
+            format!("{field} is at most {max} characters"),
+        ));
     }
     if v.chars().any(char::is_control) {
-        return Err(AppError::invalid(field, format!("{field} cannot contain control characters")));
+        return Err(AppError::invalid(
+            field,
+            format!("{field} cannot contain control characters"),
+        ));
     }
     Ok(Some(v.to_string()))
 }
@@ -68,12 +82,19 @@ pub async fn update_profile(
     me: AuthUser,
     ApiJson(req): ApiJson<UpdateProfile>,
 ) -> ApiResult<Me> {
-    let name = req.name.as_deref().map(|n| clean_name(n, "name")).transpose()?;
+    let name = req
+        .name
+        .as_deref()
+        .map(|n| clean_name(n, "name"))
+        .transpose()?;
     let specialization = clean_text(req.specialization, "specialization", 100, me.role)?;
     let qualification = clean_text(req.qualification, "qualification", 100, me.role)?;
     let registration = clean_text(req.registration_number, "registration_number", 50, me.role)?;
     if let Some(r) = &registration {
-        if !r.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '/' | '.')) {
+        if !r
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '/' | '.'))
+        {
             return Err(AppError::invalid(
                 "registration_number",
                 "registration_number may hold only letters, digits, spaces and - / .",
@@ -88,7 +109,10 @@ pub async fn update_profile(
             ));
         }
         if !(0..=80).contains(&y) {
-            return Err(AppError::invalid("years_of_experience", "years_of_experience must be between 0 and 80"));
+            return Err(AppError::invalid(
+                "years_of_experience",
+                "years_of_experience must be between 0 and 80",
+            ));
         }
     }
     // SET expressions all read the old row, so the verification check compares against the
@@ -180,13 +204,15 @@ pub async fn create_patient(
         }
     })?;
     let connection_id = crate::db::new_id();
-    sqlx::query("INSERT INTO connections (id, patient_id, doctor_id, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(&connection_id)
-        .bind(&patient_id)
-        .bind(&me.user_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO connections (id, patient_id, doctor_id, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&connection_id)
+    .bind(&patient_id)
+    .bind(&me.user_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     let doctor_name = super::connections::name_of(&mut tx, &me.user_id).await?;
     raise(
         &mut tx,
@@ -289,6 +315,10 @@ pub async fn erase_account(state: &AppState, user_id: &str) -> Result<(), AppErr
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    tracing::info!(user_id, objects = keys.len(), "account erased; purge queued");
+    tracing::info!(
+        user_id,
+        objects = keys.len(),
+        "account erased; purge queued"
+    );
     Ok(())
 }

@@ -55,7 +55,10 @@ pub fn device_summary(ua: &str) -> String {
     } else if has("CFNetwork") {
         "iOS app"
     } else {
-        ua.split(['/', ' ']).next().filter(|s| !s.is_empty()).unwrap_or("Unknown client")
+        ua.split(['/', ' '])
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("Unknown client")
     };
     let os = if has("iPhone") || has("iPad") || has("iOS") || has("CFNetwork") {
         Some("iOS")
@@ -137,7 +140,13 @@ pub async fn revoke_session(
     if gone.rows_affected() != 1 {
         return Err(not_found("session"));
     }
-    let ok = ApiOk::new(Ended { success: true, ended: 1 }, "session ended");
+    let ok = ApiOk::new(
+        Ended {
+            success: true,
+            ended: 1,
+        },
+        "session ended",
+    );
     Ok(if me.session_id.as_deref() == Some(id.as_str()) {
         ok.header(header::SET_COOKIE, clear_cookie(&state))
     } else {
