@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-32}"; SIZE="${2:-5000000}"; SECS="${3:-5}"
-PORT="${BENCH_PORT:-18080}"
+PORT="${BENCH_PORT:-18731}"
 cargo build --release --quiet
 cargo build --release --quiet --example upload_bench
 DATA="$(mktemp -d)"
