@@ -10,12 +10,24 @@ use tokio::time::Instant;
 use crate::app::AppState;
 use crate::db::Dialect;
 
+/// Connections in the delivery pool of each instance.
+const READ_POOL: u32 = 4;
+
 pub fn start(state: &AppState) {
     let state = state.clone();
-    match state.db.dialect {
-        Dialect::Postgres => tokio::spawn(listen(state)),
-        Dialect::Sqlite => tokio::spawn(tail(state)),
-    };
+    tokio::spawn(async move {
+        match crate::db::Db::connect(state.db.url(), READ_POOL).await {
+            Ok(db) => {
+                let _ = state.notifications.reads.set(db.pool);
+            }
+            // Deliveries then share the main pool: slower under load, still correct.
+            Err(e) => tracing::warn!(error = %e, "no separate pool for notification streams"),
+        }
+        match state.db.dialect {
+            Dialect::Postgres => listen(state).await,
+            Dialect::Sqlite => tail(state).await,
+        }
+    });
 }
 
 /// PostgreSQL: one dedicated listener connection, reconnected with back-off when it fails; after
@@ -82,7 +94,7 @@ async fn tail(state: AppState) {
     let hub = &state.notifications;
     let mut cursor: i64 = loop {
         match sqlx::query_as::<_, (Option<i64>,)>("SELECT MAX(id) FROM notifications")
-            .fetch_one(&state.db.pool)
+            .fetch_one(hub.pool(&state.db.pool))
             .await
         {
             Ok((m,)) => break m.unwrap_or(0),
@@ -110,7 +122,7 @@ async fn tail(state: AppState) {
             )
             .bind(cursor)
             .bind(PAGE)
-            .fetch_all(&state.db.pool)
+            .fetch_all(hub.pool(&state.db.pool))
             .await
             {
                 Ok(r) => r,

@@ -17,6 +17,9 @@ pub struct Hub {
     raised: AtomicI64,
     /// SQLite: tells the tailer that something was raised.
     pub(crate) nudge: Notify,
+    /// A few connections of its own for the streams and the tailer, so deliveries do not queue
+    /// behind the request traffic for the main pool (set once the fan-out has started).
+    pub(crate) reads: std::sync::OnceLock<sqlx::AnyPool>,
 }
 
 struct Slot {
@@ -91,6 +94,11 @@ impl Hub {
             .values()
             .map(Vec::len)
             .sum()
+    }
+
+    /// The pool deliveries read from.
+    pub(crate) fn pool<'a>(&'a self, main: &'a sqlx::AnyPool) -> &'a sqlx::AnyPool {
+        self.reads.get().unwrap_or(main)
     }
 
     pub(crate) fn raised(&self, id: i64) {

@@ -85,14 +85,15 @@ impl Feed {
             }
             if self.fetch_now {
                 self.fetch_now = false;
-                // Checked before every delivery: a revoked session receives nothing more.
-                if !self.session_alive().await {
-                    return None;
-                }
-                if let Err(e) = self.fetch().await {
-                    // The client reconnects with Last-Event-ID and loses nothing.
-                    tracing::warn!(error = %e, "notification stream cannot read; closing it");
-                    return None;
+                match self.fetch().await {
+                    // Nothing came back: perhaps nothing new, perhaps the session is gone.
+                    Ok(0) if !self.session_alive().await => return None,
+                    Ok(_) => {}
+                    Err(e) => {
+                        // The client reconnects with Last-Event-ID and loses nothing.
+                        tracing::warn!(error = %e, "notification stream cannot read; closing it");
+                        return None;
+                    }
                 }
                 continue;
             }
@@ -111,31 +112,32 @@ impl Feed {
         }
     }
 
-    async fn fetch(&mut self) -> Result<(), sqlx::Error> {
-        let rows: Vec<NotificationRow> = match self.replay_upto {
-            Some(upto) => {
-                sqlx::query_as(&format!(
-                    "SELECT {COLS} FROM notifications WHERE user_id = $1 AND id > $2 AND id <= $3 \
-                     AND read_at IS NULL ORDER BY id LIMIT $4"
-                ))
-                .bind(&self.user_id)
-                .bind(self.cursor)
-                .bind(upto)
-                .bind(PAGE)
-                .fetch_all(&self.state.db.pool)
-                .await?
-            }
-            None => {
-                sqlx::query_as(&format!(
-                    "SELECT {COLS} FROM notifications WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-                ))
-                .bind(&self.user_id)
-                .bind(self.cursor)
-                .bind(PAGE)
-                .fetch_all(&self.state.db.pool)
-                .await?
-            }
+    /// Reads the next page into the buffer and returns how many rows came. Rows come only while
+    /// the stream's session is alive (checked in the same query): a revoked session receives
+    /// nothing more.
+    async fn fetch(&mut self) -> Result<usize, sqlx::Error> {
+        let now = self.state.clock.now();
+        let idle_ms = self.state.config.limits.session_idle_secs * 1000;
+        let (upto, unread_only) = match self.replay_upto {
+            Some(upto) => (upto, 1i64),
+            None => (i64::MAX, 0i64),
         };
+        let session = "($5 = '' OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $5 AND s.expires_at > $6 AND s.last_seen_at > $7))";
+        let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
+            "SELECT {COLS} FROM notifications WHERE user_id = $1 AND id > $2 AND id <= $3 \
+             AND ($4 = 0 OR read_at IS NULL) AND {session} ORDER BY id LIMIT $8"
+        ))
+        .bind(&self.user_id)
+        .bind(self.cursor)
+        .bind(upto)
+        .bind(unread_only)
+        .bind(self.session_id.as_deref().unwrap_or(""))
+        .bind(now)
+        .bind(now - idle_ms)
+        .bind(PAGE)
+        .fetch_all(self.state.notifications.pool(&self.state.db.pool))
+        .await?;
+        let n = rows.len();
         let full = rows.len() as i64 == PAGE;
         for row in rows {
             self.cursor = row.0;
@@ -155,7 +157,7 @@ impl Feed {
             self.cursor = self.cursor.max(upto);
             self.fetch_now = true;
         }
-        Ok(())
+        Ok(n)
     }
 
     async fn session_alive(&self) -> bool {
@@ -167,7 +169,7 @@ impl Feed {
         let row: Result<Option<(i64, i64)>, _> =
             sqlx::query_as("SELECT expires_at, last_seen_at FROM sessions WHERE id = $1")
                 .bind(session_id)
-                .fetch_optional(&self.state.db.pool)
+                .fetch_optional(self.state.notifications.pool(&self.state.db.pool))
                 .await;
         match row {
             Ok(Some((expires_at, last_seen))) => now < expires_at && now < last_seen + idle_ms,
