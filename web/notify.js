@@ -31,6 +31,15 @@ export function merge(list, { live = false } = {}) {
   changed();
 }
 
+/** Calls `fn` for each live notification of one of `kinds` while `root` is on screen. */
+export function onLive(root, kinds, fn) {
+  const listener = (ev) => {
+    if (!root.isConnected) return events.removeEventListener('live', listener);
+    if (kinds.includes(ev.detail.kind)) fn(ev.detail);
+  };
+  events.addEventListener('live', listener);
+}
+
 export function markRead(id) {
   const n = store.get(String(id));
   if (n) n.read = true;

@@ -364,6 +364,30 @@ describe('web client', { concurrency: false }, () => {
     await other.context.close();
   });
 
+  test('by keyboard alone, the patient deletes the file: Escape cancels, then a confirmed delete', async () => {
+    const { page } = patient;
+    await go(patient, '/files');
+    await page.locator('main').getByText(FILE_NAME).waitFor();
+    const label = `Delete ${FILE_NAME}`;
+    const focused = () => page.evaluate(() => document.activeElement && document.activeElement.getAttribute('aria-label'));
+    for (let i = 0; i < 40 && (await focused()) !== label; i++) await page.keyboard.press('Tab');
+    assert.equal(await focused(), label, 'the Delete button is reachable with Tab');
+    await page.keyboard.press('Enter');
+    await page.getByRole('dialog').waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Cancel', 'a destructive dialog starts on Cancel');
+    await page.keyboard.press('Escape');
+    await page.getByRole('dialog').waitFor({ state: 'detached' });
+    assert.equal(await focused(), label, 'focus returns to the button that opened the dialog');
+    await page.keyboard.press('Enter');
+    await page.getByRole('dialog').waitFor();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Delete file');
+    await check(patient, 'patient-delete-file-dialog');
+    await page.keyboard.press('Enter');
+    await page.locator('main').getByText('You have not uploaded any files yet.').waitFor();
+    await check(patient, 'patient-files-empty');
+  });
+
   test('signing out everywhere ends every session, this one included', async (t) => {
     needs(t, '/protected/user/signoutEverywhere');
     const { page } = patient;

@@ -5,18 +5,14 @@ import { users, files } from '../endpoints.js';
 import { h, field, onSubmit, fill, empty, announce, timeEl, fmtLeft, badge, fmtSize } from '../ui.js';
 import { phoneField } from './auth.js';
 import { openFile, REPORT_LABEL } from './files.js';
-import * as notify from '../notify.js';
+import { onLive } from '../notify.js';
 
 /**
  * Reloads a list when a new share arrives while it is on screen. A revoke does not reload it: the
  * row stays until the doctor tries it, and then says the access was taken back.
  */
 function reloadOnShare(root, load) {
-  const onLive = (ev) => {
-    if (!root.isConnected) return notify.events.removeEventListener('live', onLive);
-    if (ev.detail.kind === 'file_shared' || ev.detail.kind === 'file_access_granted') load();
-  };
-  notify.events.addEventListener('live', onLive);
+  onLive(root, ['file_shared', 'file_access_granted'], load);
 }
 
 export function patients(ctx) {

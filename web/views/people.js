@@ -7,6 +7,7 @@ import {
   h, field, radios, onSubmit, fill, empty, announce, confirmDialog, timeEl, verifiedBadge, badge, errorText,
 } from '../ui.js';
 import { toE164 } from './auth.js';
+import { onLive } from '../notify.js';
 
 function doctorLine(d) {
   return [
@@ -108,6 +109,7 @@ export function requests(ctx) {
     return out;
   }, 'Loading requests…');
   load();
+  onLive(slot, ['connection_requested', 'connection_accepted', 'connection_rejected'], load);
 }
 
 function incomingItem(r, reload) {
