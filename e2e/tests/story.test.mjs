@@ -301,6 +301,27 @@ describe('web client', { concurrency: false }, () => {
     await check(patient, 'patient-access-log');
   });
 
+  test('the patient shares until a date; the doctor sees it with the time left, then it is revoked again', async () => {
+    const { page } = patient;
+    await go(patient, '/files');
+    await page.getByRole('link', { name: `Share ${FILE_NAME}` }).click();
+    await page.getByLabel('Doctor').selectOption({ label: 'Dr Ravi Menon (not verified)' });
+    await page.getByLabel('Until a date').check();
+    const d = new Date(Date.now() + 3 * 86400000);
+    const day = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+    await page.getByLabel('Last day of access').fill(day);
+    await page.getByRole('button', { name: 'Share', exact: true }).click();
+    await page.locator('main').getByText(/Shared with Dr Ravi Menon until/).waitFor();
+    await go(doctor, '/shared');
+    const row = doctor.page.locator('main li', { hasText: FILE_NAME });
+    await row.waitFor();
+    assert.match(await row.innerText(), /Shared/);
+    assert.match(await row.innerText(), /(days|h \d+ min) left/);
+    await check(doctor, 'doctor-shared-until-date');
+    await page.getByRole('button', { name: 'Revoke this doctor’s access' }).click();
+    await page.locator('main').getByText(/is revoked/).waitFor();
+  });
+
   test('the doctor registers a patient at the clinic', async (t) => {
     needs(t, '/protected/user/createPatient');
     const { page } = doctor;
