@@ -208,6 +208,12 @@ describe('web client', { concurrency: false }, () => {
     await page.locator('main').getByText(FILE_NAME).waitFor();
     await page.locator('main').getByText('blood test', { exact: true }).waitFor();
     await check(patient, 'patient-files');
+    // The owner opens it too: the download gives back the same bytes.
+    const download = page.waitForEvent('download');
+    await page.getByRole('button', { name: `Open ${FILE_NAME}` }).click();
+    const got = await download;
+    assert.equal(got.suggestedFilename(), FILE_NAME);
+    assert.equal(readFileSync(await got.path(), 'latin1'), PDF_BYTES);
   });
 
   test('the patient shares the file with the doctor for 30 minutes; the doctor is notified live', async (t) => {

@@ -63,11 +63,13 @@ export function patientFiles(ctx) {
   const slot = h('div');
   ctx.root.append(h('p', {}, h('a', { href: '#/patients' }, 'All patients')), slot);
   const load = () => fill(slot, async () => {
-    const list = await files.patientFiles(ctx.params.id);
-    if (!list.length) return empty('This patient is not sharing any files with you right now.');
+    const [list, conns] = await Promise.all([files.patientFiles(ctx.params.id), users.connections()]);
+    const who = conns.find((c) => c.peer.id === ctx.params.id);
+    const name = who ? who.peer.name : 'This patient';
+    if (!list.length) return empty(`${name} is not sharing any files with you right now.`);
     const ul = h('ul', { class: 'cards' }, list.map((f) => sharedItem(f, false)));
     tickTimes(ul);
-    return ul;
+    return h('div', {}, h('p', {}, `What ${name} shares with you right now.`), ul);
   }, 'Loading shared files…');
   load();
   reloadOnShare(slot, load);
