@@ -598,7 +598,7 @@ async fn a_new_sign_in_is_announced_with_device_and_ip() {
         .await;
     assert_eq!(wrong.status, 401);
     s.quiet(Duration::from_millis(300)).await;
-    let code = app.last_code(&alice.phone);
+    let code = app.last_code(&alice.phone).await;
     let r = app
         .http
         .post(app.url(&format!("/auth/signin/verify/{id}")))

@@ -708,7 +708,7 @@ async fn sessions_are_listed_and_revoked() {
         .http
         .post(app.url(&format!("/auth/signin/verify/{id}")))
         .header("user-agent", "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36")
-        .json(&json!({"otp": app.last_code(&p1.phone)}))
+        .json(&json!({"otp": app.last_code(&p1.phone).await}))
         .send()
         .await
         .unwrap();
