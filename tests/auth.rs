@@ -46,7 +46,11 @@ async fn signin_answers_the_same_for_unknown_phones_and_sends_nothing() {
     unknown.expect(200, "");
     assert_eq!(known.data()["message"], unknown.data()["message"]);
     assert_eq!(known.body["message"], unknown.body["message"]);
-    assert!(app.sms().await.iter().all(|m| m["to"] != unknown_phone.as_str()));
+    assert!(app
+        .sms()
+        .await
+        .iter()
+        .all(|m| m["to"] != unknown_phone.as_str()));
     // No code can open the unknown phone's challenge.
     let id = unknown.data()["id"].as_str().unwrap();
     app.post(
@@ -345,7 +349,8 @@ async fn five_codes_per_phone_per_hour() {
         "{wait} vs {expected}"
     );
     assert_eq!(
-        app.sms().await
+        app.sms()
+            .await
             .iter()
             .filter(|m| m["to"] == phone.as_str())
             .count(),
@@ -411,7 +416,11 @@ async fn signin_resend_for_an_unknown_phone_also_answers_like_a_known_one() {
         known.data()["id"].as_str().unwrap().len(),
         unknown.data()["id"].as_str().unwrap().len()
     );
-    assert!(app.sms().await.iter().all(|m| m["to"] != unknown_phone.as_str()));
+    assert!(app
+        .sms()
+        .await
+        .iter()
+        .all(|m| m["to"] != unknown_phone.as_str()));
     // The unknown phone is under the same cooldown as a known one: no difference there either.
     app.post("/auth/signin", "", json!({"phone": unknown_phone}))
         .await

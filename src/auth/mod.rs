@@ -16,10 +16,12 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::app::AppState;
 
 pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
-    routes::router().merge(oidc::router()).layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        limit_by_ip,
-    ))
+    routes::router()
+        .merge(oidc::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_by_ip,
+        ))
 }
 
 /// Per-client-IP limit on everything under `/auth`.

@@ -185,7 +185,12 @@ impl TestApp {
     /// Every SMS sent so far, oldest first (after any background send in flight has finished).
     pub async fn sms(&self) -> Vec<Value> {
         for _ in 0..500 {
-            if self.state.sms_in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            if self
+                .state
+                .sms_in_flight
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 0
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
