@@ -435,6 +435,50 @@ describe('web client', { concurrency: false }, () => {
     const who = await person(browser, server.base, 'leaver');
     const me = { name: 'Temp Person', phone: newPhone(), role: 'patient' };
     await signUp(server, who, me);
+
+    // A request the doctor declines (the patient's list updates live), then one the patient withdraws.
+    const ask = async () => {
+      await go(who, '/doctors');
+      await who.page.getByLabel('Doctor’s name or phone').fill('ravi');
+      await who.page.getByRole('button', { name: 'Search' }).click();
+      await who.page.getByRole('button', { name: 'Request to connect with Dr Ravi Menon' }).click();
+      await who.page.getByRole('dialog').getByRole('button', { name: 'Send request' }).click();
+      await who.page.locator('main').getByText('Request sent').waitFor();
+    };
+    await ask();
+    await go(who, '/requests');
+    await who.page.locator('main').getByText('Waiting', { exact: true }).waitFor();
+    await go(doctor, '/requests');
+    await doctor.page.getByRole('button', { name: 'Decline Temp Person' }).click();
+    await doctor.page.locator('main').getByText('No requests are waiting.').waitFor();
+    await who.page.locator('main').getByText('Declined', { exact: true }).waitFor();
+    await ask();
+    await go(who, '/requests');
+    await who.page.getByRole('button', { name: 'Withdraw request to Dr Ravi Menon' }).click();
+    await who.page.getByRole('button', { name: 'Withdraw request to Dr Ravi Menon' }).waitFor({ state: 'detached' });
+    await who.page.locator('main').getByText('Declined', { exact: true }).waitFor();
+    assert.equal(await who.page.locator('main').getByText('Waiting', { exact: true }).count(), 0);
+    await check(who, 'patient-requests-declined');
+
+    // Eleven files make two pages of ten.
+    await who.page.evaluate(async () => {
+      for (let i = 1; i <= 11; i++) {
+        const fd = new FormData();
+        fd.append('file', new Blob([`%PDF-1.4\n% file ${i}\n%%EOF\n`], { type: 'application/pdf' }), `scan-${String(i).padStart(2, '0')}.pdf`);
+        const r = await fetch('/protected/resource/uploadFile', { method: 'POST', body: fd });
+        if (!r.ok) throw new Error(`upload ${i}: ${r.status}`);
+      }
+    });
+    await go(who, '/files');
+    await who.page.locator('main').getByText('11 files').waitFor();
+    assert.equal(await who.page.locator('main ul.files > li').count(), 10);
+    await who.page.locator('main').getByText('Page 1 of 2').waitFor();
+    await check(who, 'patient-files-paged');
+    await who.page.getByRole('button', { name: 'Next page' }).click();
+    await who.page.locator('main').getByText('Page 2 of 2').waitFor();
+    assert.equal(await who.page.locator('main ul.files > li').count(), 1);
+    await who.page.locator('main').getByText('scan-01.pdf').waitFor();
+
     await go(who, '/profile');
     await who.page.getByRole('button', { name: 'Delete my account' }).click();
     const confirm = who.page.getByRole('dialog').getByRole('button', { name: 'Delete account' });
