@@ -326,6 +326,11 @@ describe('web client', { concurrency: false }, () => {
     await check(doctor, 'doctor-shared-until-date');
     await page.getByRole('button', { name: 'Revoke this doctor’s access' }).click();
     await page.locator('main').getByText(/is revoked/).waitFor();
+    // Revoking again: nothing is left to take back, and the page says so in words.
+    patient.expectConsoleError(/status of 404/);
+    await page.getByRole('button', { name: 'Revoke this doctor’s access' }).click();
+    await page.locator('main').getByText(/has no access to this file right now/).waitFor();
+    await check(patient, 'patient-revoke-nothing-left');
   });
 
   test('the doctor registers a patient at the clinic', async (t) => {

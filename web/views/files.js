@@ -176,7 +176,14 @@ export function share(ctx) {
       const doctorId = String(fd.get('p'));
       const name = doctors.find((c) => c.peer.id === doctorId).peer.name;
       if (submitter && submitter.value === 'revoke') {
-        await files.revoke(fileId, doctorId);
+        try {
+          await files.revoke(fileId, doctorId);
+        } catch (err) {
+          // 404 here means this doctor holds no live grant or share on the file.
+          if (err.status !== 404) throw err;
+          result.replaceChildren(h('p', { class: 'alert' }, `${name} has no access to this file right now, so there is nothing to revoke.`));
+          return;
+        }
         result.replaceChildren(h('p', { class: 'alert ok' }, `Access for ${name} is revoked. Links already issued stop working within 2 minutes.`));
         return;
       }
