@@ -50,9 +50,10 @@ export async function person(browser, base, label) {
 const seen = new Set();
 
 /** axe-core scan (no serious or critical violation) and screenshots at 375 px and 1280 px. */
-export async function check(who, name) {
+export async function check(who, name, { midway = false } = {}) {
   const { page } = who;
-  await page.waitForFunction(() => !document.querySelector('[aria-busy="true"]'), null, { timeout: 10000 });
+  // `midway`: the page is caught in the middle of something (an upload), so do not wait for it.
+  if (!midway) await page.waitForFunction(() => !document.querySelector('[aria-busy="true"]'), null, { timeout: 10000 });
   // The page's CSP forbids inline scripts, so axe goes in through the DevTools protocol.
   if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE);
   const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));

@@ -187,6 +187,7 @@ describe('web client', { concurrency: false }, () => {
     await page.getByRole('button', { name: 'Upload', exact: true }).click();
     await page.locator('main').getByText(/only PDF, PNG, JPEG, WebP and DICOM files are accepted/i).waitFor();
     assert.doesNotMatch(await page.locator('main').innerText(), /[{}]|"code"/, 'no raw JSON on the page');
+    await check(patient, 'patient-upload-wrong-type');
 
     // A slow uplink, so the progress bar is seen moving.
     await page.getByLabel(/^File( \*)?$/).setInputFiles(pdf);
@@ -202,6 +203,7 @@ describe('web client', { concurrency: false }, () => {
       const b = document.getElementById('upload-progress');
       return b && b.value > 0 && b.value < 100;
     }, null, { timeout: 10000, polling: 20 });
+    await check(patient, 'patient-upload-progress', { midway: true });
     await page.getByRole('heading', { name: 'My files', level: 1 }).waitFor({ timeout: 30000 });
     await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
     await cdp.detach();
