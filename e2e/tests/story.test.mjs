@@ -136,6 +136,12 @@ describe('web client', { concurrency: false }, () => {
     await page.getByRole('button', { name: 'Search' }).click();
     await page.locator('main').getByText('Dr Ravi Menon').waitFor();
     await check(patient, 'patient-find-doctor');
+    // By phone number too.
+    await page.getByLabel('Phone number').check();
+    await page.getByLabel('Doctor’s name or phone').fill(D.phone.e164);
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.getByRole('button', { name: 'Request to connect with Dr Ravi Menon' }).waitFor();
+    assert.equal(await page.locator('main ul.cards > li').count(), 1);
     await page.getByRole('button', { name: 'Request to connect with Dr Ravi Menon' }).click();
     // Not verified: the patient is warned first.
     await page.getByRole('dialog').waitFor();
@@ -365,7 +371,7 @@ describe('web client', { concurrency: false }, () => {
     await patient.page.locator('main').getByText(/Cardiology/).waitFor();
   });
 
-  test('everyone sees their signed-in devices and notifications', async (t) => {
+  test('everyone sees their signed-in devices and notifications; the doctor reads them', async (t) => {
     needs(t, '/protected/user/sessions');
     for (const who of [patient, doctor]) {
       await go(who, '/sessions');
@@ -375,6 +381,17 @@ describe('web client', { concurrency: false }, () => {
       await who.page.waitForFunction(() => !document.querySelector('[aria-busy="true"]'));
       await check(who, `${who.label}-notifications-page`);
     }
+    // Reading one lowers the badge; reading all hides it (and the server agrees).
+    const { page } = doctor;
+    const count = async () => Number(await page.locator('#notif-count').innerText());
+    const before = await count();
+    assert.ok(before >= 2, `the doctor has unread notifications (${before})`);
+    await page.getByRole('button', { name: /^Mark as read: / }).first().click();
+    await page.waitForFunction((n) => Number(document.getElementById('notif-count').textContent) === n - 1, before);
+    await page.getByRole('button', { name: 'Mark all as read' }).click();
+    await page.locator('#notif-badge').waitFor({ state: 'hidden' });
+    const unread = await page.evaluate(async () => (await (await fetch('/protected/notification/list')).json()).data.unread);
+    assert.equal(unread, 0);
   });
 
   test('the doctor signs a second device out from the first', async (t) => {

@@ -44,7 +44,7 @@ export function findDoctors(ctx) {
       hasMore = d.hasMore;
     }
     if (!doctors.length) return empty(page > 1 ? 'No more doctors.' : 'No doctor matches that search.');
-    const out = h('div', {}, h('p', { class: 'meta' }, mode === 'name' ? `Page ${page}` : ''),
+    const out = h('div', {}, mode === 'name' && (page > 1 || hasMore) ? h('p', { class: 'meta' }, `Page ${page}`) : null,
       h('ul', { class: 'cards' }, doctors.map((d) => h('li', { class: 'card row' }, h('div', {}, doctorLine(d)), requestButton(d)))));
     if (mode === 'name' && (page > 1 || hasMore)) out.append(pager(page, hasMore, (p) => { page = p; run(); }));
     return out;
