@@ -1,16 +1,12 @@
 // Every API route the client uses, and the adapters that turn each answer into the shape the
 // views read. When a route or a response shape changes, this is the only file to edit.
-// Entries marked ASSUMED follow PRODUCT.md / the seed because the route was not yet built when
-// this was written; the views never read raw answers, only what these functions return.
+// The shapes are the server's (src/users, src/files, src/notifications; /openapi.json); the views
+// never read raw answers, only what these functions return.
 
 import { get, post, call, upload as xhrUpload, availableRoutes } from './api.js';
 
 const enc = encodeURIComponent;
 const arr = (v) => (Array.isArray(v) ? v : []);
-const first = (o, ...keys) => {
-  for (const k of keys) if (o && o[k] !== undefined && o[k] !== null) return o[k];
-  return undefined;
-};
 
 /** Whether the server serves `path` (an OpenAPI path such as `/protected/resource/userFiles`). */
 export async function has(path) {
@@ -119,32 +115,28 @@ export const users = {
 // ---------------------------------------------------------------- files (§5, branch `files`)
 
 /**
- * ASSUMED file shape: `{id, file_name|name, size_bytes|size, content_type, tags[], report_type,
- * report_date, created_at, shared_with?: [{user_id|grantee_id, name, kind, expires_at, access_id}]}`.
+ * A file. The owner's list gives FileView `{id, file_name, content_type, size_bytes, sha256, tags[],
+ * report_type, report_date, created_at}`; a doctor's lists (sharedWithMe, patientFileData) give
+ * SharedFileView `{file: FileView, access_id, access_kind: grant|share, granted_at, expires_at, patient: {id, name}}`.
  */
-function file(f) {
-  f = f || {};
+function file(raw) {
+  raw = raw || {};
+  const f = raw.file || raw;
   return {
-    id: first(f, 'id', 'file_id'),
-    name: first(f, 'file_name', 'name', 'filename') || 'Untitled file',
-    size: Number(first(f, 'size_bytes', 'size')),
-    type: first(f, 'content_type', 'type') || '',
+    id: f.id,
+    name: f.file_name || 'Untitled file',
+    size: Number(f.size_bytes),
+    type: f.content_type || '',
     tags: arr(f.tags),
     reportType: f.report_type || null,
     reportDate: f.report_date || null,
-    createdAt: first(f, 'created_at', 'uploaded_at'),
-    sharedWith: arr(first(f, 'shared_with', 'grants', 'access')).map((g) => ({
-      userId: first(g, 'grantee_id', 'user_id', 'doctor_id'),
-      name: first(g, 'grantee_name', 'name') || (g.grantee && g.grantee.name) || 'A doctor',
-      kind: g.kind || 'grant',
-      expiresAt: first(g, 'expires_at', 'ends_at'),
-      accessId: first(g, 'access_id', 'id'),
-    })),
-    // Doctor-side fields (sharedWithMe / patientFileData).
-    accessId: first(f, 'access_id', 'grant_id'),
-    kind: f.kind || null,
-    expiresAt: first(f, 'expires_at', 'ends_at'),
-    patient: f.patient ? person(f.patient) : (f.owner ? person(f.owner) : null),
+    createdAt: f.created_at,
+    // Doctor-side fields.
+    accessId: raw.access_id || null,
+    kind: raw.access_kind || null,
+    grantedAt: raw.granted_at || null,
+    expiresAt: raw.expires_at || null,
+    patient: raw.patient ? person(raw.patient) : null,
   };
 }
 
@@ -156,16 +148,15 @@ export const FILE_EXTENSIONS = ['pdf', 'png', 'jpg', 'jpeg', 'webp', 'dcm', 'dic
 export const PAGE_SIZE = 10;
 
 export const files = {
-  /** ASSUMED `{files[], total, page}` for `userFiles?q=<page>` (10 a page, newest first). */
+  /** `{files[], total, page, per_page}` for `userFiles?q=<page>` (10 a page, newest first). */
   async list(page = 1) {
     const d = await get('/protected/resource/userFiles', { q: page });
-    const list = arr(d.files).map(file);
-    const total = Number(first(d, 'total', 'count'));
-    return { files: list, page, total: Number.isFinite(total) ? total : null, hasMore: d.has_more ?? null };
+    const total = Number(d.total);
+    return { files: arr(d.files).map(file), page, total: Number.isFinite(total) ? total : null, perPage: d.per_page || PAGE_SIZE };
   },
   /**
    * multipart `file`, `tags[]` (one part per tag), `report_type`, `report_date`.
-   * Returns `{promise, abort}`; the promise gives the answer's data (ASSUMED `{detail, file?}`).
+   * Returns `{promise, abort}`; the promise gives the answer's data `{detail, file}`.
    */
   upload({ file: blob, tags, reportType, reportDate }, onProgress) {
     const fd = new FormData();
@@ -180,7 +171,7 @@ export const files = {
     const d = await get(`/protected/resource/fileURL/${enc(id)}`, { o: owner ? 't' : 'f' });
     return d.url;
   },
-  /** `{url, detail}` for a 30-minute share. */
+  /** `{url, detail, expires_at, access_id}` under one grant or share (410 once revoked or expired). */
   async sharedUrl(accessId) {
     const d = await get(`/protected/resource/sharedFileURL/${enc(accessId)}`);
     return d.url;
@@ -189,40 +180,55 @@ export const files = {
   grant: (id, userId, minutes) =>
     post(`/protected/resource/createFileAccess/${enc(id)}`, undefined, { p: userId, t: 'r', e: minutes || undefined }),
   revoke: (id, userId) => post(`/protected/resource/revokeFileAccess/${enc(id)}`, undefined, { p: userId }),
-  /** `{detail, access_id}` */
+  /** `{detail, access_id, expires_at}` */
   share30: (id, userId) => post(`/protected/resource/tempFileShare/${enc(id)}`, undefined, { p: userId, t: 'r' }),
   remove: (id) => post(`/protected/resource/deleteFile/${enc(id)}`),
-  /** ASSUMED `{files[]}`, each with access_id/kind/expires_at for the doctor. */
+  /** `{files: SharedFileView[]}`: what one patient shares with the calling doctor right now. */
   async patientFiles(patientId) {
     const d = await get(`/protected/resource/patientFileData/${enc(patientId)}`);
     return arr(d.files).map(file);
   },
-  /** ASSUMED `{files[]}` (or `{items[]}`), each with `patient`, `access_id`, `kind`, `expires_at`. */
+  /** `{files: SharedFileView[]}`: everything shared with the calling doctor right now. */
   async sharedWithMe() {
     const d = await get('/protected/resource/sharedWithMe');
-    return arr(first(d, 'files', 'items', 'shared')).map(file);
+    return arr(d.files).map(file);
   },
   /**
-   * ASSUMED `{entries[]}` (or `{events[]}`, `{log[]}`), each
-   * `{at|created_at, action, actor: {id, name}, file: {id, name} | file_name, grant_id, device, ip}`.
+   * `{entries[], total, page, per_page}`, each `{id, action: read|grant|revoke|share|delete,
+   * actor: {id, name}, file_id, file_name, access_id, subject: {id, name}|null, at, ip, user_agent}`.
    */
   async accessLog(page = 1) {
     const d = await get('/protected/resource/accessLog', { page });
-    const rows = arr(first(d, 'entries', 'events', 'log', 'items'));
+    const perPage = d.per_page || 20;
     return {
       page,
-      hasMore: !!d.has_more,
-      entries: rows.map((e) => ({
-        at: first(e, 'at', 'created_at', 'timestamp'),
-        action: first(e, 'action', 'kind', 'event') || '',
-        actor: first(e, 'actor_name', 'by_name') || (e.actor && e.actor.name) || (e.by && e.by.name) || '—',
-        file: first(e, 'file_name') || (e.file && (e.file.name || e.file.file_name)) || '—',
-        grantId: first(e, 'grant_id', 'access_id') || '',
-        device: [first(e, 'device', 'user_agent'), e.ip].filter(Boolean).join(' · '),
+      total: Number(d.total) || 0,
+      hasMore: page * perPage < (Number(d.total) || 0),
+      entries: arr(d.entries).map((e) => ({
+        id: e.id,
+        at: e.at,
+        action: e.action || '',
+        actor: (e.actor && e.actor.name) || '—',
+        actorId: (e.actor && e.actor.id) || '',
+        subject: (e.subject && e.subject.name) || null,
+        file: e.file_name || '—',
+        accessId: e.access_id || '',
+        device: [deviceName(e.user_agent), e.ip].filter(Boolean).join(' · '),
       })),
     };
   },
 };
+
+/** A short name for a browser from its user agent ("Chrome on Linux"), or the raw text. */
+export function deviceName(ua) {
+  if (!ua) return '';
+  const browser = /Edg\//.test(ua) ? 'Edge' : /Firefox\//.test(ua) ? 'Firefox' : /(Chrome|Chromium)\//.test(ua) ? 'Chrome'
+    : /Safari\//.test(ua) ? 'Safari' : null;
+  const os = /Android/.test(ua) ? 'Android' : /iPhone|iPad/.test(ua) ? 'iOS' : /Windows/.test(ua) ? 'Windows'
+    : /Mac OS X/.test(ua) ? 'macOS' : /Linux/.test(ua) ? 'Linux' : null;
+  if (browser && os) return `${browser} on ${os}`;
+  return browser || os || (ua.length > 40 ? ua.slice(0, 40) + '…' : ua);
+}
 
 // ---------------------------------------------------------------- notifications (§6, branch `notify`)
 
@@ -233,10 +239,11 @@ export function notification(n) {
 
 export const notifications = {
   streamPath: '/protected/notification/notify',
-  /** ASSUMED `{notifications[], page, has_more, unread?}` for `list?page=`. */
+  /** `{notifications[], page, page_size, total, unread}` for `list?page=` (20 a page, newest first). */
   async list(page = 1) {
     const d = await get('/protected/notification/list', { page });
-    return { items: arr(first(d, 'notifications', 'items')).map(notification), hasMore: !!d.has_more, unread: d.unread ?? null };
+    const size = d.page_size || 20;
+    return { items: arr(d.notifications).map(notification), hasMore: page * size < (Number(d.total) || 0), unread: d.unread ?? null };
   },
   read: (id) => post(`/protected/notification/readNotification/${enc(id)}`),
   readAll: () => post('/protected/notification/readAll'),

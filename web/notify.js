@@ -23,9 +23,21 @@ export function merge(list, { live = false } = {}) {
     const n = 'createdAt' in raw ? raw : notification(raw);
     const isNew = !store.has(n.id);
     store.set(n.id, { ...store.get(n.id), ...n });
-    if (live && isNew && !n.read) announce(`New notification: ${n.message}`);
+    if (live && isNew && !n.read) {
+      announce(`New notification: ${n.message}`);
+      events.dispatchEvent(new CustomEvent('live', { detail: n }));
+    }
   }
   changed();
+}
+
+/** Calls `fn` for each live notification of one of `kinds` while `root` is on screen. */
+export function onLive(root, kinds, fn) {
+  const listener = (ev) => {
+    if (!root.isConnected) return events.removeEventListener('live', listener);
+    if (kinds.includes(ev.detail.kind)) fn(ev.detail);
+  };
+  events.addEventListener('live', listener);
 }
 
 export function markRead(id) {

@@ -209,7 +209,9 @@ export function announce(message, assertive = false) {
   if (toasts) {
     const t = h('div', { class: `toast${assertive ? ' error' : ''}` }, message);
     toasts.append(t);
-    setTimeout(() => t.remove(), 6000);
+    // A burst of events should not bury the page: only the newest two stay on screen.
+    while (toasts.children.length > 2) toasts.firstElementChild.remove();
+    setTimeout(() => t.remove(), 5000);
   }
 }
 
@@ -221,13 +223,14 @@ export function confirmDialog({ title, body, confirmLabel = 'Confirm', danger = 
       ? field({ label: `Type ${typeToConfirm} to confirm`, name: 'confirm', autocomplete: 'off', spellcheck: false })
       : null;
     const ok = h('button', { type: 'submit', class: danger ? 'danger' : 'primary', disabled: !!typeToConfirm }, confirmLabel);
+    const cancel = h('button', { type: 'button', class: 'secondary', value: 'cancel', onclick: () => dlg.close('cancel') }, 'Cancel');
     const dlg = h('dialog', { 'aria-labelledby': titleId, class: 'dialog' },
       h('form', { method: 'dialog' },
         h('h2', { id: titleId }, title),
         body ? h('p', {}, body) : null,
         typed,
         h('div', { class: 'actions' },
-          h('button', { type: 'button', class: 'secondary', value: 'cancel', onclick: () => dlg.close('cancel') }, 'Cancel'),
+          cancel,
           ok)));
     if (typed) {
       typed.control.addEventListener('input', () => {
@@ -238,7 +241,8 @@ export function confirmDialog({ title, body, confirmLabel = 'Confirm', danger = 
     dlg.addEventListener('close', () => { dlg.remove(); resolve(dlg.returnValue === 'ok'); });
     document.body.append(dlg);
     dlg.showModal();
-    (typed ? typed.control : ok).focus();
+    // A destructive choice is never the one Enter picks by accident.
+    (typed ? typed.control : danger ? cancel : ok).focus();
   });
 }
 

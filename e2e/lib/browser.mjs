@@ -50,9 +50,10 @@ export async function person(browser, base, label) {
 const seen = new Set();
 
 /** axe-core scan (no serious or critical violation) and screenshots at 375 px and 1280 px. */
-export async function check(who, name) {
+export async function check(who, name, { midway = false } = {}) {
   const { page } = who;
-  await page.waitForFunction(() => !document.querySelector('[aria-busy="true"]'), null, { timeout: 10000 });
+  // `midway`: the page is caught in the middle of something (an upload), so do not wait for it.
+  if (!midway) await page.waitForFunction(() => !document.querySelector('[aria-busy="true"]'), null, { timeout: 10000 });
   // The page's CSP forbids inline scripts, so axe goes in through the DevTools protocol.
   if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(AXE);
   const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
@@ -63,11 +64,15 @@ export async function check(who, name) {
   if (!seen.has(file)) {
     seen.add(file);
     const size = page.viewportSize();
+    // Toasts are fixed to the viewport and fade after a few seconds; in a full-page shot they
+    // would sit over the middle of the page, so they are left out.
+    await page.evaluate(() => { const t = document.getElementById('toasts'); if (t) t.hidden = true; });
     await page.setViewportSize({ width: 375, height: 812 });
     await page.screenshot({ path: join(SHOTS, `${file}-375.png`), fullPage: true });
     await page.setViewportSize({ width: 1280, height: 900 });
     await page.screenshot({ path: join(SHOTS, `${file}-1280.png`), fullPage: true });
     await page.setViewportSize(size);
+    await page.evaluate(() => { const t = document.getElementById('toasts'); if (t) t.hidden = false; });
   }
   who.assertClean();
 }

@@ -125,6 +125,29 @@ export function sessions(ctx) {
   });
 }
 
+/** Where a notification leads, by kind and the reader's role. */
+function linkFor(n) {
+  const doctor = n.kind === 'file_shared' || n.kind === 'file_access_granted';
+  if (doctor) return ['#/shared', 'See shared files'];
+  if (n.kind === 'connection_requested') return ['#/requests', 'See requests'];
+  if (n.kind === 'connection_accepted' || n.kind === 'connection_rejected') return ['#/requests', 'See requests'];
+  if (n.kind === 'new_sign_in') return ['#/sessions', 'See signed-in devices'];
+  return null;
+}
+
+/** The notification's link; following it marks the notification read. */
+function followLink(n, canRead) {
+  const [href, text] = linkFor(n);
+  const a = h('a', { href }, text);
+  if (!n.read && canRead) {
+    a.addEventListener('click', () => {
+      notify.markRead(n.id);
+      notifApi.read(n.id).catch(() => {});
+    });
+  }
+  return a;
+}
+
 const KIND_LABEL = {
   connection_requested: 'Connection request', connection_accepted: 'Request accepted', connection_rejected: 'Request declined',
   connection_ended: 'Connection ended', file_access_granted: 'File shared', file_access_revoked: 'Access revoked',
@@ -159,7 +182,8 @@ export async function notifications(ctx) {
       return h('li', { class: `card row${n.read ? '' : ' unread'}`, 'data-kind': n.kind },
         h('div', {},
           h('p', { class: 'meta' }, n.read ? '' : h('span', { class: 'dot' }, 'New · '), KIND_LABEL[n.kind] || 'Notice', ' · ', timeEl(n.createdAt)),
-          h('p', {}, n.message)),
+          h('p', {}, n.message),
+          linkFor(n) ? h('p', {}, followLink(n, canRead)) : null),
         mark);
     })));
   };

@@ -4,7 +4,16 @@
 import { users, files } from '../endpoints.js';
 import { h, field, onSubmit, fill, empty, announce, timeEl, fmtLeft, badge, fmtSize } from '../ui.js';
 import { phoneField } from './auth.js';
-import { openFile } from './files.js';
+import { openFile, REPORT_LABEL } from './files.js';
+import { onLive } from '../notify.js';
+
+/**
+ * Reloads a list when a new share arrives while it is on screen. A revoke does not reload it: the
+ * row stays until the doctor tries it, and then says the access was taken back.
+ */
+function reloadOnShare(root, load) {
+  onLive(root, ['file_shared', 'file_access_granted'], load);
+}
 
 export function patients(ctx) {
   const slot = h('div');
@@ -18,11 +27,14 @@ export function patients(ctx) {
   }, 'Loading your patients…');
 }
 
-/** Opening goes through the 30-minute share's access id when there is one, else the grant. */
+/**
+ * Opening goes through this grant's or share's own access id, so once the patient revokes it the
+ * answer says so (410 "taken back") instead of a bare "not found".
+ */
 function openButton(f) {
   const btn = h('button', { type: 'button', class: 'primary', 'aria-label': `Open ${f.name}` }, 'Open');
   btn.addEventListener('click', () => openFile(
-    () => (f.kind === 'share' && f.accessId ? files.sharedUrl(f.accessId) : files.url(f.id, false)), btn));
+    () => (f.accessId ? files.sharedUrl(f.accessId) : files.url(f.id, false)), btn));
   return btn;
 }
 
@@ -32,7 +44,7 @@ function sharedItem(f, withPatient) {
       h('h2', { class: 'h3' }, f.name),
       h('p', { class: 'meta' },
         withPatient && f.patient ? `From ${f.patient.name} · ` : '',
-        [f.reportType, Number.isFinite(f.size) ? fmtSize(f.size) : null].filter(Boolean).join(' · '),
+        [REPORT_LABEL[f.reportType], Number.isFinite(f.size) ? fmtSize(f.size) : null].filter(Boolean).join(' · '),
         ' ', badge(f.kind === 'share' ? '30-minute share' : 'Shared', f.kind === 'share' ? 'warn' : ''), ' ',
         h('span', { class: 'time-left', 'data-end': f.expiresAt || '' }, fmtLeft(f.expiresAt))),
       f.tags.length ? h('ul', { class: 'tags', 'aria-label': 'Tags' }, f.tags.map((t) => h('li', {}, badge(t)))) : null),
@@ -50,13 +62,17 @@ function tickTimes(root) {
 export function patientFiles(ctx) {
   const slot = h('div');
   ctx.root.append(h('p', {}, h('a', { href: '#/patients' }, 'All patients')), slot);
-  fill(slot, async () => {
-    const list = await files.patientFiles(ctx.params.id);
-    if (!list.length) return empty('This patient has not shared any files with you.');
+  const load = () => fill(slot, async () => {
+    const [list, conns] = await Promise.all([files.patientFiles(ctx.params.id), users.connections()]);
+    const who = conns.find((c) => c.peer.id === ctx.params.id);
+    const name = who ? who.peer.name : 'This patient';
+    if (!list.length) return empty(`${name} is not sharing any files with you right now.`);
     const ul = h('ul', { class: 'cards' }, list.map((f) => sharedItem(f, false)));
     tickTimes(ul);
-    return ul;
+    return h('div', {}, h('p', {}, `What ${name} shares with you right now.`), ul);
   }, 'Loading shared files…');
+  load();
+  reloadOnShare(slot, load);
 }
 
 export function sharedWithMe(ctx) {
@@ -70,6 +86,7 @@ export function sharedWithMe(ctx) {
     return ul;
   }, 'Loading…');
   load();
+  reloadOnShare(slot, load);
 }
 
 export function registerPatient(ctx) {

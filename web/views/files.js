@@ -4,16 +4,18 @@
 
 import { files, users, FILE_LIMIT_BYTES, FILE_TYPES, FILE_EXTENSIONS, PAGE_SIZE } from '../endpoints.js';
 import {
-  h, field, radios, onSubmit, fill, empty, announce, confirmDialog, timeEl, fmtSize, fmtLeft, badge, errorText,
+  h, field, radios, onSubmit, fill, empty, announce, confirmDialog, timeEl, fmtSize, badge, errorText,
   setFieldError, fmtDate,
 } from '../ui.js';
 import { pager } from './people.js';
 
 const REPORT_TYPES = [['', 'Not set'], ['report', 'Report'], ['prescription', 'Prescription'], ['scan', 'Scan'], ['other', 'Other']];
+export const REPORT_LABEL = Object.fromEntries(REPORT_TYPES.filter(([v]) => v));
 
 /** Opens a file: asks for a short-lived link, then navigates to it (the server sends it as a download). */
 export async function openFile(getUrl, btn) {
   btn.disabled = true;
+  let gone = false;
   try {
     const url = await getUrl();
     location.assign(url);
@@ -21,12 +23,19 @@ export async function openFile(getUrl, btn) {
   } catch (err) {
     announce(errorText(err), true);
     const row = btn.closest('li, tr');
+    // 410: this access was revoked or ran out; 404: the file or the access is gone.
+    gone = err.status === 410 || err.status === 404;
     if (row) {
       row.querySelector('.open-error')?.remove();
       row.append(h('p', { class: 'field-error open-error', role: 'alert' }, errorText(err)));
+      const left = row.querySelector('.time-left');
+      if (gone && left) {
+        left.removeAttribute('data-end');
+        left.textContent = 'No longer shared';
+      }
     }
   } finally {
-    btn.disabled = false;
+    btn.disabled = gone;
   }
 }
 
@@ -52,7 +61,7 @@ export function list(ctx) {
 
 function fileItem(f, reload) {
   const open = h('button', { type: 'button', class: 'primary', 'aria-label': `Open ${f.name}` }, 'Open');
-  const share = h('a', { href: `#/files/${encodeURIComponent(f.id)}/share`, class: 'button secondary', 'aria-label': `Share ${f.name}` }, 'Share');
+  const share = h('a', { href: `#/files/${encodeURIComponent(f.id)}/share?name=${encodeURIComponent(f.name)}`, class: 'button secondary', 'aria-label': `Share ${f.name}` }, 'Share');
   const del = h('button', { type: 'button', class: 'secondary danger-text', 'aria-label': `Delete ${f.name}` }, 'Delete');
   open.addEventListener('click', () => openFile(() => files.url(f.id, true), open));
   del.addEventListener('click', async () => {
@@ -71,11 +80,9 @@ function fileItem(f, reload) {
       h('div', {},
         h('h2', { class: 'h3' }, f.name),
         h('p', { class: 'meta' }, [FILE_TYPES[f.type] || f.type, Number.isFinite(f.size) ? fmtSize(f.size) : null,
-          f.reportType, f.reportDate ? `dated ${f.reportDate}` : null].filter(Boolean).join(' · '), ' · uploaded ', timeEl(f.createdAt)),
+          REPORT_LABEL[f.reportType], f.reportDate ? `dated ${f.reportDate}` : null].filter(Boolean).join(' · '), ' · uploaded ', timeEl(f.createdAt)),
         f.tags.length ? h('ul', { class: 'tags', 'aria-label': 'Tags' }, f.tags.map((t) => h('li', {}, badge(t)))) : null),
-      h('div', { class: 'row-actions' }, open, share, del)),
-    f.sharedWith.length ? h('div', { class: 'shared-with' }, h('p', { class: 'meta' }, 'Shared with: '),
-      h('ul', {}, f.sharedWith.map((g) => h('li', {}, `${g.name} — ${g.kind === 'share' ? '30-minute share, ' : ''}${fmtLeft(g.expiresAt)}`)))) : null);
+      h('div', { class: 'row-actions' }, open, share, del)));
 }
 
 function extension(name) {
@@ -87,7 +94,7 @@ function extension(name) {
 export function checkFile(file) {
   if (!file) return 'Choose a file to upload.';
   if (file.size === 0) return `${file.name} is empty.`;
-  if (file.size > FILE_LIMIT_BYTES) return `${file.name} is ${fmtSize(file.size)}; the limit is ${fmtSize(FILE_LIMIT_BYTES)}.`;
+  if (file.size > FILE_LIMIT_BYTES) return `${file.name} is too large to upload: files can be at most ${FILE_LIMIT_BYTES / (1024 * 1024)} MB.`;
   if (!FILE_TYPES[file.type] && !FILE_EXTENSIONS.includes(extension(file.name))) {
     return `${file.name} is not a PDF, PNG, JPEG, WebP or DICOM file, so it cannot be uploaded.`;
   }
@@ -146,8 +153,9 @@ const UNTIL = [['permanent', 'Until I revoke it'], ['until', 'Until a date'], ['
 
 export function share(ctx) {
   const fileId = ctx.params.id;
+  const fileName = ctx.query.get('name');
   const slot = h('div');
-  ctx.root.append(slot);
+  ctx.root.append(h('p', {}, fileName ? ['Who may open ', h('strong', {}, fileName), ', and for how long.'] : 'Who may open this file, and for how long.'), slot);
   fill(slot, async () => {
     const doctors = (await users.connections()).filter((c) => c.peer.role === 'doctor');
     if (!doctors.length) {
@@ -168,7 +176,14 @@ export function share(ctx) {
       const doctorId = String(fd.get('p'));
       const name = doctors.find((c) => c.peer.id === doctorId).peer.name;
       if (submitter && submitter.value === 'revoke') {
-        await files.revoke(fileId, doctorId);
+        try {
+          await files.revoke(fileId, doctorId);
+        } catch (err) {
+          // 404 here means this doctor holds no live grant or share on the file.
+          if (err.status !== 404) throw err;
+          result.replaceChildren(h('p', { class: 'alert' }, `${name} has no access to this file right now, so there is nothing to revoke.`));
+          return;
+        }
         result.replaceChildren(h('p', { class: 'alert ok' }, `Access for ${name} is revoked. Links already issued stop working within 2 minutes.`));
         return;
       }
@@ -197,19 +212,22 @@ export function share(ctx) {
   }, 'Loading your doctors…');
 }
 
+const ACTION = { read: 'Opened', grant: 'Shared', share: 'Shared for 30 minutes', revoke: 'Revoked', delete: 'Deleted' };
+
 export function ledger(ctx) {
   const page = Math.max(1, Number(ctx.query.get('page')) || 1);
   const slot = h('div');
   ctx.root.append(h('p', {}, 'Every time a link to one of your files was issued, and every share and revoke, with who, when and from which device.'), slot);
+  const me = ctx.session.me && ctx.session.me.user.id;
   fill(slot, async () => {
     const d = await files.accessLog(page);
     if (!d.entries.length) return empty(page > 1 ? 'No more entries.' : 'Nobody has opened or been given your files yet.');
     const table = h('table', { class: 'ledger' },
       h('caption', { class: 'visually-hidden' }, 'Access log, newest first'),
       h('thead', {}, h('tr', {}, ['When', 'Who', 'What', 'File', 'Device'].map((c) => h('th', { scope: 'col' }, c)))),
-      h('tbody', {}, d.entries.map((e) => h('tr', {},
-        h('td', { 'data-label': 'When' }, timeEl(e.at)), h('td', { 'data-label': 'Who' }, e.actor),
-        h('td', { 'data-label': 'What' }, e.action.replace(/_/g, ' ')), h('td', { 'data-label': 'File' }, e.file),
+      h('tbody', {}, d.entries.map((e) => h('tr', { 'data-action': e.action, 'data-actor': e.actorId },
+        h('td', { 'data-label': 'When' }, timeEl(e.at)), h('td', { 'data-label': 'Who' }, e.actorId === me ? 'You' : e.actor),
+        h('td', { 'data-label': 'What' }, ACTION[e.action] || e.action, e.subject ? ` · ${e.subject}` : ''), h('td', { 'data-label': 'File' }, e.file),
         h('td', { 'data-label': 'Device' }, e.device || '—')))));
     return h('div', {}, h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': 'Access log' }, table),
       page > 1 || d.hasMore ? pager(page, d.hasMore, (p) => ctx.navigate(`/ledger?page=${p}`)) : null);

@@ -7,6 +7,7 @@ import {
   h, field, radios, onSubmit, fill, empty, announce, confirmDialog, timeEl, verifiedBadge, badge, errorText,
 } from '../ui.js';
 import { toE164 } from './auth.js';
+import { onLive } from '../notify.js';
 
 function doctorLine(d) {
   return [
@@ -43,7 +44,7 @@ export function findDoctors(ctx) {
       hasMore = d.hasMore;
     }
     if (!doctors.length) return empty(page > 1 ? 'No more doctors.' : 'No doctor matches that search.');
-    const out = h('div', {}, h('p', { class: 'meta' }, mode === 'name' ? `Page ${page}` : ''),
+    const out = h('div', {}, mode === 'name' && (page > 1 || hasMore) ? h('p', { class: 'meta' }, `Page ${page}`) : null,
       h('ul', { class: 'cards' }, doctors.map((d) => h('li', { class: 'card row' }, h('div', {}, doctorLine(d)), requestButton(d)))));
     if (mode === 'name' && (page > 1 || hasMore)) out.append(pager(page, hasMore, (p) => { page = p; run(); }));
     return out;
@@ -108,6 +109,7 @@ export function requests(ctx) {
     return out;
   }, 'Loading requests…');
   load();
+  onLive(slot, ['connection_requested', 'connection_accepted', 'connection_rejected'], load);
 }
 
 function incomingItem(r, reload) {
