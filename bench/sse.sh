@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Notification streams under load, on one release instance (SQLite by default; set
 # AURAVITA_DATABASE_URL=postgres://... to use PostgreSQL):
-#   USERS concurrent event streams (default 10000), then RATE sign-ins per second (default 500)
-#   for SECS seconds (default 30) for random users. A sign-in is a real action that raises
-#   `new_sign_in`; the client measures from the sign-in's response to the event's arrival on that
-#   user's stream, and samples the server's resident memory. Targets: RSS <= 300 MB, p99 <= 100 ms.
+#   USERS concurrent event streams (default 10000, one per user), then RATE events per second
+#   (default 500) for SECS seconds (default 30) for random users. CAUSE picks the real action that
+#   raises them: `share` (default; the users are doctors and a few patients share a file with a
+#   random one of them for 30 minutes, `file_shared`) or `signin` (the users are patients who sign
+#   in again, `new_sign_in`). The client measures from the causing response to the event's arrival
+#   on that user's stream, and samples the server's resident memory. Targets: RSS <= 300 MB,
+#   p99 <= 100 ms.
 # All traffic goes to 127.0.0.1; the run is bounded by `timeout`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 USERS=${USERS:-10000}
 RATE=${RATE:-500}
+CAUSE=${CAUSE:-share}
 SECS=${SECS:-30}
 # A free port, so the client never talks to some other server.
 PORT=${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
@@ -46,7 +50,7 @@ echo "server pid $SERVER, idle RSS $(awk '/VmRSS/ {print $2 " " $3}' /proc/$SERV
 
 timeout $((SECS + 300)) ./target/release/examples/sse_bench \
   --base "http://127.0.0.1:$PORT" --outbox "$DIR/outbox.jsonl" \
-  --users "$USERS" --rate "$RATE" --secs "$SECS" --server-pid "$SERVER"
+  --users "$USERS" --rate "$RATE" --cause "$CAUSE" --secs "$SECS" --server-pid "$SERVER"
 
 if grep -qiE "error|panic" "$DIR/server.log"; then echo "server errors: $(grep -ciE "request failed" "$DIR/server.log")"
   echo "server log (errors):"; grep -iE "error|panic" "$DIR/server.log" | sed "s/\x1b\[[0-9;]*m//g" | sort | uniq -c | sort -rn | head -5

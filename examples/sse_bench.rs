@@ -1,8 +1,11 @@
 //! Load client for bench/sse.sh: signs up N users, opens one notification stream each, then
-//! causes sign-ins (a real action that raises `new_sign_in`) for random users at a fixed rate and
-//! measures, per event, the time from the causing response to the event's arrival on the stream.
-//! Every causing request carries a unique user agent ("sse-bench/<n>") that the notification's
-//! data echoes back, so each arrival is matched to its cause. All traffic goes to `--base`.
+//! causes events for random users at a fixed rate and measures, per event, the time from the
+//! causing response to the event's arrival on the stream. Two causes, both real actions:
+//! `share` (default): the N users are doctors, a few patients each upload a file, and each event
+//! is a 30-minute share of a patient's file with a random doctor (`file_shared`; the response's
+//! `access_id` is in the event's data); `signin`: the N users are patients, and each event is a
+//! sign-in (`new_sign_in`; the causing request's unique user agent is echoed in the data).
+//! All traffic goes to `--base`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +32,12 @@ struct Args {
     rate: u64,
     #[arg(long, default_value_t = 30)]
     secs: u64,
+    /// What raises the events: `share` or `signin`.
+    #[arg(long, default_value = "share")]
+    cause: String,
+    /// Patients sharing files (with `--cause share`).
+    #[arg(long, default_value_t = 8)]
+    patients: usize,
     /// The server's pid, to sample its resident memory.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -129,13 +138,13 @@ async fn post(
     Ok(res)
 }
 
-async fn signup(ctx: &Ctx, i: usize) -> anyhow::Result<String> {
+async fn signup(ctx: &Ctx, i: usize, role: &str) -> anyhow::Result<String> {
     let p = phone(i);
     let before = ctx.codes.count(&p);
     let r: Value = post(
         &ctx.http,
         format!("{}/auth/signup", ctx.args.base),
-        json!({"phone": p, "name": format!("Bench {i}"), "role": "patient"}),
+        json!({"phone": p, "name": format!("Bench {i}"), "role": role}),
         None,
     )
     .await?
@@ -159,6 +168,88 @@ async fn signup(ctx: &Ctx, i: usize) -> anyhow::Result<String> {
         .map(|v| v.split(';').next().unwrap().to_string())
         .ok_or_else(|| anyhow::anyhow!("no cookie"))?;
     Ok(cookie)
+}
+
+/// Signs up user `i`, retrying: SQLite answers some concurrent sign-ups with "database is
+/// locked" (a deferred transaction that reads, then writes); the measured phase counts every
+/// failure.
+async fn signup_retrying(ctx: &Ctx, i: usize, role: &str) -> anyhow::Result<String> {
+    let mut tries = 0;
+    loop {
+        match signup(ctx, i, role).await {
+            Ok(c) => return Ok(c),
+            Err(e) if tries >= 20 => return Err(e),
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20 * tries)).await;
+            }
+        }
+    }
+}
+
+/// The signed-in user's id.
+async fn user_id(ctx: &Ctx, cookie: &str) -> anyhow::Result<String> {
+    let v: Value = ctx
+        .http
+        .get(format!("{}/protected/user/sessionDetail", ctx.args.base))
+        .header("cookie", cookie)
+        .send()
+        .await?
+        .json()
+        .await?;
+    v["data"]["user"]["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no user id in {v}"))
+}
+
+/// Uploads a small PDF as the patient behind `cookie`; returns the file's id.
+async fn upload(ctx: &Ctx, cookie: &str) -> anyhow::Result<String> {
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    pdf.extend((0..4096u32).map(|i| (i * 31 % 251) as u8));
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(pdf).file_name("bench.pdf"),
+    );
+    let res = ctx
+        .http
+        .post(format!("{}/protected/resource/uploadFile", ctx.args.base))
+        .header("cookie", cookie)
+        .multipart(form)
+        .send()
+        .await?;
+    anyhow::ensure!(res.status() == 201, "upload: status {}", res.status());
+    let v: Value = res.json().await?;
+    v["data"]["file"]["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no file id in {v}"))
+}
+
+/// Shares `file` with `doctor` for 30 minutes; returns the share's access id and when its
+/// response arrived.
+async fn share(
+    ctx: &Ctx,
+    cookie: &str,
+    file: &str,
+    doctor: &str,
+) -> anyhow::Result<(String, Instant)> {
+    let res = ctx
+        .http
+        .post(format!(
+            "{}/protected/resource/tempFileShare/{file}?p={doctor}&t=r",
+            ctx.args.base
+        ))
+        .header("cookie", cookie)
+        .send()
+        .await?;
+    anyhow::ensure!(res.status() == 200, "share: status {}", res.status());
+    let v: Value = res.json().await?;
+    let at = Instant::now();
+    let id = v["data"]["access_id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no access id in {v}"))?;
+    Ok((id.to_string(), at))
 }
 
 /// A sign-in for user `i`, tagged `n`; returns when the verify response has arrived.
@@ -193,7 +284,8 @@ struct Streams {
     ended: AtomicU64,
     failed: AtomicU64,
     events: AtomicU64,
-    arrivals: Mutex<HashMap<u64, Instant>>,
+    /// Arrival time by tag (the share's access id, or the sign-in's number).
+    arrivals: Mutex<HashMap<String, Instant>>,
 }
 
 async fn follow(http: reqwest::Client, base: String, cookie: String, st: Arc<Streams>) {
@@ -222,12 +314,14 @@ async fn follow(http: reqwest::Client, base: String, cookie: String, st: Arc<Str
             };
             st.events.fetch_add(1, Ordering::Relaxed);
             if let Ok(v) = serde_json::from_str::<Value>(data) {
-                let tag = v["data"]["user_agent"].as_str().unwrap_or("");
-                if let Some(n) = tag
-                    .strip_prefix("sse-bench/")
-                    .and_then(|s| s.parse::<u64>().ok())
-                {
-                    st.arrivals.lock().unwrap().insert(n, now);
+                let tag = match v["kind"].as_str() {
+                    Some("file_shared") => v["data"]["access_id"].as_str(),
+                    _ => v["data"]["user_agent"]
+                        .as_str()
+                        .and_then(|t| t.strip_prefix("sse-bench/")),
+                };
+                if let Some(tag) = tag {
+                    st.arrivals.lock().unwrap().insert(tag.to_string(), now);
                 }
             }
         }
@@ -272,34 +366,46 @@ async fn main() -> anyhow::Result<()> {
         gen: gen_rx,
     });
 
-    // 1. Users.
+    // 1. Users: the stream holders (doctors when sharing, patients when signing in), and the
+    // patients who share.
+    let sharing = match args.cause.as_str() {
+        "share" => true,
+        "signin" => false,
+        other => anyhow::bail!("--cause is share or signin, not {other}"),
+    };
     let t = Instant::now();
+    let role = if sharing { "doctor" } else { "patient" };
     let cookies: Vec<String> = futures::stream::iter(0..args.users)
         .map(|i| {
             let ctx = ctx.clone();
-            async move {
-                // SQLite answers some concurrent sign-ups with "database is locked" (a deferred
-                // transaction that reads, then writes): the set-up retries; the measured phase
-                // counts every failure.
-                let mut tries = 0;
-                loop {
-                    match signup(&ctx, i).await {
-                        Ok(c) => break Ok(c),
-                        Err(e) if tries >= 20 => break Err(e),
-                        Err(_) => {
-                            tries += 1;
-                            tokio::time::sleep(Duration::from_millis(20 * tries)).await;
-                        }
-                    }
-                }
-            }
+            async move { signup_retrying(&ctx, i, role).await }
         })
         .buffered(32)
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
-    println!("signed up {} users in {:.1?}", cookies.len(), t.elapsed());
+    println!("signed up {} {role}s in {:.1?}", cookies.len(), t.elapsed());
+    // Sharing: each doctor's id, and per patient (cookie, file id).
+    let mut doctors = Vec::new();
+    let mut sharers = Vec::new();
+    if sharing {
+        doctors = futures::stream::iter(cookies.iter())
+            .map(|c| user_id(&ctx, c))
+            .buffered(32)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<anyhow::Result<_>>()?;
+        for k in 0..args.patients.max(1) {
+            let cookie = signup_retrying(&ctx, args.users + k, "patient").await?;
+            let file = upload(&ctx, &cookie).await?;
+            sharers.push((cookie, file));
+        }
+        println!("{} patients each uploaded a file", sharers.len());
+    }
+    let doctors = Arc::new(doctors);
+    let sharers = Arc::new(sharers);
     let base_rss = rss_kb(args.server_pid);
 
     // 2. Streams (their own client: no total timeout on an endless body).
@@ -341,9 +447,9 @@ async fn main() -> anyhow::Result<()> {
         idle_rss.map(|r| r.0)
     );
 
-    // 3. Load: `rate` sign-ins per second for random users, none overlapping for one user.
+    // 3. Load: `rate` events per second for random users (sign-ins never overlap for one user).
     let busy = Arc::new(Mutex::new(HashSet::new()));
-    let responses = Arc::new(Mutex::new(HashMap::<u64, Instant>::new()));
+    let responses = Arc::new(Mutex::new(HashMap::<String, Instant>::new()));
     let errors = Arc::new(AtomicU64::new(0));
     let total = args.rate * args.secs;
     let start = tokio::time::Instant::now();
@@ -357,26 +463,42 @@ async fn main() -> anyhow::Result<()> {
                 peak_rss = peak_rss.max(rss);
             }
         }
-        let user = loop {
-            let u = rand::thread_rng().gen_range(0..args.users);
-            if busy.lock().unwrap().insert(u) {
-                break u;
-            }
-        };
         let (ctx, busy, responses, errors) =
             (ctx.clone(), busy.clone(), responses.clone(), errors.clone());
+        let (doctors, sharers) = (doctors.clone(), sharers.clone());
         tasks.push(tokio::spawn(async move {
-            match sign_in(&ctx, user, n).await {
-                Ok(at) => {
-                    responses.lock().unwrap().insert(n, at);
+            let caused = if sharing {
+                let (doctor, sharer) = {
+                    let mut rng = rand::thread_rng();
+                    (
+                        rng.gen_range(0..doctors.len()),
+                        rng.gen_range(0..sharers.len()),
+                    )
+                };
+                let (cookie, file) = &sharers[sharer];
+                share(&ctx, cookie, file, &doctors[doctor]).await
+            } else {
+                let user = loop {
+                    let u = rand::thread_rng().gen_range(0..ctx.args.users);
+                    if busy.lock().unwrap().insert(u) {
+                        break u;
+                    }
+                    tokio::task::yield_now().await;
+                };
+                let r = sign_in(&ctx, user, n).await.map(|at| (n.to_string(), at));
+                busy.lock().unwrap().remove(&user);
+                r
+            };
+            match caused {
+                Ok((tag, at)) => {
+                    responses.lock().unwrap().insert(tag, at);
                 }
                 Err(e) => {
                     if errors.fetch_add(1, Ordering::Relaxed) < 5 {
-                        eprintln!("sign-in failed: {e:#}");
+                        eprintln!("causing an event failed: {e:#}");
                     }
                 }
             }
-            busy.lock().unwrap().remove(&user);
         }));
     }
     let caused_in = start.elapsed();
