@@ -131,7 +131,10 @@ impl Modify for SessionCookie {
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/auth", crate::auth::router(state))
-        .nest("/protected/user", crate::users::router())
+        .nest(
+            "/protected/user",
+            crate::users::router().merge(crate::auth::totp::router()),
+        )
         .nest("/protected/resource", crate::files::router())
         .nest("/protected/notification", crate::notifications::router())
         .routes(routes!(live))
@@ -390,6 +393,10 @@ async fn sweep(state: &AppState) -> anyhow::Result<()> {
         .execute(&state.db.pool)
         .await?;
     sqlx::query("DELETE FROM otp_challenges WHERE created_at < $1")
+        .bind(now - 86_400_000)
+        .execute(&state.db.pool)
+        .await?;
+    sqlx::query("DELETE FROM second_factor_challenges WHERE created_at < $1")
         .bind(now - 86_400_000)
         .execute(&state.db.pool)
         .await?;

@@ -52,6 +52,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(4, "0004_notifications"),
     migration!(5, "0005_oidc"),
     migration!(6, "0006_search"),
+    migration!(7, "0007_totp"),
 ];
 
 impl Db {

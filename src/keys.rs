@@ -14,6 +14,7 @@ type HmacSha256 = Hmac<Sha256>;
 pub struct Keys {
     otp: [u8; 32],
     link: [u8; 32],
+    totp: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -52,12 +53,46 @@ impl Keys {
         Ok(Keys {
             otp: derive(&master, b"auravita/otp"),
             link: derive(&master, b"auravita/link"),
+            totp: derive(&master, b"auravita/totp-secret"),
         })
     }
 
     /// Keyed hash of a one-time code, bound to its challenge so equal codes hash differently.
     pub fn otp_hash(&self, challenge_id: &str, code: &str) -> String {
         mac_hex(&self.otp, &[challenge_id.as_bytes(), b":", code.as_bytes()])
+    }
+
+    /// Encrypts an authenticator secret for storage: a fresh 16-byte nonce, then the secret XORed
+    /// with HMAC-SHA256(key, nonce) used as a one-time pad (a PRF in counter mode; secrets are
+    /// at most 32 bytes, one block). A database dump alone then reveals no second factor.
+    pub fn seal_totp(&self, secret: &[u8]) -> String {
+        assert!(
+            secret.len() <= 32,
+            "authenticator secrets are at most 32 bytes"
+        );
+        let mut nonce = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let pad = self.totp_pad(&nonce);
+        let mut out = nonce.to_vec();
+        out.extend(secret.iter().zip(pad.iter()).map(|(s, p)| s ^ p));
+        hex::encode(out)
+    }
+
+    /// The inverse of `seal_totp`; `None` for anything it did not produce.
+    pub fn open_totp(&self, sealed: &str) -> Option<Vec<u8>> {
+        let raw = hex::decode(sealed).ok()?;
+        if raw.len() < 16 || raw.len() > 48 {
+            return None;
+        }
+        let (nonce, body) = raw.split_at(16);
+        let pad = self.totp_pad(nonce);
+        Some(body.iter().zip(pad.iter()).map(|(c, p)| c ^ p).collect())
+    }
+
+    fn totp_pad(&self, nonce: &[u8]) -> [u8; 32] {
+        let mut mac = HmacSha256::new_from_slice(&self.totp).expect("hmac takes any key length");
+        mac.update(nonce);
+        mac.finalize().into_bytes().into()
     }
 
     /// Signature for a local download link.

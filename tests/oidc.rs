@@ -274,6 +274,20 @@ async fn register_then_act_as_that_user_with_rs256_and_es256() {
         .get_bearer("/protected/user/sessionDetail", &again)
         .await;
     assert_eq!(r.data()["user"]["name"], "Asha Rao");
+    // The identity provider owns this account's second step: the authenticator routes refuse.
+    app.get_bearer("/protected/user/totp", &again)
+        .await
+        .expect(403, "TOTP_NOT_AVAILABLE");
+    app.post_bearer("/protected/user/totp/setup", &again, json!({}))
+        .await
+        .expect(403, "TOTP_NOT_AVAILABLE");
+    app.post_bearer(
+        "/protected/user/totp/disable",
+        &again,
+        json!({"code": "123456"}),
+    )
+    .await
+    .expect(403, "TOTP_NOT_AVAILABLE");
 
     // ES256, a doctor.
     let token = es256("ec-1", &claims(&app, &issuer, "google-oauth2|1234567890"));

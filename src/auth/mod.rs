@@ -5,6 +5,7 @@ pub mod otp;
 pub mod phone;
 pub mod routes;
 pub mod session;
+pub mod totp;
 
 pub use session::{AuthUser, ClientInfo, Role};
 

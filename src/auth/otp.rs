@@ -303,7 +303,7 @@ async fn refusal_inner(
 
 /// A code died of wrong tries: the phone waits 30 s, then 60 s, ... up to an hour before the next
 /// code. A resend does not reset this; only a successful sign-in does.
-async fn back_off(state: &AppState, phone: &str, now: i64) -> Result<(), AppError> {
+pub(crate) async fn back_off(state: &AppState, phone: &str, now: i64) -> Result<(), AppError> {
     let l = &state.config.limits;
     let (dead,): (i64,) = sqlx::query_as(
         "UPDATE phone_limits SET dead_codes = dead_codes + 1 WHERE phone = $1 RETURNING dead_codes",

@@ -9,6 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::otp::{self, NewChallenge, Purpose};
 use super::phone;
 use super::session::{self, ClientInfo, Role, SessionInfo};
+use super::totp;
 use crate::api::{done, ApiJson, ApiOk, ApiPath, ApiResult, Done};
 use crate::app::AppState;
 use crate::error::{AppError, ErrorEnvelope};
@@ -19,6 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(signup_verify))
         .routes(routes!(signin))
         .routes(routes!(signin_verify))
+        .routes(routes!(signin_second_factor))
         .routes(routes!(signin_resend))
         .routes(routes!(signup_resend))
         .routes(routes!(signout))
@@ -63,8 +65,30 @@ pub struct ResendData {
 
 #[derive(Serialize, ToSchema)]
 pub struct VerifyData {
+    /// `false` only when the account asks for a second step (`second_factor`) first.
     pub success: bool,
-    pub session: SessionInfo,
+    /// The new session; null while a second step is still due.
+    pub session: Option<SessionInfo>,
+    /// Present when the account has two-step sign-in on: send the authenticator's code to
+    /// `POST /auth/signin/totp/{id}`. No cookie is set until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub second_factor: Option<SecondFactor>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SecondFactor {
+    pub id: String,
+    /// Always `totp` (an authenticator app's code).
+    pub method: String,
+    /// RFC 3339: the second step must be done by then.
+    pub expires_at: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct SecondFactorRequest {
+    /// The 6-digit code the authenticator app shows now.
+    #[schema(example = "123456")]
+    pub code: String,
 }
 
 /// Validates a person's name: trimmed, 1 to 100 characters, no control characters.
@@ -254,7 +278,8 @@ async fn finish_sign_in(
     Ok(ApiOk::new(
         VerifyData {
             success: true,
-            session: new.info,
+            session: Some(new.info),
+            second_factor: None,
         },
         message,
     )
@@ -320,24 +345,134 @@ async fn signin_verify(
     })?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    // Signing in with a code proves the phone: a clinic-registered patient now owns the account.
-    let found = sqlx::query("UPDATE users SET phone_verified = 1 WHERE id = $1")
+    if totp::is_enabled(&mut tx, &user_id).await? {
+        // The SMS code was right; the authenticator's code is still due. No session yet.
+        let id = crate::db::new_id();
+        let expires_at = now + state.config.limits.otp_ttl_secs * 1000;
+        sqlx::query(
+            "INSERT INTO second_factor_challenges (id, user_id, phone, attempts, state, created_at, expires_at) \
+             VALUES ($1, $2, $3, 0, 'live', $4, $5)",
+        )
+        .bind(&id)
         .bind(&user_id)
+        .bind(&claimed.phone)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(ApiOk::new(
+            VerifyData {
+                success: false,
+                session: None,
+                second_factor: Some(SecondFactor {
+                    id,
+                    method: "totp".into(),
+                    expires_at: crate::clock::rfc3339(expires_at),
+                }),
+            },
+            "enter the 6-digit code from your authenticator app",
+        ));
+    }
+    complete_sign_in(state, tx, &user_id, &claimed.phone, &client, now).await
+}
+
+/// Signing in with a code proves the phone: a clinic-registered patient now owns the account.
+async fn complete_sign_in(
+    state: AppState,
+    mut tx: sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    phone: &str,
+    client: &ClientInfo,
+    now: i64,
+) -> ApiResult<VerifyData> {
+    let found = sqlx::query("UPDATE users SET phone_verified = 1 WHERE id = $1")
+        .bind(user_id)
         .execute(&mut *tx)
         .await?;
     if found.rows_affected() != 1 {
         return Err(AppError::not_found("account"));
     }
-    finish_sign_in(
-        state,
-        tx,
-        &user_id,
-        &claimed.phone,
-        &client,
-        now,
-        "signed in",
+    finish_sign_in(state, tx, user_id, phone, client, now, "signed in").await
+}
+
+/// Finish a sign-in that asked for a second step, with the code the authenticator app shows.
+/// Five wrong codes end this attempt (and count against the phone like a dead SMS code).
+#[utoipa::path(post, path = "/signin/totp/{id}", tag = "auth", request_body = SecondFactorRequest,
+    params(("id" = String, Path, description = "second_factor.id from /auth/signin/verify")),
+    responses(
+        (status = 200, body = crate::api::Envelope<VerifyData>, headers(("set-cookie" = String, description = "the session cookie"))),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 410, body = ErrorEnvelope),
+        (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope)))]
+async fn signin_second_factor(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<SecondFactorRequest>,
+) -> ApiResult<VerifyData> {
+    let code = totp::check_format(&req.code)?;
+    let now = state.clock.now();
+    let max = state.config.limits.otp_max_attempts;
+    let mut tx = state.db.begin().await?;
+    // Counting the try is the claim: concurrent tries queue on this row.
+    let live: Option<(String, String, i64)> = sqlx::query_as(
+        "UPDATE second_factor_challenges SET attempts = attempts + 1 \
+         WHERE id = $1 AND state = 'live' AND expires_at > $2 AND attempts < $3 \
+         RETURNING user_id, phone, attempts",
     )
-    .await
+    .bind(&id)
+    .bind(now)
+    .bind(max)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((user_id, phone, attempts)) = live else {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT state FROM second_factor_challenges WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        return Err(match row {
+            None => AppError::not_found("sign-in"),
+            Some((st,)) if st == "used" => {
+                AppError::gone("SECOND_FACTOR_USED", "this sign-in was already completed")
+            }
+            Some((st,)) if st == "dead" => AppError::gone(
+                "TOTP_DEAD",
+                "this sign-in has ended; start again with your phone number",
+            ),
+            Some(_) => AppError::gone(
+                "SECOND_FACTOR_EXPIRED",
+                "this sign-in took too long; start again with your phone number",
+            ),
+        });
+    };
+    if !totp::spend_code(&mut tx, &state, &user_id, code, true).await? {
+        let dead = attempts >= max;
+        if dead {
+            sqlx::query("UPDATE second_factor_challenges SET state = 'dead' WHERE id = $1")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if dead {
+            otp::back_off(&state, &phone, now).await?;
+            return Err(AppError::gone(
+                "TOTP_DEAD",
+                "too many wrong codes: this sign-in has ended; start again with your phone number",
+            ));
+        }
+        return Err(totp::invalid_code().with_details(
+            serde_json::json!({ "field": "code", "attempts_left": max - attempts }),
+        ));
+    }
+    sqlx::query("UPDATE second_factor_challenges SET state = 'used' WHERE id = $1")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    complete_sign_in(state, tx, &user_id, &phone, &client, now).await
 }
 
 /// Send a new sign-in code (the previous one stops working).

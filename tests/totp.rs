@@ -1,0 +1,409 @@
+//! Two-step sign-in over HTTP: setting up an authenticator, turning it on and off, and the second
+//! step of sign-in, with every refusal (wrong, reused, late, raced and guessed codes).
+
+mod common;
+
+use auravita::auth::totp::{base32_decode, code_at};
+use common::{TestApp, User};
+use serde_json::json;
+use std::time::Duration;
+
+/// The authenticator's code for the step `offset` steps from the app's clock.
+fn code(app: &TestApp, secret: &[u8], offset: i64) -> String {
+    code_at(secret, app.clock().now().div_euclid(30_000) + offset)
+}
+
+/// Sets up and turns on two-step sign-in; returns the raw secret.
+async fn turn_on(app: &TestApp, user: &User) -> Vec<u8> {
+    let r = app
+        .post_empty("/protected/user/totp/setup", &user.cookie)
+        .await;
+    r.expect(200, "");
+    let secret = base32_decode(r.data()["secret"].as_str().unwrap()).unwrap();
+    assert_eq!(secret.len(), 20);
+    app.post(
+        "/protected/user/totp/enable",
+        &user.cookie,
+        json!({"code": code(app, &secret, 0)}),
+    )
+    .await
+    .expect(200, "");
+    secret
+}
+
+/// Signs in with the SMS code up to the second step; returns its id.
+async fn to_second_step(app: &TestApp, phone: &str) -> String {
+    app.clock().advance(Duration::from_secs(61)); // past the previous code's cooldown
+    let r = app.post("/auth/signin", "", json!({"phone": phone})).await;
+    r.expect(200, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let otp = app.last_code(phone).await;
+    let r = app
+        .post(
+            &format!("/auth/signin/verify/{id}"),
+            "",
+            json!({"otp": otp}),
+        )
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.data()["success"], false, "{}", r.body);
+    assert!(r.data()["session"].is_null(), "{}", r.body);
+    assert!(r.cookie.is_none(), "no session before the second step");
+    assert_eq!(r.data()["second_factor"]["method"], "totp");
+    r.data()["second_factor"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn second_step(app: &TestApp, id: &str, code: &str) -> common::Resp {
+    app.post(
+        &format!("/auth/signin/totp/{id}"),
+        "",
+        json!({ "code": code }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn set_up_turn_on_sign_in_with_both_steps_and_turn_off() {
+    let app = TestApp::spawn().await;
+    let me = app.signup("Meera Iyer", "patient").await;
+    app.clock().advance(Duration::from_secs(61));
+    let other_device = app.signin(&me.phone).await;
+
+    let r = app.get("/protected/user/totp", &me.cookie).await;
+    r.expect(200, "");
+    assert_eq!(
+        r.data(),
+        &json!({"enabled": false, "enabled_at": null, "pending": false})
+    );
+    app.post(
+        "/protected/user/totp/enable",
+        &me.cookie,
+        json!({"code": "123456"}),
+    )
+    .await
+    .expect(404, "NOT_FOUND");
+
+    let r = app
+        .post_empty("/protected/user/totp/setup", &me.cookie)
+        .await;
+    r.expect(200, "");
+    let b32 = r.data()["secret"].as_str().unwrap().to_string();
+    let uri = r.data()["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/Auravita:%2B91"), "{uri}");
+    assert!(uri.contains(&format!("secret={b32}&")), "{uri}");
+    assert!(
+        uri.contains("issuer=Auravita") && uri.contains("period=30") && uri.contains("digits=6")
+    );
+    let secret = base32_decode(&b32).unwrap();
+    let r = app.get("/protected/user/totp", &me.cookie).await;
+    assert_eq!(r.data()["pending"], true);
+    assert_eq!(r.data()["enabled"], false);
+
+    // The secret is stored encrypted: neither its bytes nor its text are in the row.
+    let (sealed,): (String,) =
+        sqlx::query_as("SELECT secret_enc FROM user_totp WHERE user_id = $1")
+            .bind(&me.id)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert!(!sealed.contains(&hex::encode(&secret)) && !sealed.contains(&b32));
+
+    // Wrong, malformed, then right.
+    let wrong = if code(&app, &secret, 0) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    app.post(
+        "/protected/user/totp/enable",
+        &me.cookie,
+        json!({ "code": wrong }),
+    )
+    .await
+    .expect(401, "TOTP_INVALID");
+    let r = app
+        .post(
+            "/protected/user/totp/enable",
+            &me.cookie,
+            json!({"code": "12ab56"}),
+        )
+        .await;
+    r.expect(422, "VALIDATION_FAILED");
+    assert_eq!(r.body["error"]["details"]["field"], "code");
+    let r = app
+        .post(
+            "/protected/user/totp/enable",
+            &me.cookie,
+            json!({"code": code(&app, &secret, 0)}),
+        )
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.data()["enabled"], true);
+    assert_eq!(r.data()["signed_out_sessions"], 1);
+    // The device that signed in without the second step is out; this one stays.
+    app.get("/protected/user/sessionDetail", &other_device)
+        .await
+        .expect(401, "UNAUTHENTICATED");
+    app.get("/protected/user/sessionDetail", &me.cookie)
+        .await
+        .expect(200, "");
+    app.post_empty("/protected/user/totp/setup", &me.cookie)
+        .await
+        .expect(409, "TOTP_ALREADY_ENABLED");
+    app.post(
+        "/protected/user/totp/enable",
+        &me.cookie,
+        json!({"code": code(&app, &secret, 1)}),
+    )
+    .await
+    .expect(409, "TOTP_ALREADY_ENABLED");
+
+    // Sign-in now stops after the SMS code until the authenticator's code comes.
+    let id = to_second_step(&app, &me.phone).await;
+    let r = second_step(&app, &id, wrong).await;
+    r.expect(401, "TOTP_INVALID");
+    assert_eq!(r.body["error"]["details"]["attempts_left"], 4);
+    second_step(&app, &id, "12345")
+        .await
+        .expect(422, "VALIDATION_FAILED");
+    let r = second_step(&app, &id, &code(&app, &secret, 0)).await;
+    r.expect(200, "");
+    assert_eq!(r.data()["success"], true);
+    assert!(r.data().get("second_factor").is_none());
+    let cookie = r.cookie.clone().expect("session cookie");
+    let r = app.get("/protected/user/sessionDetail", &cookie).await;
+    r.expect(200, "");
+    assert_eq!(r.data()["user"]["id"], me.id.as_str());
+    // The new sign-in is announced, as any sign-in is.
+    let r = app.get("/protected/notification/list", &cookie).await;
+    assert!(r.data()["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["kind"] == "new_sign_in"));
+    second_step(&app, &id, &code(&app, &secret, 1))
+        .await
+        .expect(410, "SECOND_FACTOR_USED");
+
+    // Turning it off needs a code whose step was not used yet.
+    app.post(
+        "/protected/user/totp/disable",
+        &cookie,
+        json!({"code": code(&app, &secret, 0)}),
+    )
+    .await
+    .expect(401, "TOTP_INVALID");
+    let r = app
+        .post(
+            "/protected/user/totp/disable",
+            &cookie,
+            json!({"code": code(&app, &secret, 1)}),
+        )
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.data()["enabled"], false);
+    app.post(
+        "/protected/user/totp/disable",
+        &cookie,
+        json!({"code": code(&app, &secret, 0)}),
+    )
+    .await
+    .expect(409, "TOTP_NOT_ENABLED");
+    // Back to one step.
+    app.clock().advance(Duration::from_secs(61));
+    let plain = app.signin(&me.phone).await;
+    app.get("/protected/user/sessionDetail", &plain)
+        .await
+        .expect(200, "");
+}
+
+#[tokio::test]
+async fn five_wrong_codes_end_the_second_step_and_back_the_phone_off() {
+    let app = TestApp::spawn().await;
+    let me = app.signup("Kabir", "doctor").await;
+    let secret = turn_on(&app, &me).await;
+    let id = to_second_step(&app, &me.phone).await;
+    let right = code(&app, &secret, 0);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for left in (1..=4).rev() {
+        let r = second_step(&app, &id, wrong).await;
+        r.expect(401, "TOTP_INVALID");
+        assert_eq!(r.body["error"]["details"]["attempts_left"], left);
+    }
+    second_step(&app, &id, wrong).await.expect(410, "TOTP_DEAD");
+    // Dead means dead, even for the right code now.
+    second_step(&app, &id, &right)
+        .await
+        .expect(410, "TOTP_DEAD");
+    // Like a code killed by wrong tries, it backs the phone off new codes.
+    app.clock().advance(Duration::from_secs(1));
+    let r = app
+        .post("/auth/signin", "", json!({"phone": me.phone}))
+        .await;
+    assert_eq!(r.status.as_u16(), 429, "{}", r.body);
+    assert!(r.headers.get("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn the_second_step_expires_and_unknown_ids_are_not_found() {
+    let app = TestApp::spawn().await;
+    let me = app.signup("Lata", "patient").await;
+    let secret = turn_on(&app, &me).await;
+    let id = to_second_step(&app, &me.phone).await;
+    app.clock().advance(Duration::from_secs(5 * 60 + 1));
+    second_step(&app, &id, &code(&app, &secret, 0))
+        .await
+        .expect(410, "SECOND_FACTOR_EXPIRED");
+    second_step(&app, "no-such-id", &code(&app, &secret, 0))
+        .await
+        .expect(404, "NOT_FOUND");
+    // Sign-up codes never lead to a second step, and sign-in ids are not second-step ids.
+    app.clock().advance(Duration::from_secs(61));
+    let r = app
+        .post("/auth/signin", "", json!({"phone": me.phone}))
+        .await;
+    let signin_id = r.data()["id"].as_str().unwrap().to_string();
+    second_step(&app, &signin_id, &code(&app, &secret, 0))
+        .await
+        .expect(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn one_code_opens_one_session_however_it_is_raced() {
+    let app = TestApp::spawn().await;
+    let me = app.signup("Dev", "patient").await;
+    let secret = turn_on(&app, &me).await;
+
+    // The same right code sent twice at once to one second step.
+    let id = to_second_step(&app, &me.phone).await;
+    let c = code(&app, &secret, 0);
+    let (a, b) = tokio::join!(second_step(&app, &id, &c), second_step(&app, &id, &c));
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 410], "{} / {}", a.body, b.body);
+
+    // One code sent at once to two sign-ins waiting for their second step: it opens one.
+    let first = to_second_step(&app, &me.phone).await;
+    let second = to_second_step(&app, &me.phone).await;
+    let c = code(&app, &secret, 0);
+    let (a, b) = tokio::join!(
+        second_step(&app, &first, &c),
+        second_step(&app, &second, &c)
+    );
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 401], "{} / {}", a.body, b.body);
+    let (sessions,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions WHERE user_id = $1")
+        .bind(&me.id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    // The sign-up session, and one from each race.
+    assert_eq!(sessions, 3);
+}
+
+#[tokio::test]
+async fn guessing_to_turn_it_off_is_rate_limited_and_it_is_per_account() {
+    let app = TestApp::spawn().await;
+    let me = app.signup("Nila", "patient").await;
+    let someone = app.signup("Omar", "patient").await;
+    let secret = turn_on(&app, &me).await;
+    let right = code(&app, &secret, 1);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let mut refused = 0;
+    let mut limited = false;
+    for _ in 0..12 {
+        let r = app
+            .post(
+                "/protected/user/totp/disable",
+                &me.cookie,
+                json!({ "code": wrong }),
+            )
+            .await;
+        match r.status.as_u16() {
+            401 => refused += 1,
+            429 => {
+                r.expect(429, "RATE_LIMITED");
+                limited = true;
+                break;
+            }
+            s => panic!("unexpected {s}: {}", r.body),
+        }
+    }
+    assert!(limited, "guesses were never limited");
+    // Set-up and turn-on counted too: ten attempts in all.
+    assert_eq!(refused, 8);
+    // Once limited, even the right code waits.
+    app.post(
+        "/protected/user/totp/disable",
+        &me.cookie,
+        json!({ "code": right }),
+    )
+    .await
+    .expect(429, "RATE_LIMITED");
+    // Another account is not affected by this one's limit, and cannot touch its second factor.
+    app.get("/protected/user/totp", &someone.cookie)
+        .await
+        .expect(200, "");
+    app.post(
+        "/protected/user/totp/disable",
+        &someone.cookie,
+        json!({ "code": right }),
+    )
+    .await
+    .expect(409, "TOTP_NOT_ENABLED");
+    app.clock().advance(Duration::from_secs(15 * 60 + 1));
+    app.post(
+        "/protected/user/totp/disable",
+        &me.cookie,
+        json!({"code": code(&app, &secret, 0)}),
+    )
+    .await
+    .expect(200, "");
+}
+
+#[tokio::test]
+async fn every_totp_route_needs_a_session_and_erasing_the_account_removes_the_secret() {
+    let app = TestApp::spawn().await;
+    app.get("/protected/user/totp", "")
+        .await
+        .expect(401, "UNAUTHENTICATED");
+    app.post_empty("/protected/user/totp/setup", "")
+        .await
+        .expect(401, "UNAUTHENTICATED");
+    for path in [
+        "/protected/user/totp/enable",
+        "/protected/user/totp/disable",
+    ] {
+        app.post(path, "", json!({"code": "123456"}))
+            .await
+            .expect(401, "UNAUTHENTICATED");
+    }
+    let me = app.signup("Priya", "patient").await;
+    turn_on(&app, &me).await;
+    app.post_empty("/protected/user/deleteProfile", &me.cookie)
+        .await
+        .expect(200, "");
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM user_totp WHERE user_id = $1")
+        .bind(&me.id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    // The phone signs up again as a new account, with one step.
+    app.clock().advance(Duration::from_secs(61));
+    let again = app.signup_phone(&me.phone, "Priya", "patient").await;
+    let r = app.get("/protected/user/totp", &again.cookie).await;
+    assert_eq!(r.data()["enabled"], false);
+}
