@@ -84,12 +84,6 @@ pub struct SecondFactor {
     pub expires_at: String,
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct SecondFactorRequest {
-    /// The 6-digit code the authenticator app shows now.
-    #[schema(example = "123456")]
-    pub code: String,
-}
 
 /// Validates a person's name: trimmed, 1 to 100 characters, no control characters.
 pub fn clean_name(raw: &str, field: &str) -> Result<String, AppError> {
@@ -398,7 +392,7 @@ async fn complete_sign_in(
 
 /// Finish a sign-in that asked for a second step, with the code the authenticator app shows.
 /// Five wrong codes end this attempt (and count against the phone like a dead SMS code).
-#[utoipa::path(post, path = "/signin/totp/{id}", tag = "auth", request_body = SecondFactorRequest,
+#[utoipa::path(post, path = "/signin/totp/{id}", tag = "auth", request_body = totp::CodeRequest,
     params(("id" = String, Path, description = "second_factor.id from /auth/signin/verify")),
     responses(
         (status = 200, body = crate::api::Envelope<VerifyData>, headers(("set-cookie" = String, description = "the session cookie"))),
@@ -410,7 +404,7 @@ async fn signin_second_factor(
     State(state): State<AppState>,
     client: ClientInfo,
     ApiPath(id): ApiPath<String>,
-    ApiJson(req): ApiJson<SecondFactorRequest>,
+    ApiJson(req): ApiJson<totp::CodeRequest>,
 ) -> ApiResult<VerifyData> {
     let code = totp::check_format(&req.code)?;
     let now = state.clock.now();
