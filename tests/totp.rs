@@ -123,7 +123,8 @@ async fn set_up_turn_on_sign_in_with_both_steps_and_turn_off() {
         json!({ "code": wrong }),
     )
     .await
-    .expect(401, "TOTP_INVALID");
+    // Signed in and refused: 403, so no client mistakes it for a session that ended.
+    .expect(403, "TOTP_INVALID");
     let r = app
         .post(
             "/protected/user/totp/enable",
@@ -195,7 +196,7 @@ async fn set_up_turn_on_sign_in_with_both_steps_and_turn_off() {
         json!({"code": code(&app, &secret, 0)}),
     )
     .await
-    .expect(401, "TOTP_INVALID");
+    .expect(403, "TOTP_INVALID");
     let r = app
         .post(
             "/protected/user/totp/disable",
@@ -332,7 +333,7 @@ async fn guessing_to_turn_it_off_is_rate_limited_and_it_is_per_account() {
             )
             .await;
         match r.status.as_u16() {
-            401 => refused += 1,
+            403 => refused += 1,
             429 => {
                 r.expect(429, "RATE_LIMITED");
                 limited = true;

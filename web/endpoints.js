@@ -19,7 +19,21 @@ export const auth = {
   signup: (phone, name, role) => post('/auth/signup', { phone, name, role }),
   signupVerify: (id, otp) => post(`/auth/signup/verify/${enc(id)}`, { otp }),
   signin: (phone) => post('/auth/signin', { phone }),
-  signinVerify: (id, otp) => post(`/auth/signin/verify/${enc(id)}`, { otp }),
+  /**
+   * `{success, session}` with the session cookie; when the account has two-step sign-in on,
+   * `{success: false, session: null, second_factor: {id, method: totp, expires_at}}` and no cookie yet.
+   * Gives `{signedIn, secondFactor: {id, method, expiresAt} | null}`.
+   */
+  async signinVerify(id, otp) {
+    const d = (await post(`/auth/signin/verify/${enc(id)}`, { otp })) || {};
+    const sf = d.second_factor;
+    return {
+      signedIn: !sf,
+      secondFactor: sf ? { id: sf.id, method: sf.method || 'totp', expiresAt: sf.expires_at || null } : null,
+    };
+  },
+  /** The second step: `{success, session}` with the session cookie. */
+  signinTotp: (id, code) => post(`/auth/signin/totp/${enc(id)}`, { code }),
   resend: (purpose, phone) => post(`/auth/${purpose}/resendotp`, { phone }),
   signout: () => post('/auth/signout'),
 };
@@ -110,6 +124,33 @@ export const users = {
   },
   revokeSession: (id) => post(`/protected/user/revokeSession/${enc(id)}`),
   signoutEverywhere: () => post('/protected/user/signoutEverywhere'),
+};
+
+// ---------------------------------------------------------------- two-step sign-in (TOTP)
+
+/** `{enabled, enabled_at, pending}` (+ `signed_out_sessions` after enabling). */
+function totpState(d) {
+  d = d || {};
+  const n = Number(d.signed_out_sessions);
+  return {
+    enabled: !!d.enabled,
+    enabledAt: d.enabled_at || null,
+    pending: !!d.pending,
+    signedOutSessions: Number.isFinite(n) ? n : null,
+  };
+}
+
+export const totp = {
+  status: async () => totpState(await get('/protected/user/totp')),
+  /** `{secret, otpauth_uri}`: a new setup replaces an unconfirmed one (409 TOTP_ALREADY_ENABLED when on). */
+  async setup() {
+    const d = await post('/protected/user/totp/setup');
+    return { secret: String(d.secret || ''), uri: d.otpauth_uri || '' };
+  },
+  /** `{enabled: true, enabled_at, pending: false, signed_out_sessions}`: every other device is signed out. */
+  enable: async (code) => totpState(await post('/protected/user/totp/enable', { code })),
+  /** `{enabled: false, enabled_at: null, pending: false}` */
+  disable: async (code) => totpState(await post('/protected/user/totp/disable', { code })),
 };
 
 // ---------------------------------------------------------------- files (§5, branch `files`)

@@ -84,7 +84,6 @@ pub struct SecondFactor {
     pub expires_at: String,
 }
 
-
 /// Validates a person's name: trimmed, 1 to 100 characters, no control characters.
 pub fn clean_name(raw: &str, field: &str) -> Result<String, AppError> {
     let name = raw.trim();
@@ -458,9 +457,11 @@ async fn signin_second_factor(
                 "too many wrong codes: this sign-in has ended; start again with your phone number",
             ));
         }
-        return Err(totp::invalid_code().with_details(
-            serde_json::json!({ "field": "code", "attempts_left": max - attempts }),
-        ));
+        return Err(
+            totp::invalid_code(axum::http::StatusCode::UNAUTHORIZED).with_details(
+                serde_json::json!({ "field": "code", "attempts_left": max - attempts }),
+            ),
+        );
     }
     sqlx::query("UPDATE second_factor_challenges SET state = 'used' WHERE id = $1")
         .bind(&id)

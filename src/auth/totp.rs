@@ -118,9 +118,11 @@ pub fn check_format(code: &str) -> Result<&str, AppError> {
     Ok(code)
 }
 
-pub fn invalid_code() -> AppError {
+/// A wrong code: 401 while signing in (no one is signed in yet), 403 for a signed-in person
+/// whose change is refused (their session stays good, and clients must not read it as signed out).
+pub fn invalid_code(status: axum::http::StatusCode) -> AppError {
     AppError::new(
-        axum::http::StatusCode::UNAUTHORIZED,
+        status,
         "TOTP_INVALID",
         "that code from your authenticator app is not right",
     )
@@ -350,7 +352,7 @@ async fn enable(
         Some((None,)) => {}
     }
     if !spend_code(&mut tx, &state, &me.user_id, code, false).await? {
-        return Err(invalid_code());
+        return Err(invalid_code(axum::http::StatusCode::FORBIDDEN));
     }
     let on = sqlx::query(
         "UPDATE user_totp SET enabled_at = $2 WHERE user_id = $1 AND enabled_at IS NULL",
@@ -403,7 +405,7 @@ async fn disable(
         ));
     }
     if !spend_code(&mut tx, &state, &me.user_id, code, true).await? {
-        return Err(invalid_code());
+        return Err(invalid_code(axum::http::StatusCode::FORBIDDEN));
     }
     sqlx::query("DELETE FROM user_totp WHERE user_id = $1")
         .bind(&me.user_id)

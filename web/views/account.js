@@ -1,11 +1,14 @@
-// Everyone's own pages: the profile (view and edit), signed-in devices with revoke and sign out
-// everywhere, account deletion behind a confirmation, and the notifications list.
+// Everyone's own pages: the profile (view and edit), two-step sign-in (an authenticator app's
+// code after the SMS code), signed-in devices with revoke and sign out everywhere, account
+// deletion behind a confirmation, and the notifications list.
 
-import { users, notifications as notifApi, has } from '../endpoints.js';
+import { users, notifications as notifApi, totp, has } from '../endpoints.js';
+import { ApiError } from '../api.js';
 import * as notify from '../notify.js';
 import {
   h, field, onSubmit, fill, empty, announce, confirmDialog, timeEl, verifiedBadge, badge, errorText,
 } from '../ui.js';
+import { totpField, totpValue, totpError } from './auth.js';
 
 export function profile(ctx) {
   const details = h('section', { 'aria-labelledby': 'p-details' });
@@ -31,6 +34,7 @@ export function profile(ctx) {
     out.append(h('div', { class: 'card' }, h('h2', {}, 'Security'),
       h('p', {}, 'See every device that is signed in to your account, and sign any of them out.'),
       h('a', { href: '#/sessions', class: 'button secondary' }, 'Signed-in devices')));
+    if (await has('/protected/user/totp')) out.append(twoStepCard());
     if (await has('/protected/user/deleteProfile')) out.append(deleteCard(ctx));
     return out;
   }, 'Loading your profile…');
@@ -60,6 +64,146 @@ function editForm(ctx, user, p) {
     ctx.navigate('/profile');
   });
   return form;
+}
+
+/** `abcdefgh…` → `ABCD EFGH …`: blocks of 4 are easier to read out and type. */
+export function groupSecret(secret) {
+  return String(secret).replace(/[\s=]/g, '').toUpperCase().replace(/(.{4})(?=.)/g, '$1 ');
+}
+
+/**
+ * Two-step sign-in: whether it is on; off → "Set up" shows the key (and an otpauth link for an
+ * authenticator app on this device), then a code turns it on; on → a code turns it off.
+ */
+function twoStepCard() {
+  const body = h('div', {});
+  const card = h('section', { class: 'card two-step', 'aria-labelledby': 'totp-title' },
+    h('h2', { id: 'totp-title' }, 'Two-step sign-in'), body);
+
+  /** Loads the state and draws it; `note` is a message (`{text, kind}`) to show above it. */
+  const load = (note) => fill(body, async () => {
+    let state;
+    try {
+      state = await totp.status();
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'TOTP_NOT_AVAILABLE') return h('p', {}, errorText(totpError(err)));
+      throw err;
+    }
+    return state.enabled ? onView(state, note) : offView(state, note);
+  }, 'Loading two-step sign-in…');
+
+  const noteEl = (note) => (note
+    ? h('div', { class: `alert ${note.kind || 'ok'} note`, role: note.kind === 'error' ? 'alert' : 'status', tabindex: '-1' }, h('p', {}, note.text))
+    : null);
+
+  /** After a change: the note takes focus, so keyboard and screen-reader users hear it and stay here. */
+  const focusNote = () => body.querySelector('.note')?.focus();
+
+  function offView(state, note) {
+    const setup = h('button', { type: 'button', class: 'primary' }, 'Set up');
+    const out = h('div', {},
+      noteEl(note),
+      h('p', {}, h('span', { class: 'meta' }, 'Status: '), badge('Off')),
+      h('p', {}, 'When it is on, signing in asks for a 6-digit code from an authenticator app on your phone (for example Google Authenticator, Microsoft Authenticator, Aegis or 2FAS) after the SMS code. Someone who gets hold of your SMS codes still cannot sign in.'),
+      state.pending ? h('p', { class: 'hint' }, 'You started setting it up but did not turn it on. Set it up again to get a new key.') : null,
+      h('div', { class: 'actions' }, setup));
+    setup.addEventListener('click', async () => {
+      out.querySelector('.setup-error')?.remove();
+      setup.disabled = true;
+      setup.setAttribute('aria-busy', 'true');
+      try {
+        const key = await totp.setup();
+        const panel = setupView(key);
+        body.replaceChildren(panel);
+        panel.querySelector('h3').focus();
+      } catch (err) {
+        if (err instanceof ApiError && err.code === 'TOTP_ALREADY_ENABLED') return load({ text: errorText(totpError(err)) }).then(focusNote);
+        setup.disabled = false;
+        setup.removeAttribute('aria-busy');
+        const box = h('div', { class: 'alert error setup-error', role: 'alert' }, h('p', {}, errorText(totpError(err))));
+        setup.closest('.actions').before(box);
+      }
+    });
+    return out;
+  }
+
+  function setupView(key) {
+    const code = totpField('Enter the code the app now shows for Auravita, to check that it is set up right.');
+    const cancel = h('button', { type: 'button', class: 'secondary' }, 'Cancel');
+    const form = h('form', { 'aria-labelledby': 'totp-confirm' },
+      h('h3', { id: 'totp-confirm' }, '2. Enter a code to turn it on'),
+      code,
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Turn on'), cancel));
+    cancel.addEventListener('click', () => load().then(() => card.querySelector('button')?.focus()));
+    onSubmit(form, async (fd) => {
+      const value = totpValue(form, code, fd);
+      if (!value) return;
+      let state;
+      try {
+        state = await totp.enable(value);
+      } catch (err) {
+        if (err instanceof ApiError && err.code === 'TOTP_ALREADY_ENABLED') {
+          await load({ text: errorText(totpError(err)) });
+          return focusNote();
+        }
+        if (err instanceof ApiError && err.code === 'NOT_FOUND') {
+          throw new ApiError({ status: err.status, code: err.code, details: err.details, message: 'This setup is no longer waiting for a code. Press Cancel, then Set up again.' });
+        }
+        throw totpError(err);
+      }
+      const n = state.signedOutSessions;
+      const others = n === null ? 'Every other device was signed out.'
+        : n === 0 ? 'No other device was signed in.'
+          : `${n} other ${n === 1 ? 'device was' : 'devices were'} signed out; signing in there now needs the authenticator code too.`;
+      announce('Two-step sign-in is on.');
+      await load({ text: `Two-step sign-in is on. ${others}` });
+      focusNote();
+    });
+    const uri = /^otpauth:\/\//i.test(key.uri) ? key.uri : null;
+    return h('div', { class: 'totp-setup' },
+      h('h3', { id: 'totp-add', tabindex: '-1' }, '1. Add Auravita to your authenticator app'),
+      h('p', {}, uri ? 'On this phone, open the link. On another device, add an account in the app and type the key by hand (spaces do not matter).'
+        : 'In your authenticator app, add an account and type this key by hand (spaces do not matter).'),
+      h('dl', { class: 'secret-box' },
+        h('dt', {}, 'Secret key'),
+        h('dd', {}, h('code', { class: 'secret', id: 'totp-secret' }, groupSecret(key.secret)))),
+      h('p', { class: 'hint' }, 'Keep this key private: anyone with it can make your codes. It is shown only now.'),
+      uri ? h('p', {}, h('a', { href: uri, class: 'button secondary' }, 'Open in authenticator app')) : null,
+      form);
+  }
+
+  function onView(state, note) {
+    const code = totpField('To turn it off, enter the code your authenticator app shows for Auravita now.');
+    const form = h('form', { 'aria-labelledby': 'totp-off' },
+      h('h3', { id: 'totp-off' }, 'Turn off two-step sign-in'),
+      code,
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'secondary danger-text' }, 'Turn off')));
+    onSubmit(form, async (fd) => {
+      const value = totpValue(form, code, fd);
+      if (!value) return;
+      try {
+        await totp.disable(value);
+      } catch (err) {
+        if (err instanceof ApiError && err.code === 'TOTP_NOT_ENABLED') {
+          await load({ text: errorText(totpError(err)) });
+          return focusNote();
+        }
+        throw totpError(err);
+      }
+      announce('Two-step sign-in is off.');
+      await load({ text: 'Two-step sign-in is off. Signing in now needs only the SMS code.' });
+      focusNote();
+    });
+    return h('div', {},
+      noteEl(note),
+      h('p', {}, h('span', { class: 'meta' }, 'Status: '), badge('On', 'ok'),
+        state.enabledAt ? [' ', h('span', { class: 'meta' }, 'since ', timeEl(state.enabledAt))] : null),
+      h('p', {}, 'Signing in asks for the 6-digit code from your authenticator app after the SMS code.'),
+      form);
+  }
+
+  load();
+  return card;
 }
 
 function deleteCard(ctx) {

@@ -1,9 +1,10 @@
 // Sign-up and sign-in with a one-time code: the phone (country code + number), then the code,
-// with resend and its cooldown shown (the server's 429 tells how long to wait).
+// with resend and its cooldown shown (the server's 429 tells how long to wait). An account with
+// two-step sign-in on then asks for the code from an authenticator app (TOTP) before signing in.
 
 import { auth } from '../endpoints.js';
 import { ApiError } from '../api.js';
-import { h, field, radios, onSubmit, setFieldError, clearErrors, showFormError, announce, sentence } from '../ui.js';
+import { h, field, radios, onSubmit, setFieldError, clearErrors, showFormError, announce, sentence, toDate } from '../ui.js';
 
 const COUNTRIES = [
   ['+91', 'India (+91)'], ['+1', 'United States / Canada (+1)'], ['+44', 'United Kingdom (+44)'],
@@ -34,9 +35,15 @@ export function toE164(cc, raw) {
   return cc + digits;
 }
 
+/** Why the last sign-in had to start over; shown once above the phone number, until the next try. */
+let restartNotice = null;
+
 export function signin(ctx) {
   const phone = phoneField();
+  const notice = restartNotice;
+  restartNotice = null;
   const form = h('form', { class: 'card narrow', 'aria-label': 'Sign in' },
+    notice ? h('div', { class: 'form-error alert error', role: 'alert' }, h('p', {}, notice)) : null,
     h('p', {}, 'We will send a 6-digit code to your phone.'),
     phone,
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Send code')),
@@ -128,7 +135,14 @@ function codeStep(ctx, challenge) {
       return;
     }
     if (challenge.purpose === 'signup') await auth.signupVerify(id, otp);
-    else await auth.signinVerify(id, otp);
+    else {
+      const d = await auth.signinVerify(id, otp);
+      if (d.secondFactor) {
+        clearInterval(timer);
+        secondStep(ctx, d.secondFactor);
+        return;
+      }
+    }
     clearInterval(timer);
     await ctx.signedIn();
     announce(challenge.purpose === 'signup' ? 'Welcome to Auravita.' : 'You are signed in.');
@@ -136,5 +150,85 @@ function codeStep(ctx, challenge) {
 
   ctx.root.replaceChildren(form);
   document.getElementById('page-title').textContent = 'Enter your code';
+  code.control.focus();
+}
+
+// ---------------------------------------------------------------- two-step sign-in (TOTP)
+
+/** The server's refusals of an authenticator code, in words (its own message is the fallback). */
+const TOTP_WORDS = {
+  TOTP_INVALID: 'That code is not right. Enter the code your authenticator app shows for Auravita now.',
+  TOTP_DEAD: 'There were too many wrong authenticator codes, so this sign-in was stopped. Start again with your phone number.',
+  SECOND_FACTOR_EXPIRED: 'The 5 minutes for entering the authenticator code ran out. Start again with your phone number.',
+  SECOND_FACTOR_USED: 'This sign-in was already finished. Start again with your phone number.',
+  TOTP_ALREADY_ENABLED: 'Two-step sign-in is already on for your account.',
+  TOTP_NOT_ENABLED: 'Two-step sign-in is already off for your account.',
+  TOTP_NOT_AVAILABLE: 'Two-step sign-in is not available for accounts that sign in through an identity provider.',
+};
+
+/** After these the second step cannot go on: the person starts again from the phone number. */
+const START_AGAIN = {
+  TOTP_DEAD: TOTP_WORDS.TOTP_DEAD,
+  SECOND_FACTOR_EXPIRED: TOTP_WORDS.SECOND_FACTOR_EXPIRED,
+  SECOND_FACTOR_USED: TOTP_WORDS.SECOND_FACTOR_USED,
+  NOT_FOUND: 'This sign-in is no longer waiting for a code. Start again with your phone number.',
+};
+
+/** The same error with the words above (attempts left and wait times are still added by errorText). */
+export function totpError(err) {
+  if (!(err instanceof ApiError) || !TOTP_WORDS[err.code]) return err;
+  return new ApiError({ status: err.status, code: err.code, message: TOTP_WORDS[err.code], details: err.details, retryAfter: err.retryAfter });
+}
+
+/** The labelled code input; its name is the API's, so a refusal blaming `code` lands below it. */
+export function totpField(hint) {
+  return field({
+    label: '6-digit code from your authenticator app', name: 'code', required: true, inputmode: 'numeric',
+    autocomplete: 'one-time-code', maxlength: 7, class: 'code-input', spellcheck: false, hint,
+  });
+}
+
+/** The 6 digits typed (spaces dropped), or null after saying what is wrong next to the field. */
+export function totpValue(form, wrap, fd) {
+  const value = String(fd.get('code') || '').replace(/\s/g, '');
+  if (/^\d{6}$/.test(value)) return value;
+  setFieldError(form, 'code', 'Enter the 6 digits your authenticator app shows.');
+  wrap.control.focus();
+  return null;
+}
+
+function secondStep(ctx, second) {
+  const code = totpField('Open the authenticator app where you added Auravita. Its code changes every 30 seconds.');
+  const until = toDate(second.expiresAt);
+  const back = h('button', { type: 'button', class: 'link-button' }, 'Start again with your phone number');
+  const form = h('form', { class: 'card narrow', 'aria-label': 'Two-step sign-in' },
+    h('p', { role: 'status' }, 'Your SMS code was right. Two-step sign-in is on for this account, so one more step: enter the 6-digit code from your authenticator app.'),
+    h('p', { class: 'hint' }, until
+      ? `Enter it by ${until.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })}.`
+      : 'Enter it within 5 minutes.'),
+    code,
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Sign in')),
+    back);
+  back.addEventListener('click', () => ctx.navigate('/signin'));
+
+  onSubmit(form, async (fd) => {
+    const value = totpValue(form, code, fd);
+    if (!value) return;
+    try {
+      await auth.signinTotp(second.id, value);
+    } catch (err) {
+      if (err instanceof ApiError && START_AGAIN[err.code]) {
+        restartNotice = START_AGAIN[err.code];
+        ctx.navigate('/signin');
+        return;
+      }
+      throw totpError(err);
+    }
+    await ctx.signedIn();
+    announce('You are signed in.');
+  });
+
+  ctx.root.replaceChildren(form);
+  document.getElementById('page-title').textContent = 'Two-step sign-in';
   code.control.focus();
 }
