@@ -170,7 +170,8 @@ async fn set_up_turn_on_sign_in_with_both_steps_and_turn_off() {
     second_step(&app, &id, "12345")
         .await
         .expect(422, "VALIDATION_FAILED");
-    let r = second_step(&app, &id, &code(&app, &secret, 0)).await;
+    let spent_step = app.clock().now().div_euclid(30_000);
+    let r = second_step(&app, &id, &code_at(&secret, spent_step)).await;
     r.expect(200, "");
     assert_eq!(r.data()["success"], true);
     assert!(r.data().get("second_factor").is_none());
@@ -189,11 +190,12 @@ async fn set_up_turn_on_sign_in_with_both_steps_and_turn_off() {
         .await
         .expect(410, "SECOND_FACTOR_USED");
 
-    // Turning it off needs a code whose step was not used yet.
+    // Turning it off needs a code whose step was not used yet (the step is pinned, so a
+    // 30-second boundary passing meanwhile cannot make this a fresh code).
     app.post(
         "/protected/user/totp/disable",
         &cookie,
-        json!({"code": code(&app, &secret, 0)}),
+        json!({"code": code_at(&secret, spent_step)}),
     )
     .await
     .expect(403, "TOTP_INVALID");
