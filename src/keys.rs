@@ -62,37 +62,49 @@ impl Keys {
         mac_hex(&self.otp, &[challenge_id.as_bytes(), b":", code.as_bytes()])
     }
 
-    /// Encrypts an authenticator secret for storage: a fresh 16-byte nonce, then the secret XORed
-    /// with HMAC-SHA256(key, nonce) used as a one-time pad (a PRF in counter mode; secrets are
-    /// at most 32 bytes, one block). A database dump alone then reveals no second factor.
-    pub fn seal_totp(&self, secret: &[u8]) -> String {
-        assert!(
-            secret.len() <= 32,
-            "authenticator secrets are at most 32 bytes"
-        );
-        let mut nonce = [0u8; 16];
+    /// Encrypts an authenticator secret for storage with ChaCha20-Poly1305 (RustCrypto's AEAD):
+    /// a fresh 12-byte nonce, then the ciphertext and its tag, hex-encoded. The account's id is
+    /// the associated data, so a sealed secret copied onto another account's row does not open,
+    /// and any change to the stored text is detected. A database dump alone reveals no second
+    /// factor.
+    pub fn seal_totp(&self, user_id: &str, secret: &[u8]) -> String {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let cipher = chacha20poly1305::ChaCha20Poly1305::new((&self.totp).into());
+        let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let pad = self.totp_pad(&nonce);
+        let sealed = cipher
+            .encrypt(
+                (&nonce).into(),
+                Payload {
+                    msg: secret,
+                    aad: user_id.as_bytes(),
+                },
+            )
+            .expect("encrypting a short secret in memory cannot fail");
         let mut out = nonce.to_vec();
-        out.extend(secret.iter().zip(pad.iter()).map(|(s, p)| s ^ p));
+        out.extend(sealed);
         hex::encode(out)
     }
 
-    /// The inverse of `seal_totp`; `None` for anything it did not produce.
-    pub fn open_totp(&self, sealed: &str) -> Option<Vec<u8>> {
+    /// The inverse of `seal_totp` for the same account; `None` for anything it did not produce
+    /// (another key, another account, or a changed byte).
+    pub fn open_totp(&self, user_id: &str, sealed: &str) -> Option<Vec<u8>> {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
         let raw = hex::decode(sealed).ok()?;
-        if raw.len() < 16 || raw.len() > 48 {
+        if raw.len() < 12 + 16 {
             return None;
         }
-        let (nonce, body) = raw.split_at(16);
-        let pad = self.totp_pad(nonce);
-        Some(body.iter().zip(pad.iter()).map(|(c, p)| c ^ p).collect())
-    }
-
-    fn totp_pad(&self, nonce: &[u8]) -> [u8; 32] {
-        let mut mac = HmacSha256::new_from_slice(&self.totp).expect("hmac takes any key length");
-        mac.update(nonce);
-        mac.finalize().into_bytes().into()
+        let (nonce, body) = raw.split_at(12);
+        let cipher = chacha20poly1305::ChaCha20Poly1305::new((&self.totp).into());
+        cipher
+            .decrypt(
+                nonce.into(),
+                Payload {
+                    msg: body,
+                    aad: user_id.as_bytes(),
+                },
+            )
+            .ok()
     }
 
     /// Signature for a local download link.
@@ -136,4 +148,41 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(Sha256::digest(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(master: &[u8]) -> Keys {
+        Keys {
+            otp: derive(master, b"auravita/otp"),
+            link: derive(master, b"auravita/link"),
+            totp: derive(master, b"auravita/totp-secret"),
+        }
+    }
+
+    #[test]
+    fn a_sealed_authenticator_secret_opens_only_for_its_account_and_key() {
+        let k = keys(b"a master secret of at least 32 characters");
+        let secret = b"12345678901234567890";
+        let sealed = k.seal_totp("user-a", secret);
+        assert!(!sealed.contains(&hex::encode(secret)));
+        assert_eq!(k.open_totp("user-a", &sealed).as_deref(), Some(&secret[..]));
+        // Fresh nonce each time: the same secret never seals to the same text.
+        assert_ne!(sealed, k.seal_totp("user-a", secret));
+        // Another account's row, another server key, a flipped byte, a cut or garbled text.
+        assert_eq!(k.open_totp("user-b", &sealed), None);
+        let other = keys(b"another master secret, also 32 characters");
+        assert_eq!(other.open_totp("user-a", &sealed), None);
+        let mut raw = hex::decode(&sealed).unwrap();
+        for i in [0, 12, raw.len() - 1] {
+            raw[i] ^= 1;
+            assert_eq!(k.open_totp("user-a", &hex::encode(&raw)), None, "byte {i}");
+            raw[i] ^= 1;
+        }
+        assert_eq!(k.open_totp("user-a", &sealed[..sealed.len() - 2]), None);
+        assert_eq!(k.open_totp("user-a", &sealed[..40]), None);
+        assert_eq!(k.open_totp("user-a", "not hex"), None);
+    }
 }

@@ -159,7 +159,7 @@ pub async fn spend_code(
     let Some((sealed, last_step)) = row else {
         return Ok(false);
     };
-    let secret = state.keys.open_totp(&sealed).ok_or_else(|| {
+    let secret = state.keys.open_totp(user_id, &sealed).ok_or_else(|| {
         AppError::internal(anyhow::anyhow!("an authenticator secret does not decrypt"))
     })?;
     let Some(step) = matching_step(&secret, code, state.clock.now(), last_step) else {
@@ -282,7 +282,7 @@ async fn setup(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSet
          WHERE user_totp.enabled_at IS NULL",
     )
     .bind(&me.user_id)
-    .bind(state.keys.seal_totp(&secret))
+    .bind(state.keys.seal_totp(&me.user_id, &secret))
     .bind(now)
     .execute(&mut *tx)
     .await?;
