@@ -21,11 +21,21 @@ fi
 # s3s-fs keeps one folder per bucket.
 mkdir -p "$DATA/$BUCKET"
 
+PIDFILE="$DATA/../s3s-fs.pid"
 up() { curl -s -o /dev/null "http://127.0.0.1:$PORT/" ; }
-if ! up; then
+ours() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+# Reuse only our own server (one started on this data folder). A server left on the port by
+# another checkout serves another folder, perhaps one since deleted: take a free port instead.
+if ours && [ -f "$DATA/../s3s-fs.port" ]; then PORT=$(cat "$DATA/../s3s-fs.port"); fi
+if ! { ours && up; }; then
+    if up; then
+        PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        echo "port ${S3_PORT:-9014} is taken by another server; s3s-fs goes on $PORT" >&2
+    fi
     nohup s3s-fs --host 127.0.0.1 --port "$PORT" --access-key "$KEY_ID" --secret-key "$SECRET" "$DATA" \
         >"$DATA/../s3s-fs.log" 2>&1 &
-    echo $! >"$DATA/../s3s-fs.pid"
+    echo $! >"$PIDFILE"
+    echo "$PORT" >"$DATA/../s3s-fs.port"
     for _ in $(seq 1 50); do
         up && break
         sleep 0.1
@@ -33,6 +43,7 @@ if ! up; then
     up || { echo "s3s-fs did not start; see $DATA/../s3s-fs.log" >&2; exit 1; }
 fi
 
+echo "export AURAVITA_TEST_S3_PID=$(cat "$PIDFILE")"
 echo "export AURAVITA_TEST_S3_ENDPOINT=http://127.0.0.1:$PORT"
 echo "export AURAVITA_TEST_S3_BUCKET=$BUCKET"
 echo "export AURAVITA_TEST_S3_ACCESS_KEY_ID=$KEY_ID"
