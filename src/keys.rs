@@ -2,6 +2,8 @@
 //! Taken from `AURAVITA_SECRET`, or generated once and kept in the data folder (mode 0600).
 
 use anyhow::Context;
+use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::ChaCha20Poly1305;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::ExposeSecret;
@@ -10,6 +12,10 @@ use sha2::Sha256;
 use crate::config::Config;
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// ChaCha20-Poly1305's nonce and tag lengths, around every sealed authenticator secret.
+const TOTP_NONCE: usize = 12;
+const TOTP_TAG: usize = 16;
 
 pub struct Keys {
     otp: [u8; 32],
@@ -50,11 +56,16 @@ impl Keys {
                 }
             }
         };
-        Ok(Keys {
-            otp: derive(&master, b"auravita/otp"),
-            link: derive(&master, b"auravita/link"),
-            totp: derive(&master, b"auravita/totp-secret"),
-        })
+        Ok(Keys::from_master(&master))
+    }
+
+    /// Every key, derived from the master secret under its own label.
+    fn from_master(master: &[u8]) -> Keys {
+        Keys {
+            otp: derive(master, b"auravita/otp"),
+            link: derive(master, b"auravita/link"),
+            totp: derive(master, b"auravita/totp-secret"),
+        }
     }
 
     /// Keyed hash of a one-time code, bound to its challenge so equal codes hash differently.
@@ -68,11 +79,10 @@ impl Keys {
     /// and any change to the stored text is detected. A database dump alone reveals no second
     /// factor.
     pub fn seal_totp(&self, user_id: &str, secret: &[u8]) -> String {
-        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-        let cipher = chacha20poly1305::ChaCha20Poly1305::new((&self.totp).into());
-        let mut nonce = [0u8; 12];
+        let mut nonce = [0u8; TOTP_NONCE];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let sealed = cipher
+        let sealed = self
+            .totp_cipher()
             .encrypt(
                 (&nonce).into(),
                 Payload {
@@ -89,14 +99,12 @@ impl Keys {
     /// The inverse of `seal_totp` for the same account; `None` for anything it did not produce
     /// (another key, another account, or a changed byte).
     pub fn open_totp(&self, user_id: &str, sealed: &str) -> Option<Vec<u8>> {
-        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
         let raw = hex::decode(sealed).ok()?;
-        if raw.len() < 12 + 16 {
+        if raw.len() < TOTP_NONCE + TOTP_TAG {
             return None;
         }
-        let (nonce, body) = raw.split_at(12);
-        let cipher = chacha20poly1305::ChaCha20Poly1305::new((&self.totp).into());
-        cipher
+        let (nonce, body) = raw.split_at(TOTP_NONCE);
+        self.totp_cipher()
             .decrypt(
                 nonce.into(),
                 Payload {
@@ -105,6 +113,12 @@ impl Keys {
                 },
             )
             .ok()
+    }
+
+    fn totp_cipher(&self) -> ChaCha20Poly1305 {
+        // In scope here only: HMAC's `Mac` has a `new_from_slice` of the same name.
+        use chacha20poly1305::KeyInit;
+        ChaCha20Poly1305::new((&self.totp).into())
     }
 
     /// Signature for a local download link.
@@ -154,17 +168,9 @@ pub fn sha256_hex(data: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn keys(master: &[u8]) -> Keys {
-        Keys {
-            otp: derive(master, b"auravita/otp"),
-            link: derive(master, b"auravita/link"),
-            totp: derive(master, b"auravita/totp-secret"),
-        }
-    }
-
     #[test]
     fn a_sealed_authenticator_secret_opens_only_for_its_account_and_key() {
-        let k = keys(b"a master secret of at least 32 characters");
+        let k = Keys::from_master(b"a master secret of at least 32 characters");
         let secret = b"12345678901234567890";
         let sealed = k.seal_totp("user-a", secret);
         assert!(!sealed.contains(&hex::encode(secret)));
@@ -173,10 +179,10 @@ mod tests {
         assert_ne!(sealed, k.seal_totp("user-a", secret));
         // Another account's row, another server key, a flipped byte, a cut or garbled text.
         assert_eq!(k.open_totp("user-b", &sealed), None);
-        let other = keys(b"another master secret, also 32 characters");
+        let other = Keys::from_master(b"another master secret, also 32 characters");
         assert_eq!(other.open_totp("user-a", &sealed), None);
         let mut raw = hex::decode(&sealed).unwrap();
-        for i in [0, 12, raw.len() - 1] {
+        for i in [0, TOTP_NONCE, raw.len() - 1] {
             raw[i] ^= 1;
             assert_eq!(k.open_totp("user-a", &hex::encode(&raw)), None, "byte {i}");
             raw[i] ^= 1;
