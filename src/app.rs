@@ -47,6 +47,12 @@ pub struct App {
     /// SMS being sent in the background (sign-in codes); lets tests and shutdown wait for them.
     pub sms_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     pub metrics: Metrics,
+    /// Batched session-cookie lookups (every authenticated request).
+    pub sessions: crate::auth::session::SessionLookups,
+    /// Batched connection-list reads (sessionDetail, profile).
+    pub connections: crate::users::connections::ConnectionLookups,
+    /// Batched file-and-grant reads behind download links (fileURL).
+    pub file_access: crate::files::FileAccessLookups,
     /// Bearer tokens from an external identity provider; `None` unless `AURAVITA_OIDC_ISSUER` is set.
     pub oidc: Option<crate::auth::oidc::Oidc>,
     /// Cancelled on shutdown: long-lived responses (event streams) end when it fires.
@@ -75,7 +81,7 @@ impl AppState {
         let oidc = crate::auth::oidc::Oidc::from_config(&config)?;
         Ok(AppState(Arc::new(App {
             config,
-            db,
+            db: db.clone(),
             clock: Clock::default(),
             keys,
             sms,
@@ -84,6 +90,9 @@ impl AppState {
             ledger,
             notifications: Default::default(),
             metrics: Metrics::default(),
+            sessions: crate::auth::session::session_lookups(db.clone()),
+            connections: crate::users::connections::connection_lookups(db.clone()),
+            file_access: crate::files::file_access_lookups(db.clone()),
             oidc,
             shutdown: CancellationToken::new(),
         })))
@@ -354,7 +363,12 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Health> {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let pool = &state.db.pool;
-    let body = state.metrics.render(pool.size(), pool.num_idle());
+    let mut body = state.metrics.render(pool.size(), pool.num_idle());
+    body.push_str(&crate::batch::render(&[
+        ("session", state.sessions.counts()),
+        ("connections", state.connections.counts()),
+        ("file_access", state.file_access.counts()),
+    ]));
     (
         [(
             header::CONTENT_TYPE,

@@ -172,6 +172,20 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+impl AppError {
+    /// A read error shared by every request of a batch (`crate::batch`): the same status the
+    /// error would have on its own, its text kept as the logged cause.
+    pub fn from_shared_db_error(e: &sqlx::Error) -> Self {
+        let cause = anyhow::anyhow!("{e}");
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                AppError::unavailable("the database", cause)
+            }
+            _ => AppError::internal(cause),
+        }
+    }
+}
+
 impl From<anyhow::Error> for AppError {
     fn from(e: anyhow::Error) -> Self {
         AppError::internal(e)

@@ -1009,3 +1009,62 @@ async fn over_https_the_cookie_is_host_prefixed_and_secure_and_hsts_is_sent() {
         .get("strict-transport-security")
         .expect("HSTS on every response");
 }
+
+/// Session checks are batched (`auravita::batch`): many requests in flight at once share a
+/// query. Each must still get its own user, a signed-out session must be refused even when its
+/// request rides in a batch with live ones, and a sign-out takes effect for the very next burst.
+#[tokio::test]
+async fn concurrent_session_checks_each_answer_for_their_own_session() {
+    let app = TestApp::spawn().await;
+    let mut users = Vec::new();
+    for i in 0..8 {
+        let role = if i % 2 == 0 { "patient" } else { "doctor" };
+        users.push(app.signup(&format!("Person {i}"), role).await);
+    }
+    let signed_out = users.pop().unwrap();
+    app.post_empty("/auth/signout", &signed_out.cookie)
+        .await
+        .expect(200, "");
+
+    // A cookie no session ever had rides along in every burst.
+    let made_up = common::User {
+        id: "made-up".into(),
+        phone: String::new(),
+        name: String::new(),
+        cookie: format!("auravita_session={}", "A".repeat(43)),
+    };
+    let burst = |users: Vec<common::User>, mut gone: Vec<String>| {
+        let app = &app;
+        gone.extend([signed_out.id.clone(), made_up.id.clone()]);
+        let everyone: Vec<common::User> = users
+            .into_iter()
+            .chain([signed_out.clone(), made_up.clone()])
+            .collect();
+        async move {
+            let calls = (0..4).flat_map(|_| everyone.iter()).map(|u| async move {
+                (u, app.get("/protected/user/sessionDetail", &u.cookie).await)
+            });
+            for (u, r) in futures::future::join_all(calls).await {
+                if gone.contains(&u.id) {
+                    r.expect(401, "UNAUTHENTICATED");
+                } else {
+                    r.expect(200, "");
+                    assert_eq!(r.data()["user"]["id"], u.id.as_str());
+                    assert_eq!(r.data()["user"]["name"], u.name.as_str());
+                }
+            }
+        }
+    };
+    burst(users.clone(), vec![]).await;
+    // Sign one more out; the next burst refuses it and still serves everyone else.
+    app.post_empty("/auth/signout", &users[0].cookie)
+        .await
+        .expect(200, "");
+    burst(users.clone(), vec![users[0].id.clone()]).await;
+    // The bursts were in fact batched: fewer queries than the requests they answered.
+    let (queries, keys) = app.state.sessions.counts();
+    assert!(
+        keys >= 72 && queries < keys,
+        "{queries} queries for {keys} checks"
+    );
+}

@@ -1094,3 +1094,91 @@ async fn s3_refuses_expired_and_edited_links() {
     let forged = fresh.replace(&fresh[fresh.len() - 8..], "00000000");
     assert_eq!(fetch(&app, &forged).await.0, 403);
 }
+
+/// Link issuance reads its file and grants in batches (`auravita::batch`): requests in flight at
+/// once share a query. Each caller must still get exactly their own access — the owner's link,
+/// the grantee's link under their grant, 404 for everyone else — and a revocation must hold for
+/// the very next burst.
+#[tokio::test]
+async fn concurrent_links_each_follow_their_own_access() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    let stranger = app.signup("Dr Nobody", "doctor").await;
+    let other_patient = app.signup("Meera", "patient").await;
+    connect(&app, &owner, &doctor).await;
+    let a = upload(&app, &owner, pdf(1000), "a.pdf").await;
+    let b = upload(&app, &owner, pdf(2000), "b.pdf").await;
+    let r = app
+        .post_empty(
+            &format!("{}?p={}&t=r", path("createFileAccess", &a), doctor.id),
+            &owner.cookie,
+        )
+        .await;
+    r.expect(200, "");
+    let grant = r.data()["access_id"].as_str().unwrap().to_string();
+
+    // (caller, route, expected status, expected access_id)
+    let burst = |doctor_has_a: bool| {
+        let cases: Vec<(&User, String, u16, Option<String>)> = vec![
+            (&owner, path("fileURL", &a), 200, None),
+            (&owner, format!("{}?o=t", path("fileURL", &b)), 200, None),
+            (&owner, format!("{}?o=f", path("fileURL", &a)), 404, None),
+            (
+                &doctor,
+                path("fileURL", &a),
+                if doctor_has_a { 200 } else { 404 },
+                doctor_has_a.then(|| grant.clone()),
+            ),
+            (&doctor, format!("{}?o=t", path("fileURL", &a)), 404, None),
+            (&doctor, path("fileURL", &b), 404, None),
+            (&stranger, path("fileURL", &a), 404, None),
+            (&other_patient, path("fileURL", &b), 404, None),
+            (&owner, path("fileURL", "no-such-file"), 404, None),
+        ];
+        let app = &app;
+        async move {
+            let calls =
+                (0..3)
+                    .flat_map(|_| cases.clone())
+                    .map(|(who, route, status, access)| async move {
+                        (
+                            who,
+                            route.clone(),
+                            status,
+                            access,
+                            app.get(&route, &who.cookie).await,
+                        )
+                    });
+            for (who, route, status, access, r) in futures::future::join_all(calls).await {
+                assert_eq!(
+                    r.status.as_u16(),
+                    status,
+                    "{} {route}: {}",
+                    who.name,
+                    r.body
+                );
+                if status == 200 {
+                    assert_eq!(r.data()["access_id"].as_str(), access.as_deref(), "{route}");
+                    assert!(r.data()["url"].as_str().unwrap().starts_with("http"));
+                } else {
+                    r.expect(404, "NOT_FOUND");
+                }
+            }
+        }
+    };
+    burst(true).await;
+    app.post_empty(
+        &format!("{}?p={}", path("revokeFileAccess", &a), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(200, "");
+    burst(false).await;
+    // The bursts were in fact batched: fewer queries than the requests they answered.
+    let (queries, keys) = app.state.file_access.counts();
+    assert!(
+        keys >= 48 && queries < keys,
+        "{queries} queries for {keys} lookups"
+    );
+}

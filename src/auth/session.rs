@@ -205,7 +205,17 @@ pub async fn session_user(state: &AppState, token: &str) -> Result<AuthUser, App
     session_lookup(state, token).await.map(|(user, _)| user)
 }
 
-type SessionRow = (
+/// A session and its user's row, as the batched lookup reads them.
+#[derive(Clone, Debug)]
+pub struct SessionRow {
+    id: String,
+    last_seen_at: i64,
+    expires_at: i64,
+    user: crate::users::UserRow,
+}
+
+type SessionColumns = (
+    String,
     String,
     i64,
     i64,
@@ -222,36 +232,79 @@ type SessionRow = (
     i64,
 );
 
+/// Session lookups, batched (`crate::batch`): concurrent requests share one query, and each
+/// query starts after its requests arrived, so a deleted (revoked) session is never accepted.
+pub type SessionLookups = crate::batch::Batcher<String, SessionRow>;
+
+pub fn session_lookups(db: crate::db::Db) -> SessionLookups {
+    let db_dialect = db.dialect;
+    let load: crate::batch::Loader<String, SessionRow> = std::sync::Arc::new(move |hashes| {
+        let db = db.clone();
+        Box::pin(async move {
+            let sql = format!(
+                "SELECT s.token_hash, s.id, s.last_seen_at, s.expires_at, u.id, u.phone, u.name, \
+                 u.role, u.phone_verified, u.doctor_verified, u.specialization, u.qualification, \
+                 u.registration_number, u.years_of_experience, u.created_at FROM sessions s \
+                 JOIN users u ON u.id = s.user_id WHERE s.token_hash IN ({})",
+                crate::batch::placeholders(1, hashes.len())
+            );
+            let mut q = sqlx::query_as::<_, SessionColumns>(&sql);
+            for h in &hashes {
+                q = q.bind(h);
+            }
+            let rows = q.fetch_all(&db.pool).await?;
+            Ok(rows
+                .into_iter()
+                .map(
+                    |(
+                        hash,
+                        id,
+                        last_seen_at,
+                        expires_at,
+                        uid,
+                        phone,
+                        name,
+                        role,
+                        pv,
+                        dv,
+                        spec,
+                        qual,
+                        reg,
+                        years,
+                        created,
+                    )| {
+                        let user = (
+                            uid, phone, name, role, pv, dv, spec, qual, reg, years, created,
+                        );
+                        (
+                            hash,
+                            SessionRow {
+                                id,
+                                last_seen_at,
+                                expires_at,
+                                user,
+                            },
+                        )
+                    },
+                )
+                .collect())
+        })
+    });
+    crate::batch::Batcher::start(64, crate::batch::in_flight(db_dialect), load)
+}
+
 async fn session_lookup(
     state: &AppState,
     token: &str,
 ) -> Result<(AuthUser, crate::users::UserRow), AppError> {
     let now = state.clock.now();
-    let row: Option<SessionRow> = sqlx::query_as(
-        "SELECT s.id, s.last_seen_at, s.expires_at, u.id, u.phone, u.name, u.role, u.phone_verified, \
-         u.doctor_verified, u.specialization, u.qualification, u.registration_number, \
-         u.years_of_experience, u.created_at FROM sessions s \
-         JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
-    )
-    .bind(sha256_hex(token.as_bytes()))
-    .fetch_optional(&state.db.pool)
-    .await?;
-    let Some((
-        session_id,
-        last_seen,
+    let row = state.sessions.get(sha256_hex(token.as_bytes())).await?;
+    let Some(SessionRow {
+        id: session_id,
+        last_seen_at: last_seen,
         expires_at,
-        user_id,
-        phone,
-        name,
-        role,
-        pv,
-        dv,
-        spec,
-        qual,
-        reg,
-        years,
-        created,
-    )) = row
+        user,
+    }) = row
     else {
         return Err(AppError::unauthorized(
             "your session has ended; sign in again",
@@ -278,19 +331,15 @@ async fn session_lookup(
             .execute(&state.db.pool)
             .await?;
     }
+    let role = &user.3;
     let parsed =
-        Role::parse(&role).ok_or_else(|| AppError::internal(anyhow::anyhow!("bad role {role}")))?;
-    let user = AuthUser {
-        user_id: user_id.clone(),
+        Role::parse(role).ok_or_else(|| AppError::internal(anyhow::anyhow!("bad role {role}")))?;
+    let caller = AuthUser {
+        user_id: user.0.clone(),
         role: parsed,
         session_id: Some(session_id),
     };
-    Ok((
-        user,
-        (
-            user_id, phone, name, role, pv, dv, spec, qual, reg, years, created,
-        ),
-    ))
+    Ok((caller, user))
 }
 
 pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {

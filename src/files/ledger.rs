@@ -39,6 +39,8 @@ impl Ledger {
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
+                // One scheduler turn lets requests that are already running add their rows.
+                tokio::task::yield_now().await;
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
                         Ok(job) => batch.push(job),

@@ -248,6 +248,7 @@ fn file_view(r: FileRow) -> FileView {
     }
 }
 
+#[derive(Clone, Debug)]
 struct OwnedFile {
     key: String,
     name: String,
@@ -478,53 +479,112 @@ async fn file_url(
         }
     };
     let now = state.clock.now();
-    let mut tx = state.db.pool.acquire().await?;
-    if as_owner {
-        if let Ok(file) = owned_file(&mut tx, &file_id, &me.user_id).await {
-            let link = IssuedLink {
-                file_id: &file_id,
-                owner: &me.user_id,
-                file: &file,
-                grant_id: None,
-                grant_expires: None,
-            };
-            drop(tx); // the connection is not needed while the ledger row commits
-            return issue_link(&state, &me, &client, link, now).await;
-        }
+    let Some(access) = state
+        .file_access
+        .get((file_id.clone(), me.user_id.clone(), now))
+        .await?
+    else {
+        return Err(not_found("file"));
+    };
+    let (grant_id, grant_expires) = if as_owner && access.owner == me.user_id {
+        (None, None)
+    } else if let Some((id, expires)) = access.best_grant().filter(|_| as_grantee) {
+        (Some(id), expires)
+    } else {
+        return Err(not_found("file"));
+    };
+    let link = IssuedLink {
+        file_id: &file_id,
+        owner: &access.owner,
+        file: &access.file,
+        grant_id,
+        grant_expires,
+    };
+    issue_link(&state, &me, &client, link, now).await
+}
+
+/// A file and the caller's live grants on it, as `fileURL` needs them.
+#[derive(Clone, Debug)]
+pub struct FileAccess {
+    owner: String,
+    file: OwnedFile,
+    /// Live grants and shares to the caller: (id, expires_at).
+    grants: Vec<(String, Option<Millis>)>,
+}
+
+impl FileAccess {
+    /// The longest-lasting live access wins (a permanent grant over a 30-minute share).
+    fn best_grant(&self) -> Option<(String, Option<Millis>)> {
+        self.grants
+            .iter()
+            .max_by_key(|(id, expires)| (expires.unwrap_or(i64::MAX), id.clone()))
+            .cloned()
     }
-    if as_grantee {
-        // The longest-lasting live access wins (a permanent grant over a 30-minute share).
-        let row: Option<(String, Option<i64>, String, String, String, String)> =
-            sqlx::query_as(&format!(
-                "SELECT g.id, g.expires_at, f.owner_id, f.object_key, f.file_name, f.content_type \
-             FROM file_grants g JOIN files f ON f.id = g.file_id \
-             WHERE g.file_id = $1 AND g.grantee_id = $2 AND {} \
-             ORDER BY COALESCE(g.expires_at, 9223372036854775807) DESC LIMIT 1",
-                live("$3")
-            ))
-            .bind(&file_id)
-            .bind(&me.user_id)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some((grant_id, expires, owner, key, name, content_type)) = row {
-            let file = OwnedFile {
-                key,
-                name,
-                content_type,
-            };
-            let link = IssuedLink {
-                file_id: &file_id,
-                owner: &owner,
-                file: &file,
-                grant_id: Some(grant_id),
-                grant_expires: expires,
-            };
-            drop(tx); // the connection is not needed while the ledger row commits
-            return issue_link(&state, &me, &client, link, now).await;
-        }
-    }
-    Err(not_found("file"))
+}
+
+/// (file id, caller, the request's time) → the file and the caller's grants live at that time.
+pub type FileAccessLookups = crate::batch::Batcher<(String, String, Millis), FileAccess>;
+
+/// `fileURL` lookups, batched (`crate::batch`): each read starts after its request arrived, so a
+/// grant revoked or a file deleted before then is never seen.
+pub fn file_access_lookups(db: crate::db::Db) -> FileAccessLookups {
+    type Row = (
+        String,
+        String,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<i64>,
+    );
+    let in_flight = crate::batch::in_flight(db.dialect);
+    let load: crate::batch::Loader<(String, String, Millis), FileAccess> = std::sync::Arc::new(
+        move |keys| {
+            let db = db.clone();
+            Box::pin(async move {
+                // Both databases name a VALUES list's columns column1, column2, ….
+                let values = (0..keys.len())
+                    .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "SELECT k.column1, k.column2, k.column3, f.owner_id, f.object_key, f.file_name, \
+                     f.content_type, g.id, g.expires_at FROM (VALUES {values}) AS k \
+                     JOIN files f ON f.id = k.column1 \
+                     LEFT JOIN file_grants g ON g.file_id = f.id AND g.grantee_id = k.column2 AND {}",
+                    live("k.column3")
+                );
+                let mut q = sqlx::query_as::<_, Row>(&sql);
+                for (file, caller, now) in &keys {
+                    q = q.bind(file).bind(caller).bind(*now);
+                }
+                let mut found: std::collections::HashMap<(String, String, Millis), FileAccess> =
+                    std::collections::HashMap::new();
+                for (file, caller, now, owner, key, name, content_type, grant, expires) in
+                    q.fetch_all(&db.pool).await?
+                {
+                    let access = found
+                        .entry((file, caller, now))
+                        .or_insert_with(|| FileAccess {
+                            owner,
+                            file: OwnedFile {
+                                key,
+                                name,
+                                content_type,
+                            },
+                            grants: Vec::new(),
+                        });
+                    if let Some(grant) = grant {
+                        access.grants.push((grant, expires));
+                    }
+                }
+                Ok(found.into_iter().collect())
+            })
+        },
+    );
+    crate::batch::Batcher::start(64, in_flight, load)
 }
 
 /// file, expires_at, ended_at, owner, object key, name, content type

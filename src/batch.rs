@@ -1,0 +1,232 @@
+//! Batched point reads. Requests that need the same kind of row at the same moment (the session
+//! behind a cookie, say) share one query: a loader task takes the first waiting key, every other
+//! key already waiting (up to a cap), and reads them all with one `IN (...)` query.
+//!
+//! Nothing is cached: each key's query starts after its request asked, so a row deleted before
+//! the request arrived (a revoked session) is never seen, on any instance. Batching only shares the
+//! round trip — on SQLite the hand-off to sqlx's worker thread, on PostgreSQL the network trip
+//! and the backend's per-statement work — among requests that are waiting anyway. A lone request
+//! is read at once, with no timer.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::error::AppError;
+
+type Reply<V> = oneshot::Sender<Result<Option<V>, Arc<sqlx::Error>>>;
+
+/// Reads the rows for a set of distinct keys, each row paired with its key. A key without a row
+/// is simply absent.
+pub type Loader<K, V> =
+    Arc<dyn Fn(Vec<K>) -> BoxFuture<'static, Result<Vec<(K, V)>, sqlx::Error>> + Send + Sync>;
+
+pub struct Batcher<K, V> {
+    tx: mpsc::UnboundedSender<(K, Reply<V>)>,
+    counts: Arc<Counts>,
+}
+
+/// Queries run and keys read, for `/metrics`: keys ÷ queries is the mean batch size.
+#[derive(Default)]
+struct Counts {
+    queries: AtomicU64,
+    keys: AtomicU64,
+}
+
+impl<K, V> Batcher<K, V>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    V: Clone + Send + 'static,
+{
+    /// Starts the loader task. At most `in_flight` queries run at once; while they do, new keys
+    /// queue and form the next batch. `max_batch` is rounded up to a power of two.
+    pub fn start(max_batch: usize, in_flight: usize, load: Loader<K, V>) -> Self {
+        let max_batch = max_batch.max(1).next_power_of_two();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(K, Reply<V>)>();
+        let permits = Arc::new(Semaphore::new(in_flight.max(1)));
+        let counts = Arc::new(Counts::default());
+        let counted = counts.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let Some(first) = rx.recv().await else {
+                    return;
+                };
+                let mut jobs = vec![first];
+                // One scheduler turn lets requests that are already running add their keys; a
+                // lone request loses no time (nothing else is waiting to run).
+                tokio::task::yield_now().await;
+                while jobs.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                counted.queries.fetch_add(1, Ordering::Relaxed);
+                counted.keys.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                let keys = padded_keys(&jobs);
+                let load = load.clone();
+                tokio::spawn(async move {
+                    let result = load(keys)
+                        .await
+                        .map(|rows| rows.into_iter().collect::<HashMap<K, V>>())
+                        .map_err(Arc::new);
+                    for (key, reply) in jobs {
+                        let answer = match &result {
+                            Ok(rows) => Ok(rows.get(&key).cloned()),
+                            Err(e) => Err(e.clone()),
+                        };
+                        let _ = reply.send(answer);
+                    }
+                    drop(permit);
+                });
+            }
+        });
+        Batcher { tx, counts }
+    }
+
+    /// (queries run, requests they answered) since start.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.queries.load(Ordering::Relaxed),
+            self.counts.keys.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The row for `key`, read by a query that started after this call.
+    pub async fn get(&self, key: K) -> Result<Option<V>, AppError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((key, reply))
+            .map_err(|_| AppError::internal(anyhow::anyhow!("the batch loader has stopped")))?;
+        match answer.await {
+            Ok(Ok(row)) => Ok(row),
+            Ok(Err(e)) => Err(match Arc::try_unwrap(e) {
+                Ok(e) => e.into(),
+                Err(shared) => AppError::from_shared_db_error(&shared),
+            }),
+            Err(_) => Err(AppError::internal(anyhow::anyhow!(
+                "the batch loader dropped a request"
+            ))),
+        }
+    }
+}
+
+/// The distinct keys of a batch, padded to a power of two by repeating the last one, so that a
+/// database sees a handful of statement shapes (1, 2, 4, … placeholders) and keeps them prepared.
+fn padded_keys<K: Eq + Hash + Clone, R>(jobs: &[(K, R)]) -> Vec<K> {
+    let mut seen = HashSet::with_capacity(jobs.len());
+    let mut keys: Vec<K> = jobs
+        .iter()
+        .filter(|(k, _)| seen.insert(k.clone()))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let last = keys.last().cloned().expect("a batch has a first key");
+    keys.resize(keys.len().next_power_of_two(), last);
+    keys
+}
+
+/// How many batch queries of one kind may run at once. SQLite answers in microseconds but each
+/// query costs a hand-off to sqlx's worker thread, so one at a time (and bigger batches) is
+/// fastest; PostgreSQL's answers take a network round trip, which a few queries in flight hide.
+/// Measured with `bench/auth.sh`'s sessionDetail (SQLite: one in flight 41k req/s, three or four
+/// 25–30k; PostgreSQL: one 26–31k, eight 32–34k).
+pub fn in_flight(dialect: crate::db::Dialect) -> usize {
+    match dialect {
+        crate::db::Dialect::Sqlite => 1,
+        crate::db::Dialect::Postgres => 8,
+    }
+}
+
+/// Prometheus text for batchers' `(name, (queries, keys))`.
+pub fn render(batchers: &[(&str, (u64, u64))]) -> String {
+    let mut out = String::from(
+        "# HELP auravita_batch_queries_total Batched read queries run, by kind.\n\
+         # TYPE auravita_batch_queries_total counter\n",
+    );
+    for (name, (queries, _)) in batchers {
+        out.push_str(&format!(
+            "auravita_batch_queries_total{{kind=\"{name}\"}} {queries}\n"
+        ));
+    }
+    out.push_str(
+        "# HELP auravita_batch_keys_total Requests answered by batched read queries, by kind.\n\
+         # TYPE auravita_batch_keys_total counter\n",
+    );
+    for (name, (_, keys)) in batchers {
+        out.push_str(&format!(
+            "auravita_batch_keys_total{{kind=\"{name}\"}} {keys}\n"
+        ));
+    }
+    out
+}
+
+/// `$first, $first+1, …` for `n` parameters: the inside of an `IN (...)` list.
+pub fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_distinct_then_padded_to_a_power_of_two() {
+        let jobs: Vec<(&str, ())> = vec![("a", ()), ("b", ()), ("a", ()), ("c", ())];
+        assert_eq!(padded_keys(&jobs), vec!["a", "b", "c", "c"]);
+        let one: Vec<(&str, ())> = vec![("x", ())];
+        assert_eq!(padded_keys(&one), vec!["x"]);
+        assert_eq!(placeholders(2, 3), "$2, $3, $4");
+    }
+
+    #[tokio::test]
+    async fn concurrent_gets_share_queries_and_each_gets_its_own_row() {
+        use std::sync::atomic::AtomicUsize;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let load: Loader<u32, u32> = Arc::new(move |keys: Vec<u32>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                // Odd keys have no row.
+                Ok(keys
+                    .into_iter()
+                    .filter(|k| k % 2 == 0)
+                    .map(|k| (k, k * 10))
+                    .collect())
+            })
+        });
+        let batcher = Arc::new(Batcher::start(64, 1, load));
+        let tasks: Vec<_> = (0..200u32)
+            .map(|k| {
+                let b = batcher.clone();
+                tokio::spawn(async move { (k, b.get(k).await.unwrap()) })
+            })
+            .collect();
+        for t in tasks {
+            let (k, row) = t.await.unwrap();
+            assert_eq!(row, (k % 2 == 0).then_some(k * 10), "key {k}");
+        }
+        let queries = calls.load(Ordering::SeqCst);
+        assert!(queries < 200, "200 concurrent reads took {queries} queries");
+        assert_eq!(batcher.counts(), (queries as u64, 200));
+    }
+
+    #[tokio::test]
+    async fn a_failed_query_fails_every_request_in_its_batch() {
+        let load: Loader<u32, u32> =
+            Arc::new(|_keys| Box::pin(async { Err(sqlx::Error::PoolTimedOut) }));
+        let batcher = Batcher::start(8, 1, load);
+        let err = batcher.get(1).await.unwrap_err();
+        assert_eq!(err.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
