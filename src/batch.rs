@@ -25,6 +25,9 @@ type Reply<V> = oneshot::Sender<Result<Option<V>, Arc<sqlx::Error>>>;
 pub type Loader<K, V> =
     Arc<dyn Fn(Vec<K>) -> BoxFuture<'static, Result<Vec<(K, V)>, sqlx::Error>> + Send + Sync>;
 
+/// The most scheduler turns a batch waits for more keys.
+const MAX_TURNS: usize = 4;
+
 pub struct Batcher<K, V> {
     tx: mpsc::UnboundedSender<(K, Reply<V>)>,
     counts: Arc<Counts>,
@@ -59,13 +62,20 @@ where
                     return;
                 };
                 let mut jobs = vec![first];
-                // One scheduler turn lets requests that are already running add their keys; a
-                // lone request loses no time (nothing else is waiting to run).
-                tokio::task::yield_now().await;
-                while jobs.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
+                // Scheduler turns let requests that are already running add their keys: take
+                // another turn while the last one brought more (up to a few). A lone request
+                // loses one turn and no time, for nothing else is waiting to run.
+                for _ in 0..MAX_TURNS {
+                    tokio::task::yield_now().await;
+                    let before = jobs.len();
+                    while jobs.len() < max_batch {
+                        match rx.try_recv() {
+                            Ok(job) => jobs.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    if jobs.len() == before || jobs.len() == max_batch {
+                        break;
                     }
                 }
                 counted.queries.fetch_add(1, Ordering::Relaxed);
