@@ -1,6 +1,7 @@
 //! Batched point reads. Requests that need the same kind of row at the same moment (the session
-//! behind a cookie, say) share one query: a loader task takes the first waiting key, every other
-//! key already waiting (up to a cap), and reads them all with one `IN (...)` query.
+//! behind a cookie, say) share one query: a loader task takes the first waiting key, lets the
+//! scheduler run while that brings more keys (a few turns at most), and reads them all (up to a
+//! cap) with one `IN (...)` query.
 //!
 //! Nothing is cached: each key's query starts after its request asked, so a row deleted before
 //! the request arrived (a revoked session) is never seen, on any instance. Batching only shares the
