@@ -62,23 +62,7 @@ where
                 let Some(first) = rx.recv().await else {
                     return;
                 };
-                let mut jobs = vec![first];
-                // Scheduler turns let requests that are already running add their keys: take
-                // another turn while the last one brought more (up to a few). A lone request
-                // loses one turn and no time, for nothing else is waiting to run.
-                for _ in 0..MAX_TURNS {
-                    tokio::task::yield_now().await;
-                    let before = jobs.len();
-                    while jobs.len() < max_batch {
-                        match rx.try_recv() {
-                            Ok(job) => jobs.push(job),
-                            Err(_) => break,
-                        }
-                    }
-                    if jobs.len() == before || jobs.len() == max_batch {
-                        break;
-                    }
-                }
+                let jobs = gather(first, max_batch, || rx.try_recv().ok()).await;
                 counted.queries.fetch_add(1, Ordering::Relaxed);
                 counted.keys.fetch_add(jobs.len() as u64, Ordering::Relaxed);
                 let keys = padded_keys(&jobs);
@@ -100,6 +84,19 @@ where
             }
         });
         Batcher { tx, counts }
+    }
+
+    /// A batcher for database reads: up to 64 keys a query, as many queries in flight as suit
+    /// the database (`in_flight`). `load` gets its own handle on the pool for each batch.
+    pub fn reading<F>(db: crate::db::Db, load: F) -> Self
+    where
+        F: Fn(crate::db::Db, Vec<K>) -> BoxFuture<'static, Result<Vec<(K, V)>, sqlx::Error>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let in_flight = in_flight(db.dialect);
+        Self::start(64, in_flight, Arc::new(move |keys| load(db.clone(), keys)))
     }
 
     /// (queries run, requests they answered) since start.
@@ -129,6 +126,28 @@ where
     }
 }
 
+/// A batch: `first`, then whatever `try_next` has ready, up to `max`. Scheduler turns let
+/// requests that are already running add theirs: another turn is taken while the last one brought
+/// more (up to `MAX_TURNS`). A lone request loses one turn and no time, for nothing else is
+/// waiting to run. Shared by the batched reads and the ledger's group commit.
+pub async fn gather<T>(first: T, max: usize, mut try_next: impl FnMut() -> Option<T>) -> Vec<T> {
+    let mut jobs = vec![first];
+    for _ in 0..MAX_TURNS {
+        tokio::task::yield_now().await;
+        let before = jobs.len();
+        while jobs.len() < max {
+            match try_next() {
+                Some(job) => jobs.push(job),
+                None => break,
+            }
+        }
+        if jobs.len() == before || jobs.len() == max {
+            break;
+        }
+    }
+    jobs
+}
+
 /// The distinct keys of a batch, padded to a power of two by repeating the last one, so that a
 /// database sees a handful of statement shapes (1, 2, 4, … placeholders) and keeps them prepared.
 fn padded_keys<K: Eq + Hash + Clone, R>(jobs: &[(K, R)]) -> Vec<K> {
@@ -148,7 +167,7 @@ fn padded_keys<K: Eq + Hash + Clone, R>(jobs: &[(K, R)]) -> Vec<K> {
 /// fastest; PostgreSQL's answers take a network round trip, which a few queries in flight hide.
 /// Measured with `bench/auth.sh`'s sessionDetail (SQLite: one in flight 41k req/s, three or four
 /// 25–30k; PostgreSQL: one 26–31k, eight 32–34k).
-pub fn in_flight(dialect: crate::db::Dialect) -> usize {
+fn in_flight(dialect: crate::db::Dialect) -> usize {
     match dialect {
         crate::db::Dialect::Sqlite => 1,
         crate::db::Dialect::Postgres => 8,
@@ -186,6 +205,14 @@ pub fn placeholders(first: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// `($1, $2), ($3, $4), …`: `rows` rows of `width` parameters, for a `VALUES` list.
+pub fn placeholder_rows(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(r * width + 1, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +224,7 @@ mod tests {
         let one: Vec<(&str, ())> = vec![("x", ())];
         assert_eq!(padded_keys(&one), vec!["x"]);
         assert_eq!(placeholders(2, 3), "$2, $3, $4");
+        assert_eq!(placeholder_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
     }
 
     #[tokio::test]

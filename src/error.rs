@@ -163,13 +163,20 @@ impl From<sqlx::Error> for AppError {
             err.source = Some(e.into());
             return err;
         }
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                AppError::unavailable("the database", e)
-            }
-            other => AppError::internal(other),
+        if is_unavailable(&e) {
+            AppError::unavailable("the database", e)
+        } else {
+            AppError::internal(e)
         }
     }
+}
+
+/// The database could not be reached (or gave no connection in time): a 503, not a 500.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+    )
 }
 
 impl AppError {
@@ -177,11 +184,10 @@ impl AppError {
     /// error would have on its own, its text kept as the logged cause.
     pub fn from_shared_db_error(e: &sqlx::Error) -> Self {
         let cause = anyhow::anyhow!("{e}");
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                AppError::unavailable("the database", cause)
-            }
-            _ => AppError::internal(cause),
+        if is_unavailable(e) {
+            AppError::unavailable("the database", cause)
+        } else {
+            AppError::internal(cause)
         }
     }
 }

@@ -237,9 +237,7 @@ type SessionColumns = (
 pub type SessionLookups = crate::batch::Batcher<String, SessionRow>;
 
 pub fn session_lookups(db: crate::db::Db) -> SessionLookups {
-    let db_dialect = db.dialect;
-    let load: crate::batch::Loader<String, SessionRow> = std::sync::Arc::new(move |hashes| {
-        let db = db.clone();
+    crate::batch::Batcher::reading(db, |db, hashes| {
         Box::pin(async move {
             let sql = format!(
                 "SELECT s.token_hash, s.id, s.last_seen_at, s.expires_at, u.id, u.phone, u.name, \
@@ -289,8 +287,7 @@ pub fn session_lookups(db: crate::db::Db) -> SessionLookups {
                 )
                 .collect())
         })
-    });
-    crate::batch::Batcher::start(64, crate::batch::in_flight(db_dialect), load)
+    })
 }
 
 async fn session_lookup(

@@ -30,7 +30,7 @@ pub struct Ledger {
     tx: mpsc::Sender<Job>,
 }
 
-/// The most rows one transaction carries (11 parameters each, well under SQLite's limit).
+/// The most rows one transaction carries (10 parameters each, well under SQLite's limit).
 const MAX_BATCH: usize = 256;
 
 impl Ledger {
@@ -38,15 +38,7 @@ impl Ledger {
         let (tx, mut rx) = mpsc::channel::<Job>(4096);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                // One scheduler turn lets requests that are already running add their rows.
-                tokio::task::yield_now().await;
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
+                let batch = crate::batch::gather(first, MAX_BATCH, || rx.try_recv().ok()).await;
                 let result = write(&db, &batch).await.map_err(|e| e.to_string());
                 for (_, ack) in batch {
                     let _ = ack.send(result.clone());
@@ -74,29 +66,12 @@ impl Ledger {
 }
 
 async fn write(db: &Db, batch: &[Job]) -> Result<(), sqlx::Error> {
-    let mut sql = String::from(
+    // subject_id (the doctor a grant was about) is left NULL: a read has none.
+    let sql = format!(
         "INSERT INTO file_access_log (id, owner_id, file_id, file_name, actor_id, action, grant_id, \
-         subject_id, at, ip, user_agent) VALUES ",
+         at, ip, user_agent) VALUES {}",
+        crate::batch::placeholder_rows(batch.len(), 10)
     );
-    for i in 0..batch.len() {
-        let b = i * 10;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, NULL, ${}, ${}, ${})",
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 7,
-            b + 8,
-            b + 9,
-            b + 10
-        ));
-    }
     let mut q = sqlx::query(&sql);
     for (e, _) in batch {
         q = q

@@ -539,52 +539,44 @@ pub fn file_access_lookups(db: crate::db::Db) -> FileAccessLookups {
         Option<String>,
         Option<i64>,
     );
-    let in_flight = crate::batch::in_flight(db.dialect);
-    let load: crate::batch::Loader<(String, String, Millis), FileAccess> = std::sync::Arc::new(
-        move |keys| {
-            let db = db.clone();
-            Box::pin(async move {
-                // Both databases name a VALUES list's columns column1, column2, ….
-                let values = (0..keys.len())
-                    .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let sql = format!(
+    crate::batch::Batcher::reading(db, |db, keys| {
+        Box::pin(async move {
+            // Both databases name a VALUES list's columns column1, column2, ….
+            let values = crate::batch::placeholder_rows(keys.len(), 3);
+            let sql = format!(
                     "SELECT k.column1, k.column2, k.column3, f.owner_id, f.object_key, f.file_name, \
                      f.content_type, g.id, g.expires_at FROM (VALUES {values}) AS k \
                      JOIN files f ON f.id = k.column1 \
                      LEFT JOIN file_grants g ON g.file_id = f.id AND g.grantee_id = k.column2 AND {}",
                     live("k.column3")
                 );
-                let mut q = sqlx::query_as::<_, Row>(&sql);
-                for (file, caller, now) in &keys {
-                    q = q.bind(file).bind(caller).bind(*now);
+            let mut q = sqlx::query_as::<_, Row>(&sql);
+            for (file, caller, now) in &keys {
+                q = q.bind(file).bind(caller).bind(*now);
+            }
+            let mut found: std::collections::HashMap<(String, String, Millis), FileAccess> =
+                std::collections::HashMap::new();
+            for (file, caller, now, owner, key, name, content_type, grant, expires) in
+                q.fetch_all(&db.pool).await?
+            {
+                let access = found
+                    .entry((file, caller, now))
+                    .or_insert_with(|| FileAccess {
+                        owner,
+                        file: OwnedFile {
+                            key,
+                            name,
+                            content_type,
+                        },
+                        grants: Vec::new(),
+                    });
+                if let Some(grant) = grant {
+                    access.grants.push((grant, expires));
                 }
-                let mut found: std::collections::HashMap<(String, String, Millis), FileAccess> =
-                    std::collections::HashMap::new();
-                for (file, caller, now, owner, key, name, content_type, grant, expires) in
-                    q.fetch_all(&db.pool).await?
-                {
-                    let access = found
-                        .entry((file, caller, now))
-                        .or_insert_with(|| FileAccess {
-                            owner,
-                            file: OwnedFile {
-                                key,
-                                name,
-                                content_type,
-                            },
-                            grants: Vec::new(),
-                        });
-                    if let Some(grant) = grant {
-                        access.grants.push((grant, expires));
-                    }
-                }
-                Ok(found.into_iter().collect())
-            })
-        },
-    );
-    crate::batch::Batcher::start(64, in_flight, load)
+            }
+            Ok(found.into_iter().collect())
+        })
+    })
 }
 
 /// file, expires_at, ended_at, owner, object key, name, content type

@@ -55,14 +55,11 @@ pub async fn load_connections(
 pub type ConnectionLookups = crate::batch::Batcher<String, Vec<ConnectionView>>;
 
 pub fn connection_lookups(db: crate::db::Db) -> ConnectionLookups {
-    let db_dialect = db.dialect;
-    let load: crate::batch::Loader<String, Vec<ConnectionView>> = std::sync::Arc::new(
-        move |users| {
-            let db = db.clone();
-            Box::pin(async move {
-                // One half per side of the connection; the first column says whose list a row is in.
-                let ids = crate::batch::placeholders(1, users.len());
-                let sql = format!(
+    crate::batch::Batcher::reading(db, |db, users| {
+        Box::pin(async move {
+            // One half per side of the connection; the first column says whose list a row is in.
+            let ids = crate::batch::placeholders(1, users.len());
+            let sql = format!(
                     "SELECT c.patient_id, c.id, c.created_at, u.phone, {PEER_COLS} FROM connections c \
                      JOIN users u ON u.id = c.doctor_id WHERE c.patient_id IN ({ids}) \
                      UNION ALL \
@@ -70,38 +67,36 @@ pub fn connection_lookups(db: crate::db::Db) -> ConnectionLookups {
                      JOIN users u ON u.id = c.patient_id WHERE c.doctor_id IN ({ids}) \
                      ORDER BY 1, 3, 2"
                 );
-                let mut q = sqlx::query_as::<
-                    _,
-                    (
-                        String,
-                        String,
-                        i64,
-                        Option<String>,
-                        String,
-                        String,
-                        String,
-                        i64,
-                        Option<String>,
-                    ),
-                >(&sql);
-                for u in &users {
-                    q = q.bind(u);
+            let mut q = sqlx::query_as::<
+                _,
+                (
+                    String,
+                    String,
+                    i64,
+                    Option<String>,
+                    String,
+                    String,
+                    String,
+                    i64,
+                    Option<String>,
+                ),
+            >(&sql);
+            for u in &users {
+                q = q.bind(u);
+            }
+            let mut lists: Vec<(String, Vec<ConnectionView>)> = Vec::new();
+            for (owner, id, created, phone, uid, name, role, verified, spec) in
+                q.fetch_all(&db.pool).await?
+            {
+                let view = conn_view((id, created, phone, uid, name, role, verified, spec));
+                match lists.last_mut() {
+                    Some((last, list)) if *last == owner => list.push(view),
+                    _ => lists.push((owner, vec![view])),
                 }
-                let mut lists: Vec<(String, Vec<ConnectionView>)> = Vec::new();
-                for (owner, id, created, phone, uid, name, role, verified, spec) in
-                    q.fetch_all(&db.pool).await?
-                {
-                    let view = conn_view((id, created, phone, uid, name, role, verified, spec));
-                    match lists.last_mut() {
-                        Some((last, list)) if *last == owner => list.push(view),
-                        _ => lists.push((owner, vec![view])),
-                    }
-                }
-                Ok(lists)
-            })
-        },
-    );
-    crate::batch::Batcher::start(64, crate::batch::in_flight(db_dialect), load)
+            }
+            Ok(lists)
+        })
+    })
 }
 
 fn conn_view((id, created, phone, uid, name, role, verified, spec): ConnRow) -> ConnectionView {
