@@ -7,6 +7,9 @@ use auravita::config::{AdminCommand, Cli, Command};
 use auravita::{AppState, Server};
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
