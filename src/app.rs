@@ -139,13 +139,13 @@ impl Modify for SessionCookie {
 /// The documented API routes, as one router with its OpenAPI document.
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/auth", crate::auth::router(state))
-        .nest(
-            "/protected/user",
-            crate::users::router().merge(crate::auth::totp::router()),
-        )
-        .nest("/protected/resource", crate::files::router())
-        .nest("/protected/notification", crate::notifications::router())
+        // Each route carries its full path (merged, not nested): a nested route pays for a
+        // rewritten URI on every request.
+        .merge(crate::auth::router(state))
+        .merge(crate::users::router())
+        .merge(crate::auth::totp::router())
+        .merge(crate::files::router())
+        .merge(crate::notifications::router())
         .routes(routes!(live))
         .routes(routes!(ready))
         .split_for_parts();

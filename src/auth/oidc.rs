@@ -501,7 +501,7 @@ pub struct OidcRegistered {
 
 /// Create the account for the identity in the bearer token (no phone needed). Later requests
 /// with a token for that identity act as this account.
-#[utoipa::path(post, path = "/oidc/register", tag = "auth", request_body = OidcRegisterRequest,
+#[utoipa::path(post, path = "/auth/oidc/register", tag = "auth", request_body = OidcRegisterRequest,
     security(("bearer" = [])),
     responses(
         (status = 201, body = crate::api::Envelope<OidcRegistered>),

@@ -133,7 +133,7 @@ fn signup_allowed(existing: &Option<(String, String, i64)>, role: Role) -> Resul
 }
 
 /// Start a sign-up: sends a code to the phone.
-#[utoipa::path(post, path = "/signup", tag = "auth", request_body = SignupRequest,
+#[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignupRequest,
     responses(
         (status = 200, body = crate::api::Envelope<ChallengeData>),
         (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
@@ -168,7 +168,7 @@ async fn signup(
 }
 
 /// Finish a sign-up with the code: creates the account and signs in.
-#[utoipa::path(post, path = "/signup/verify/{id}", tag = "auth", request_body = VerifyRequest,
+#[utoipa::path(post, path = "/auth/signup/verify/{id}", tag = "auth", request_body = VerifyRequest,
     params(("id" = String, Path, description = "verification id from /auth/signup")),
     responses(
         (status = 200, body = crate::api::Envelope<VerifyData>, headers(("set-cookie" = String, description = "the session cookie"))),
@@ -280,7 +280,7 @@ async fn finish_sign_in(
 }
 
 /// Start a sign-in: sends a code if the phone has an account. The answer is the same either way.
-#[utoipa::path(post, path = "/signin", tag = "auth", request_body = PhoneRequest,
+#[utoipa::path(post, path = "/auth/signin", tag = "auth", request_body = PhoneRequest,
     responses(
         (status = 200, body = crate::api::Envelope<ChallengeData>),
         (status = 400, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
@@ -318,7 +318,7 @@ async fn start_signin(state: &AppState, raw_phone: &str) -> Result<String, AppEr
 }
 
 /// Finish a sign-in with the code.
-#[utoipa::path(post, path = "/signin/verify/{id}", tag = "auth", request_body = VerifyRequest,
+#[utoipa::path(post, path = "/auth/signin/verify/{id}", tag = "auth", request_body = VerifyRequest,
     params(("id" = String, Path, description = "verification id from /auth/signin")),
     responses(
         (status = 200, body = crate::api::Envelope<VerifyData>, headers(("set-cookie" = String, description = "the session cookie"))),
@@ -391,7 +391,7 @@ async fn complete_sign_in(
 
 /// Finish a sign-in that asked for a second step, with the code the authenticator app shows.
 /// Five wrong codes end this attempt (and count against the phone like a dead SMS code).
-#[utoipa::path(post, path = "/signin/totp/{id}", tag = "auth", request_body = totp::CodeRequest,
+#[utoipa::path(post, path = "/auth/signin/totp/{id}", tag = "auth", request_body = totp::CodeRequest,
     params(("id" = String, Path, description = "second_factor.id from /auth/signin/verify")),
     responses(
         (status = 200, body = crate::api::Envelope<VerifyData>, headers(("set-cookie" = String, description = "the session cookie"))),
@@ -471,7 +471,7 @@ async fn signin_second_factor(
 }
 
 /// Send a new sign-in code (the previous one stops working).
-#[utoipa::path(post, path = "/signin/resendotp", tag = "auth", request_body = PhoneRequest,
+#[utoipa::path(post, path = "/auth/signin/resendotp", tag = "auth", request_body = PhoneRequest,
     responses(
         (status = 200, body = crate::api::Envelope<ResendData>),
         (status = 400, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
@@ -494,7 +494,7 @@ async fn signin_resend(
 }
 
 /// Send a new sign-up code (the previous one stops working).
-#[utoipa::path(post, path = "/signup/resendotp", tag = "auth", request_body = PhoneRequest,
+#[utoipa::path(post, path = "/auth/signup/resendotp", tag = "auth", request_body = PhoneRequest,
     responses(
         (status = 200, body = crate::api::Envelope<ResendData>),
         (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
@@ -541,7 +541,7 @@ async fn signup_resend(
 }
 
 /// Sign out: ends this session everywhere at once and clears the cookie.
-#[utoipa::path(post, path = "/signout", tag = "auth",
+#[utoipa::path(post, path = "/auth/signout", tag = "auth",
     responses((status = 200, body = crate::api::Envelope<Done>), (status = 429, body = ErrorEnvelope)))]
 async fn signout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Done> {
     if let Some(token) = session::cookie_value(&headers, state.config.cookie_name()) {

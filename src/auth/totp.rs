@@ -250,7 +250,7 @@ async fn current(state: &AppState, user_id: &str) -> Result<TotpStatus, AppError
 }
 
 /// Whether two-step sign-in is on for your account.
-#[utoipa::path(get, path = "/totp", tag = "user", security(("session" = [])),
+#[utoipa::path(get, path = "/protected/user/totp", tag = "user", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<TotpStatus>),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 async fn status(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpStatus> {
@@ -263,7 +263,7 @@ async fn status(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSt
 
 /// Start setting up two-step sign-in: a new secret for your authenticator app (it replaces one
 /// set up but not confirmed). Nothing changes until you confirm it with a code.
-#[utoipa::path(post, path = "/totp/setup", tag = "user", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/user/totp/setup", tag = "user", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<TotpSetup>),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 409, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
@@ -324,7 +324,7 @@ fn already_enabled() -> AppError {
 
 /// Turn two-step sign-in on with the code your authenticator shows. Every other device is signed
 /// out, since it signed in without the second step.
-#[utoipa::path(post, path = "/totp/enable", tag = "user", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/user/totp/enable", tag = "user", security(("session" = [])),
     request_body = CodeRequest,
     responses((status = 200, body = crate::api::Envelope<TotpEnabled>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
@@ -382,7 +382,7 @@ async fn enable(
 }
 
 /// Turn two-step sign-in off, with a current code from your authenticator.
-#[utoipa::path(post, path = "/totp/disable", tag = "user", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/user/totp/disable", tag = "user", security(("session" = [])),
     request_body = CodeRequest,
     responses((status = 200, body = crate::api::Envelope<TotpStatus>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),

@@ -422,7 +422,7 @@ async fn issue_link(
 // Routes
 
 /// The caller's own files, 10 a page, newest first.
-#[utoipa::path(get, path = "/userFiles", tag = "resource", security(("session" = [])), params(PageQuery),
+#[utoipa::path(get, path = "/protected/resource/userFiles", tag = "resource", security(("session" = [])), params(PageQuery),
     responses((status = 200, body = crate::api::Envelope<FilePage>), (status = 401, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope)))]
 async fn user_files(
@@ -456,7 +456,7 @@ async fn user_files(
 }
 
 /// A 2-minute download link: for the owner (`o=t`) or under a live grant or share (`o=f`).
-#[utoipa::path(get, path = "/fileURL/{file_id}", tag = "resource", security(("session" = [])),
+#[utoipa::path(get, path = "/protected/resource/fileURL/{file_id}", tag = "resource", security(("session" = [])),
     params(("file_id" = String, Path), UrlQuery),
     responses((status = 200, body = crate::api::Envelope<LinkView>), (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
@@ -591,7 +591,7 @@ type AccessRow = (
 );
 
 /// A 2-minute download link under one grant or share given to the caller.
-#[utoipa::path(get, path = "/sharedFileURL/{access_id}", tag = "resource", security(("session" = [])),
+#[utoipa::path(get, path = "/protected/resource/sharedFileURL/{access_id}", tag = "resource", security(("session" = [])),
     params(("access_id" = String, Path)),
     responses((status = 200, body = crate::api::Envelope<LinkView>), (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 410, body = ErrorEnvelope)))]
@@ -639,7 +639,7 @@ async fn shared_file_url(
 }
 
 /// Permanent read access for a connected doctor, optionally ending after `e` minutes.
-#[utoipa::path(post, path = "/createFileAccess/{file_id}", tag = "resource", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/resource/createFileAccess/{file_id}", tag = "resource", security(("session" = [])),
     params(("file_id" = String, Path), GrantQuery),
     responses((status = 200, body = crate::api::Envelope<GrantView>), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
@@ -723,7 +723,7 @@ async fn create_file_access(
 }
 
 /// Takes back every live grant and share the doctor holds on this file, at once.
-#[utoipa::path(post, path = "/revokeFileAccess/{file_id}", tag = "resource", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/resource/revokeFileAccess/{file_id}", tag = "resource", security(("session" = [])),
     params(("file_id" = String, Path), PersonQuery),
     responses((status = 200, body = crate::api::Envelope<Detail>), (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
@@ -784,7 +784,7 @@ async fn revoke_file_access(
 }
 
 /// Shares a file with a doctor for 30 minutes (no connection needed: a second opinion, a walk-in).
-#[utoipa::path(post, path = "/tempFileShare/{file_id}", tag = "resource", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/resource/tempFileShare/{file_id}", tag = "resource", security(("session" = [])),
     params(("file_id" = String, Path), ShareQuery),
     responses((status = 200, body = crate::api::Envelope<GrantView>), (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
@@ -898,7 +898,7 @@ async fn live_shared(
 }
 
 /// A doctor's view of what one patient shares with them right now.
-#[utoipa::path(get, path = "/patientFileData/{patient_id}", tag = "resource", security(("session" = [])),
+#[utoipa::path(get, path = "/protected/resource/patientFileData/{patient_id}", tag = "resource", security(("session" = [])),
     params(("patient_id" = String, Path)),
     responses((status = 200, body = crate::api::Envelope<SharedFiles>), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope)))]
@@ -916,7 +916,7 @@ async fn patient_file_data(
 }
 
 /// Everything shared with the calling doctor right now, with the patient and the end time.
-#[utoipa::path(get, path = "/sharedWithMe", tag = "resource", security(("session" = [])),
+#[utoipa::path(get, path = "/protected/resource/sharedWithMe", tag = "resource", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<SharedFiles>), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope)))]
 async fn shared_with_me(State(state): State<AppState>, me: AuthUser) -> ApiResult<SharedFiles> {
@@ -926,7 +926,7 @@ async fn shared_with_me(State(state): State<AppState>, me: AuthUser) -> ApiResul
 }
 
 /// Deletes one of the caller's files: its grants and shares end with it.
-#[utoipa::path(post, path = "/deleteFile/{file_id}", tag = "resource", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/resource/deleteFile/{file_id}", tag = "resource", security(("session" = [])),
     params(("file_id" = String, Path)),
     responses((status = 200, body = crate::api::Envelope<Detail>), (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope)))]
@@ -1013,7 +1013,7 @@ type LogRow = (
 );
 
 /// The owner's audit trail: every link issued, grant, revoke, share and delete on their files.
-#[utoipa::path(get, path = "/accessLog", tag = "resource", security(("session" = [])), params(LogQuery),
+#[utoipa::path(get, path = "/protected/resource/accessLog", tag = "resource", security(("session" = [])), params(LogQuery),
     responses((status = 200, body = crate::api::Envelope<LogPage>), (status = 401, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope)))]
 async fn access_log(

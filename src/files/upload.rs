@@ -125,7 +125,7 @@ fn clean_name(raw: Option<&str>, ext: &str) -> String {
 }
 
 /// Uploads a medical document (patients only).
-#[utoipa::path(post, path = "/uploadFile", tag = "resource", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/resource/uploadFile", tag = "resource", security(("session" = [])),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, body = crate::api::Envelope<Uploaded>), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),

@@ -64,7 +64,7 @@ impl From<NotificationRow> for NotificationView {
 /// not, then new ones. Each event is `event: notification`, `id: <id>`, `data: <notification as
 /// JSON>`; a comment line `: keep-alive` every 15 s. The stream ends when the session ends, when
 /// the same user opens more streams than allowed (the oldest closes first), or on shutdown.
-#[utoipa::path(get, path = "/notify", tag = "notification",
+#[utoipa::path(get, path = "/protected/notification/notify", tag = "notification",
     params(("Last-Event-ID" = Option<i64>, Header, description = "resume after this notification id")),
     responses(
         (status = 200, description = "an endless `text/event-stream`; each event's data is a NotificationView",
@@ -128,7 +128,7 @@ fn bad_last_event_id() -> AppError {
 }
 
 /// Mark one notification as read.
-#[utoipa::path(post, path = "/readNotification/{notification_id}", tag = "notification",
+#[utoipa::path(post, path = "/protected/notification/readNotification/{notification_id}", tag = "notification",
     params(("notification_id" = i64, Path, description = "the notification's id")),
     responses(
         (status = 200, body = crate::api::Envelope<Done>),
@@ -181,7 +181,7 @@ pub struct NotificationPage {
 }
 
 /// The caller's notifications, newest first, 20 per page, with the total and unread counts.
-#[utoipa::path(get, path = "/list", tag = "notification",
+#[utoipa::path(get, path = "/protected/notification/list", tag = "notification",
     params(ListQuery),
     responses(
         (status = 200, body = crate::api::Envelope<NotificationPage>),
@@ -233,7 +233,7 @@ pub struct ReadAllData {
 }
 
 /// Mark every notification of the caller as read.
-#[utoipa::path(post, path = "/readAll", tag = "notification",
+#[utoipa::path(post, path = "/protected/notification/readAll", tag = "notification",
     responses(
         (status = 200, body = crate::api::Envelope<ReadAllData>),
         (status = 401, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)),

@@ -160,7 +160,7 @@ fn clean_note(note: Option<String>) -> Result<Option<String>, AppError> {
 }
 
 /// Ask a doctor to connect (patients only). The body (`{note}`) may be left out.
-#[utoipa::path(post, path = "/connectionRequest/{doctor_id}", tag = "user", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/user/connectionRequest/{doctor_id}", tag = "user", security(("session" = [])),
     params(("doctor_id" = String, Path, description = "the doctor's user id")),
     request_body(content = Option<RequestBody>, description = "optional", content_type = "application/json"),
     responses(
@@ -296,7 +296,7 @@ pub struct AcceptData {
 }
 
 /// Accept a request addressed to you (doctors only); creates the connection.
-#[utoipa::path(post, path = "/acceptConnectionRequest/{request_id}", tag = "user", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/user/acceptConnectionRequest/{request_id}", tag = "user", security(("session" = [])),
     params(("request_id" = String, Path, description = "the request's id")),
     responses(
         (status = 200, body = crate::api::Envelope<AcceptData>),
@@ -372,7 +372,7 @@ pub struct Decided {
 }
 
 /// Reject a request addressed to you (doctors only).
-#[utoipa::path(post, path = "/rejectConnectionRequest/{request_id}", tag = "user", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/user/rejectConnectionRequest/{request_id}", tag = "user", security(("session" = [])),
     params(("request_id" = String, Path, description = "the request's id")),
     responses(
         (status = 200, body = crate::api::Envelope<Decided>),
@@ -485,7 +485,7 @@ async fn requests(
 }
 
 /// Your connection requests: those addressed to you and those you sent.
-#[utoipa::path(get, path = "/getConnectionRequests", tag = "user", security(("session" = [])),
+#[utoipa::path(get, path = "/protected/user/getConnectionRequests", tag = "user", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<RequestLists>), (status = 401, body = ErrorEnvelope)))]
 pub async fn get_requests(State(state): State<AppState>, me: AuthUser) -> ApiResult<RequestLists> {
     let incoming = requests(&state, "doctor_id", "patient_id", &me.user_id).await?;
@@ -497,7 +497,7 @@ pub async fn get_requests(State(state): State<AppState>, me: AuthUser) -> ApiRes
 }
 
 /// Withdraw a pending request you sent.
-#[utoipa::path(post, path = "/deletePendingRequest/{request_id}", tag = "user", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/user/deletePendingRequest/{request_id}", tag = "user", security(("session" = [])),
     params(("request_id" = String, Path, description = "the request's id")),
     responses(
         (status = 200, body = crate::api::Envelope<Done>),
@@ -522,7 +522,7 @@ pub async fn delete_pending_request(
 }
 
 /// End a connection (either side): it goes for both, with every grant and share the doctor had.
-#[utoipa::path(post, path = "/deleteConnection/{connection_id}", tag = "user", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/user/deleteConnection/{connection_id}", tag = "user", security(("session" = [])),
     params(("connection_id" = String, Path, description = "the connection's id")),
     responses(
         (status = 200, body = crate::api::Envelope<Done>),
@@ -569,7 +569,7 @@ pub struct ConnectionList {
 }
 
 /// Your connections.
-#[utoipa::path(get, path = "/connections", tag = "user", security(("session" = [])),
+#[utoipa::path(get, path = "/protected/user/connections", tag = "user", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<ConnectionList>), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_connections(
     State(state): State<AppState>,

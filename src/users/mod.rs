@@ -155,7 +155,7 @@ pub fn views(row: UserRow) -> (UserView, ProfileView) {
 }
 
 /// Who is signed in: the user, their profile and their connections.
-#[utoipa::path(get, path = "/sessionDetail", tag = "user", security(("session" = [])),
+#[utoipa::path(get, path = "/protected/user/sessionDetail", tag = "user", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<SessionDetail>), (status = 401, body = ErrorEnvelope)))]
 async fn session_detail(
     State(state): State<AppState>,

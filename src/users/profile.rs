@@ -70,7 +70,7 @@ fn clean_text(
 }
 
 /// Change your name and, for doctors, the professional fields. Fields left out stay as they are.
-#[utoipa::path(post, path = "/updateProfile", tag = "user", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/user/updateProfile", tag = "user", security(("session" = [])),
     request_body = UpdateProfile,
     responses(
         (status = 200, body = crate::api::Envelope<Me>),
@@ -165,7 +165,7 @@ pub struct PatientCreated {
 
 /// Register a patient at the clinic (doctors only). The account exists at once, unverified and
 /// connected to you; the patient takes it over by signing up or in with a code on that phone.
-#[utoipa::path(post, path = "/createPatient", tag = "user", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/user/createPatient", tag = "user", security(("session" = [])),
     request_body = NewPatient,
     responses(
         (status = 201, body = crate::api::Envelope<PatientCreated>),
@@ -251,7 +251,7 @@ pub struct Deleted {
 
 /// Erase your account for good: sessions end at once, you vanish from search and from every
 /// peer's lists, your files go, and the phone can sign up again as a new account.
-#[utoipa::path(post, path = "/deleteProfile", tag = "user", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/user/deleteProfile", tag = "user", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<Deleted>), (status = 401, body = ErrorEnvelope)))]
 pub async fn delete_profile(State(state): State<AppState>, me: AuthUser) -> ApiResult<Deleted> {
     erase_account(&state, &me.user_id).await?;

@@ -174,7 +174,7 @@ fn like_literal(s: &str) -> String {
 }
 
 /// Search doctors by a piece of their name, case-insensitively, alphabetically, a page at a time.
-#[utoipa::path(get, path = "/searchDoctorByName", tag = "user", security(("session" = [])),
+#[utoipa::path(get, path = "/protected/user/searchDoctorByName", tag = "user", security(("session" = [])),
     params(NameQuery),
     responses(
         (status = 200, body = crate::api::Envelope<DoctorPage>),
@@ -275,7 +275,7 @@ pub struct DoctorFound {
 }
 
 /// Find a doctor by phone number.
-#[utoipa::path(get, path = "/searchDoctorByNumber", tag = "user", security(("session" = [])),
+#[utoipa::path(get, path = "/protected/user/searchDoctorByNumber", tag = "user", security(("session" = [])),
     params(PhoneQuery),
     responses(
         (status = 200, body = crate::api::Envelope<DoctorFound>),

@@ -33,7 +33,7 @@ pub struct SessionList {
 type SessionRow = (String, String, String, i64, i64);
 
 /// Where you are signed in (live sessions only), most recently used first.
-#[utoipa::path(get, path = "/sessions", tag = "user", security(("session" = [])),
+#[utoipa::path(get, path = "/protected/user/sessions", tag = "user", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<SessionList>), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_sessions(State(state): State<AppState>, me: AuthUser) -> ApiResult<SessionList> {
     let now = state.clock.now();
@@ -69,7 +69,7 @@ pub struct Ended {
 }
 
 /// End one of your sessions (signing that device out at once).
-#[utoipa::path(post, path = "/revokeSession/{id}", tag = "user", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/user/revokeSession/{id}", tag = "user", security(("session" = [])),
     params(("id" = String, Path, description = "the session's id, from GET sessions")),
     responses(
         (status = 200, body = crate::api::Envelope<Ended>),
@@ -103,7 +103,7 @@ pub async fn revoke_session(
 }
 
 /// End every one of your sessions, this one included.
-#[utoipa::path(post, path = "/signoutEverywhere", tag = "user", security(("session" = [])),
+#[utoipa::path(post, path = "/protected/user/signoutEverywhere", tag = "user", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<Ended>), (status = 401, body = ErrorEnvelope)))]
 pub async fn signout_everywhere(State(state): State<AppState>, me: AuthUser) -> ApiResult<Ended> {
     let gone = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
