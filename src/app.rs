@@ -51,6 +51,8 @@ pub struct App {
     pub sessions: crate::auth::session::SessionLookups,
     /// Batched connection-list reads (sessionDetail, profile).
     pub connections: crate::users::connections::ConnectionLookups,
+    /// Batched `sessionDetail` reads: the session and the connection list in one query.
+    pub session_details: crate::users::connections::SessionDetailLookups,
     /// Batched file-and-grant reads behind download links (fileURL).
     pub file_access: crate::files::FileAccessLookups,
     /// Bearer tokens from an external identity provider; `None` unless `AURAVITA_OIDC_ISSUER` is set.
@@ -92,6 +94,7 @@ impl AppState {
             metrics: Metrics::default(),
             sessions: crate::auth::session::session_lookups(db.clone()),
             connections: crate::users::connections::connection_lookups(db.clone()),
+            session_details: crate::users::connections::session_detail_lookups(db.clone()),
             file_access: crate::files::file_access_lookups(db.clone()),
             oidc,
             shutdown: CancellationToken::new(),
@@ -367,6 +370,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     body.push_str(&crate::batch::render(&[
         ("session", state.sessions.counts()),
         ("connections", state.connections.counts()),
+        ("session_detail", state.session_details.counts()),
         ("file_access", state.file_access.counts()),
     ]));
     (

@@ -87,16 +87,28 @@ where
     }
 
     /// A batcher for database reads: up to 64 keys a query, as many queries in flight as suit
-    /// the database (`in_flight`). `load` gets its own handle on the pool for each batch.
+    /// the database (`in_flight`). `load` runs each batch's query on a connection from
+    /// `Db::read` (kept between reads, so no release check after each).
     pub fn reading<F>(db: crate::db::Db, load: F) -> Self
     where
-        F: Fn(crate::db::Db, Vec<K>) -> BoxFuture<'static, Result<Vec<(K, V)>, sqlx::Error>>
+        F: for<'c> Fn(
+                &'c mut sqlx::AnyConnection,
+                Vec<K>,
+            ) -> BoxFuture<'c, Result<Vec<(K, V)>, sqlx::Error>>
             + Send
             + Sync
             + 'static,
     {
         let in_flight = in_flight(db.dialect);
-        Self::start(64, in_flight, Arc::new(move |keys| load(db.clone(), keys)))
+        let load = Arc::new(load);
+        Self::start(
+            64,
+            in_flight,
+            Arc::new(move |keys| {
+                let (db, load) = (db.clone(), load.clone());
+                Box::pin(async move { db.read(Box::new(move |conn| load(conn, keys))).await })
+            }),
+        )
     }
 
     /// (queries run, requests they answered) since start.

@@ -6,9 +6,13 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::Context;
+use futures::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
@@ -22,7 +26,21 @@ pub struct Db {
     pub dialect: Dialect,
     /// The URL the pool was opened with (PostgreSQL LISTEN needs its own connection).
     url: String,
+    /// Connections kept out of the pool for `read`, so a batched read does not pay sqlx's
+    /// release check (a ping, a second round trip) after every query.
+    kept: Arc<Kept>,
 }
+
+#[derive(Debug)]
+struct Kept {
+    conns: Mutex<Vec<PoolConnection<Any>>>,
+    max: usize,
+}
+
+/// A read: gets a connection and returns what it read. (A named type, for the higher-ranked
+/// lifetime a closure cannot spell.)
+pub type ReadFn<T> =
+    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, sqlx::Error>> + Send>;
 
 struct Migration {
     version: i64,
@@ -111,7 +129,37 @@ impl Db {
             .connect_with(opts)
             .await
             .with_context(|| format!("connecting to {}", crate::config::redact_url(&url)))?;
-        Ok(Db { pool, dialect, url })
+        // A few connections at most, never half the pool: the rest serve everything else.
+        let kept = Arc::new(Kept {
+            conns: Mutex::new(Vec::new()),
+            max: (max_connections as usize / 4).min(4),
+        });
+        Ok(Db {
+            pool,
+            dialect,
+            url,
+            kept,
+        })
+    }
+
+    /// Runs one read-only statement (no transaction) on a connection this `Db` keeps between
+    /// reads, or on one from the pool when all kept ones are busy. sqlx checks every connection
+    /// returned to its pool with a ping; a kept connection skips that, and is kept only after its
+    /// read succeeded (a failed or cancelled read hands it back to the pool, which checks it).
+    pub async fn read<T>(&self, read: ReadFn<T>) -> Result<T, sqlx::Error> {
+        let kept = self.kept.conns.lock().expect("kept connections").pop();
+        let mut conn = match kept {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        let result = read(&mut conn).await;
+        if result.is_ok() {
+            let mut kept = self.kept.conns.lock().expect("kept connections");
+            if kept.len() < self.kept.max {
+                kept.push(conn);
+            }
+        }
+        result
     }
 
     pub fn url(&self) -> &str {
@@ -221,4 +269,62 @@ pub fn is_retryable(e: &sqlx::Error) -> bool {
 /// A fresh random id for a row: 128 bits, URL-safe, never derived from user input.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count() -> ReadFn<i64> {
+        Box::new(|conn| {
+            Box::pin(async move {
+                let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM notes")
+                    .fetch_one(conn)
+                    .await?;
+                Ok(n)
+            })
+        })
+    }
+
+    /// A kept connection is reused, still sees every write committed elsewhere (it holds no
+    /// transaction), and one whose read failed is not kept.
+    #[tokio::test]
+    async fn reads_keep_connections_only_after_success_and_see_fresh_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = Db::connect(&url, 8).await.unwrap();
+        db.pool
+            .execute("CREATE TABLE notes (id BIGINT PRIMARY KEY)")
+            .await
+            .unwrap();
+        let kept = || db.kept.conns.lock().unwrap().len();
+        assert_eq!(db.read(count()).await.unwrap(), 0);
+        assert_eq!(kept(), 1);
+        // A write through the pool (another connection) is seen by the kept one.
+        sqlx::query("INSERT INTO notes (id) VALUES (1)")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(db.read(count()).await.unwrap(), 1);
+        assert_eq!(kept(), 1, "the same connection went back");
+        // A failed read hands its connection back to the pool instead.
+        let failed = db
+            .read::<i64>(Box::new(|conn| {
+                Box::pin(async move {
+                    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM no_such_table")
+                        .fetch_one(conn)
+                        .await?;
+                    Ok(n)
+                })
+            }))
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(kept(), 0);
+        // Never more than `max` kept, however many reads ran at once.
+        let reads = (0..16).map(|_| db.read(count()));
+        for n in futures::future::join_all(reads).await {
+            assert_eq!(n.unwrap(), 1);
+        }
+        assert!(kept() >= 1 && kept() <= db.kept.max, "{} kept", kept());
+    }
 }

@@ -1011,8 +1011,10 @@ async fn over_https_the_cookie_is_host_prefixed_and_secure_and_hsts_is_sent() {
 }
 
 /// Session checks are batched (`auravita::batch`): many requests in flight at once share a
-/// query. Each must still get its own user, a signed-out session must be refused even when its
-/// request rides in a batch with live ones, and a sign-out takes effect for the very next burst.
+/// query. Each must still get its own user and connections, a signed-out session must be refused
+/// even when its request rides in a batch with live ones, and a sign-out takes effect for the very
+/// next burst. `sessionDetail` reads its session and connections in one batch of its own; other
+/// routes (`connections` here) check the session through the shared one: both are tried.
 #[tokio::test]
 async fn concurrent_session_checks_each_answer_for_their_own_session() {
     let app = TestApp::spawn().await;
@@ -1025,6 +1027,31 @@ async fn concurrent_session_checks_each_answer_for_their_own_session() {
     app.post_empty("/auth/signout", &signed_out.cookie)
         .await
         .expect(200, "");
+    // Patients 0 and 2 with doctor 1, patient 4 with doctor 5; 3 and 6 have nobody.
+    for (patient, doctor) in [(0, 1), (2, 1), (4, 5)] {
+        let r = app
+            .post_empty(
+                &format!("/protected/user/connectionRequest/{}", users[doctor].id),
+                &users[patient].cookie,
+            )
+            .await;
+        r.expect(201, "");
+        let request = r.data()["request_id"].as_str().unwrap().to_string();
+        app.post_empty(
+            &format!("/protected/user/acceptConnectionRequest/{request}"),
+            &users[doctor].cookie,
+        )
+        .await
+        .expect(200, "");
+    }
+    let mut peers: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (a, b) in [(0, 1), (2, 1), (4, 5)] {
+        for (me, peer) in [(a, b), (b, a)] {
+            let list = peers.entry(users[me].id.clone()).or_default();
+            list.push(users[peer].id.clone());
+            list.sort();
+        }
+    }
 
     // A cookie no session ever had rides along in every burst.
     let made_up = common::User {
@@ -1033,22 +1060,44 @@ async fn concurrent_session_checks_each_answer_for_their_own_session() {
         name: String::new(),
         cookie: format!("auravita_session={}", "A".repeat(43)),
     };
+    let peer_ids = |list: &serde_json::Value| {
+        let mut ids: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["peer"]["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
     let burst = |users: Vec<common::User>, mut gone: Vec<String>| {
         let app = &app;
+        let peers = &peers;
         gone.extend([signed_out.id.clone(), made_up.id.clone()]);
         let everyone: Vec<common::User> = users
             .into_iter()
             .chain([signed_out.clone(), made_up.clone()])
             .collect();
         async move {
-            let calls = (0..4).flat_map(|_| everyone.iter()).map(|u| async move {
-                (u, app.get("/protected/user/sessionDetail", &u.cookie).await)
+            let calls = (0..8).flat_map(|round| {
+                let path = if round % 2 == 0 {
+                    "/protected/user/sessionDetail"
+                } else {
+                    "/protected/user/connections"
+                };
+                everyone
+                    .iter()
+                    .map(move |u| async move { (u, path, app.get(path, &u.cookie).await) })
             });
-            for (u, r) in futures::future::join_all(calls).await {
+            for (u, path, r) in futures::future::join_all(calls).await {
                 if gone.contains(&u.id) {
                     r.expect(401, "UNAUTHENTICATED");
-                } else {
-                    r.expect(200, "");
+                    continue;
+                }
+                r.expect(200, "");
+                let want = peers.get(&u.id).cloned().unwrap_or_default();
+                assert_eq!(peer_ids(&r.data()["connections"]), want, "{path}");
+                if path.ends_with("sessionDetail") {
                     assert_eq!(r.data()["user"]["id"], u.id.as_str());
                     assert_eq!(r.data()["user"]["name"], u.name.as_str());
                 }
@@ -1061,10 +1110,15 @@ async fn concurrent_session_checks_each_answer_for_their_own_session() {
         .await
         .expect(200, "");
     burst(users.clone(), vec![users[0].id.clone()]).await;
-    // The bursts were in fact batched: fewer queries than the requests they answered.
-    let (queries, keys) = app.state.sessions.counts();
-    assert!(
-        keys >= 72 && queries < keys,
-        "{queries} queries for {keys} checks"
-    );
+    // The bursts were in fact batched: fewer queries than the requests they answered, on both
+    // paths (each burst sends 36 requests down each).
+    for (name, (queries, keys)) in [
+        ("session", app.state.sessions.counts()),
+        ("session_detail", app.state.session_details.counts()),
+    ] {
+        assert!(
+            keys >= 72 && queries < keys,
+            "{name}: {queries} queries for {keys} checks"
+        );
+    }
 }

@@ -8,6 +8,8 @@ use axum::http::{header, HeaderValue};
 use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+use sqlx::Row;
 use std::net::SocketAddr;
 use utoipa::ToSchema;
 
@@ -179,11 +181,6 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// The signed-in user's own row, fetched by the same query that checked the session, so a
-/// handler that shows it (sessionDetail) need not read it again. Absent for bearer tokens.
-#[derive(Clone, Debug)]
-pub struct CurrentUserRow(pub crate::users::UserRow);
-
 async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<AuthUser, AppError> {
     // A token presented explicitly is judged on its own: a bad one is refused even beside a
     // good cookie.
@@ -193,19 +190,13 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<AuthUser, A
         }
     }
     if let Some(token) = cookie_value(&parts.headers, state.config.cookie_name()) {
-        let (user, row) = session_lookup(state, &token).await?;
-        parts.extensions.insert(CurrentUserRow(row));
+        let (user, _) = session_lookup(state, &token).await?;
         return Ok(user);
     }
     Err(AppError::unauthorized("sign in first"))
 }
 
-/// The caller behind a session token, enforcing the idle and absolute timeouts.
-pub async fn session_user(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
-    session_lookup(state, token).await.map(|(user, _)| user)
-}
-
-/// A session and its user's row, as the batched lookup reads them.
+/// A session and its user's row, as the batched lookups read them.
 #[derive(Clone, Debug)]
 pub struct SessionRow {
     id: String,
@@ -214,80 +205,76 @@ pub struct SessionRow {
     user: crate::users::UserRow,
 }
 
-type SessionColumns = (
-    String,
-    String,
-    i64,
-    i64,
-    String,
-    Option<String>,
-    String,
-    String,
-    i64,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    i64,
-);
+/// The columns `session_row` reads, in order, for `SESSION_FROM`: the token hash, the session,
+/// then the user's own columns (`crate::users::UserRow`).
+pub(crate) const SESSION_COLS: &str = "s.token_hash, s.id, s.last_seen_at, s.expires_at, m.id, \
+     m.phone, m.name, m.role, m.phone_verified, m.doctor_verified, m.specialization, \
+     m.qualification, m.registration_number, m.years_of_experience, m.created_at";
+
+/// Sessions (`s`) with their users (`m`).
+pub(crate) const SESSION_FROM: &str = "sessions s JOIN users m ON m.id = s.user_id";
+
+/// How many columns `SESSION_COLS` names: a query may select more after them.
+pub(crate) const SESSION_COL_COUNT: usize = 15;
+
+/// The token hash and session of a row that starts with `SESSION_COLS`.
+pub(crate) fn session_row(row: &AnyRow) -> Result<(String, SessionRow), sqlx::Error> {
+    let user = (
+        row.try_get(4)?,
+        row.try_get(5)?,
+        row.try_get(6)?,
+        row.try_get(7)?,
+        row.try_get(8)?,
+        row.try_get(9)?,
+        row.try_get(10)?,
+        row.try_get(11)?,
+        row.try_get(12)?,
+        row.try_get(13)?,
+        row.try_get(14)?,
+    );
+    Ok((
+        row.try_get(0)?,
+        SessionRow {
+            id: row.try_get(1)?,
+            last_seen_at: row.try_get(2)?,
+            expires_at: row.try_get(3)?,
+            user,
+        },
+    ))
+}
 
 /// Session lookups, batched (`crate::batch`): concurrent requests share one query, and each
 /// query starts after its requests arrived, so a deleted (revoked) session is never accepted.
 pub type SessionLookups = crate::batch::Batcher<String, SessionRow>;
 
 pub fn session_lookups(db: crate::db::Db) -> SessionLookups {
-    crate::batch::Batcher::reading(db, |db, hashes| {
+    crate::batch::Batcher::reading(db, |conn, hashes| {
         Box::pin(async move {
             let sql = format!(
-                "SELECT s.token_hash, s.id, s.last_seen_at, s.expires_at, u.id, u.phone, u.name, \
-                 u.role, u.phone_verified, u.doctor_verified, u.specialization, u.qualification, \
-                 u.registration_number, u.years_of_experience, u.created_at FROM sessions s \
-                 JOIN users u ON u.id = s.user_id WHERE s.token_hash IN ({})",
+                "SELECT {SESSION_COLS} FROM {SESSION_FROM} WHERE s.token_hash IN ({})",
                 crate::batch::placeholders(1, hashes.len())
             );
-            let mut q = sqlx::query_as::<_, SessionColumns>(&sql);
+            let mut q = sqlx::query(&sql);
             for h in &hashes {
                 q = q.bind(h);
             }
-            let rows = q.fetch_all(&db.pool).await?;
-            Ok(rows
-                .into_iter()
-                .map(
-                    |(
-                        hash,
-                        id,
-                        last_seen_at,
-                        expires_at,
-                        uid,
-                        phone,
-                        name,
-                        role,
-                        pv,
-                        dv,
-                        spec,
-                        qual,
-                        reg,
-                        years,
-                        created,
-                    )| {
-                        let user = (
-                            uid, phone, name, role, pv, dv, spec, qual, reg, years, created,
-                        );
-                        (
-                            hash,
-                            SessionRow {
-                                id,
-                                last_seen_at,
-                                expires_at,
-                                user,
-                            },
-                        )
-                    },
-                )
-                .collect())
+            q.fetch_all(conn).await?.iter().map(session_row).collect()
         })
     })
+}
+
+/// The session token a request presents in its cookie, unless it also presents a bearer token
+/// (which is judged on its own, by the `AuthUser` extractor).
+pub fn session_token(headers: &axum::http::HeaderMap, state: &AppState) -> Option<String> {
+    if state.oidc.is_some() && super::oidc::bearer_token(headers).is_some() {
+        return None;
+    }
+    cookie_value(headers, state.config.cookie_name())
+}
+
+/// The key a session is looked up by: the token's hash (the token itself is never stored).
+pub fn token_key(token: &str) -> String {
+    sha256_hex(token.as_bytes())
 }
 
 async fn session_lookup(
@@ -295,7 +282,18 @@ async fn session_lookup(
     token: &str,
 ) -> Result<(AuthUser, crate::users::UserRow), AppError> {
     let now = state.clock.now();
-    let row = state.sessions.get(sha256_hex(token.as_bytes())).await?;
+    let row = state.sessions.get(token_key(token)).await?;
+    admit(state, row, now).await
+}
+
+/// Judges a looked-up session as of `now` (taken before the lookup): absent is refused, past its
+/// idle or absolute timeout is deleted and refused, and a live one is touched at most once a
+/// minute. Every session check, batched alone or with other reads, ends here.
+pub async fn admit(
+    state: &AppState,
+    row: Option<SessionRow>,
+    now: Millis,
+) -> Result<(AuthUser, crate::users::UserRow), AppError> {
     let Some(SessionRow {
         id: session_id,
         last_seen_at: last_seen,

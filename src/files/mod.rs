@@ -539,7 +539,7 @@ pub fn file_access_lookups(db: crate::db::Db) -> FileAccessLookups {
         Option<String>,
         Option<i64>,
     );
-    crate::batch::Batcher::reading(db, |db, keys| {
+    crate::batch::Batcher::reading(db, |conn, keys| {
         Box::pin(async move {
             // Both databases name a VALUES list's columns column1, column2, ….
             let values = crate::batch::placeholder_rows(keys.len(), 3);
@@ -557,7 +557,7 @@ pub fn file_access_lookups(db: crate::db::Db) -> FileAccessLookups {
             let mut found: std::collections::HashMap<(String, String, Millis), FileAccess> =
                 std::collections::HashMap::new();
             for (file, caller, now, owner, key, name, content_type, grant, expires) in
-                q.fetch_all(&db.pool).await?
+                q.fetch_all(conn).await?
             {
                 let access = found
                     .entry((file, caller, now))

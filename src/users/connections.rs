@@ -55,7 +55,7 @@ pub async fn load_connections(
 pub type ConnectionLookups = crate::batch::Batcher<String, Vec<ConnectionView>>;
 
 pub fn connection_lookups(db: crate::db::Db) -> ConnectionLookups {
-    crate::batch::Batcher::reading(db, |db, users| {
+    crate::batch::Batcher::reading(db, |conn, users| {
         Box::pin(async move {
             // One half per side of the connection; the first column says whose list a row is in.
             let ids = crate::batch::placeholders(1, users.len());
@@ -86,7 +86,7 @@ pub fn connection_lookups(db: crate::db::Db) -> ConnectionLookups {
             }
             let mut lists: Vec<(String, Vec<ConnectionView>)> = Vec::new();
             for (owner, id, created, phone, uid, name, role, verified, spec) in
-                q.fetch_all(&db.pool).await?
+                q.fetch_all(conn).await?
             {
                 let view = conn_view((id, created, phone, uid, name, role, verified, spec));
                 match lists.last_mut() {
@@ -97,6 +97,69 @@ pub fn connection_lookups(db: crate::db::Db) -> ConnectionLookups {
             Ok(lists)
         })
     })
+}
+
+/// A session and its user's connections, as `sessionDetail` needs them.
+pub type SessionWithConnections = (crate::auth::session::SessionRow, Vec<ConnectionView>);
+
+/// `sessionDetail`'s reads, batched: the session check and the connection list in one query, so
+/// a page load waits for one batch instead of two. The session is judged as every other
+/// (`crate::auth::session::admit`); like them, each query starts after its requests arrived.
+pub type SessionDetailLookups = crate::batch::Batcher<String, SessionWithConnections>;
+
+pub fn session_detail_lookups(db: crate::db::Db) -> SessionDetailLookups {
+    use crate::auth::session::{session_row, SESSION_COLS, SESSION_COL_COUNT, SESSION_FROM};
+    crate::batch::Batcher::reading(db, |conn, hashes| {
+        Box::pin(async move {
+            // One row per connection, either side (both columns are indexed), or one
+            // row of NULLs for none. Columns 16 and 17 are c.id and c.created_at.
+            let sql = format!(
+                "SELECT {SESSION_COLS}, c.id, c.created_at, u.phone, {PEER_COLS} \
+                         FROM {SESSION_FROM} \
+                         LEFT JOIN connections c ON c.patient_id = m.id OR c.doctor_id = m.id \
+                         LEFT JOIN users u ON u.id = \
+                             CASE WHEN c.patient_id = m.id THEN c.doctor_id ELSE c.patient_id END \
+                         WHERE s.token_hash IN ({}) ORDER BY 1, 17, 16",
+                crate::batch::placeholders(1, hashes.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for h in &hashes {
+                q = q.bind(h);
+            }
+            let mut found: Vec<(String, SessionWithConnections)> = Vec::new();
+            for row in q.fetch_all(conn).await? {
+                let (hash, session) = session_row(&row)?;
+                let connection = connection_at(&row, SESSION_COL_COUNT)?;
+                match found.last_mut() {
+                    Some((last, (_, list))) if *last == hash => list.extend(connection),
+                    _ => found.push((hash, (session, connection.into_iter().collect()))),
+                }
+            }
+            Ok(found)
+        })
+    })
+}
+
+/// The connection in a row's columns from `at` on (`c.id, c.created_at, u.phone, PEER_COLS`);
+/// `None` where a left join found none.
+fn connection_at(
+    row: &sqlx::any::AnyRow,
+    at: usize,
+) -> Result<Option<ConnectionView>, sqlx::Error> {
+    use sqlx::Row;
+    let Some(id) = row.try_get::<Option<String>, _>(at)? else {
+        return Ok(None);
+    };
+    Ok(Some(conn_view((
+        id,
+        row.try_get(at + 1)?,
+        row.try_get(at + 2)?,
+        row.try_get(at + 3)?,
+        row.try_get(at + 4)?,
+        row.try_get(at + 5)?,
+        row.try_get(at + 6)?,
+        row.try_get(at + 7)?,
+    ))))
 }
 
 fn conn_view((id, created, phone, uid, name, role, verified, spec): ConnRow) -> ConnectionView {

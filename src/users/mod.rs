@@ -10,7 +10,6 @@ pub mod purge;
 pub mod search;
 pub mod sessions;
 
-use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -118,6 +117,11 @@ pub type UserRow = (
 );
 
 pub async fn load_me(state: &AppState, user_id: &str) -> Result<(UserView, ProfileView), AppError> {
+    Ok(views(load_row(state, user_id).await?))
+}
+
+/// A user's own row; 401 if the account is gone.
+async fn load_row(state: &AppState, user_id: &str) -> Result<UserRow, AppError> {
     let row: Option<UserRow> = sqlx::query_as(
         "SELECT id, phone, name, role, phone_verified, doctor_verified, specialization, qualification, \
          registration_number, years_of_experience, created_at FROM users WHERE id = $1",
@@ -125,8 +129,7 @@ pub async fn load_me(state: &AppState, user_id: &str) -> Result<(UserView, Profi
     .bind(user_id)
     .fetch_optional(&state.db.pool)
     .await?;
-    let row = row.ok_or_else(|| AppError::unauthorized("your account no longer exists"))?;
-    Ok(views(row))
+    row.ok_or_else(|| AppError::unauthorized("your account no longer exists"))
 }
 
 /// The user's own views from their row.
@@ -157,23 +160,50 @@ pub fn views(row: UserRow) -> (UserView, ProfileView) {
 /// Who is signed in: the user, their profile and their connections.
 #[utoipa::path(get, path = "/protected/user/sessionDetail", tag = "user", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<SessionDetail>), (status = 401, body = ErrorEnvelope)))]
-async fn session_detail(
-    State(state): State<AppState>,
-    me: AuthUser,
-    row: Option<axum::Extension<crate::auth::session::CurrentUserRow>>,
-) -> ApiResult<SessionDetail> {
-    // The session check already read the user's row; a bearer-token caller has none yet.
-    let (user, profile) = match row {
-        Some(axum::Extension(crate::auth::session::CurrentUserRow(row))) => views(row),
-        None => load_me(&state, &me.user_id).await?,
-    };
-    let connections = connections::load_connections(&state, &me.user_id).await?;
+async fn session_detail(caller: DetailCaller) -> ApiResult<SessionDetail> {
+    let (user, profile) = views(caller.row);
     Ok(ApiOk::new(
         SessionDetail {
             user,
             profile,
-            connections,
+            connections: caller.connections,
         },
         "session detail",
     ))
+}
+
+/// `sessionDetail`'s caller, their own row and their connections. With a session cookie all
+/// three come from one batched read; a bearer token is judged by `AuthUser` and the rest read
+/// after it.
+struct DetailCaller {
+    row: UserRow,
+    connections: Vec<ConnectionView>,
+}
+
+impl axum::extract::FromRequestParts<AppState> for DetailCaller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, AppError> {
+        use crate::auth::session;
+        let Some(token) = session::session_token(&parts.headers, state) else {
+            let me = AuthUser::from_request_parts(parts, state).await?;
+            let connections = connections::load_connections(state, &me.user_id).await?;
+            let row = load_row(state, &me.user_id).await?;
+            return Ok(DetailCaller { row, connections });
+        };
+        let now = state.clock.now();
+        let found = state
+            .session_details
+            .get(session::token_key(&token))
+            .await?;
+        let (found, connections) = found.unzip();
+        let (_, row) = session::admit(state, found, now).await?;
+        Ok(DetailCaller {
+            row,
+            connections: connections.unwrap_or_default(),
+        })
+    }
 }
