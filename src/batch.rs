@@ -17,6 +17,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::db::Dialect;
 use crate::error::AppError;
 
 type Reply<V> = oneshot::Sender<Result<Option<V>, Arc<sqlx::Error>>>;
@@ -88,7 +89,7 @@ where
 
     /// A batcher for database reads: up to 64 keys a query, as many queries in flight as suit
     /// the database (`in_flight`). `load` runs each batch's query on a connection from
-    /// `Db::read` (kept between reads, so no release check after each).
+    /// `Db::with_kept` (kept between reads, so no release check after each).
     pub fn reading<F>(db: crate::db::Db, load: F) -> Self
     where
         F: for<'c> Fn(
@@ -106,7 +107,7 @@ where
             in_flight,
             Arc::new(move |keys| {
                 let (db, load) = (db.clone(), load.clone());
-                Box::pin(async move { db.read(Box::new(move |conn| load(conn, keys))).await })
+                Box::pin(async move { db.with_kept(Box::new(move |conn| load(conn, keys))).await })
             }),
         )
     }
@@ -209,18 +210,26 @@ pub fn render(batchers: &[(&str, (u64, u64))]) -> String {
     out
 }
 
-/// `$first, $first+1, …` for `n` parameters: the inside of an `IN (...)` list.
-pub fn placeholders(first: usize, n: usize) -> String {
+/// `$first, $first+1, …` for `n` parameters: the inside of an `IN (...)` list. On SQLite,
+/// as many anonymous `?` instead: sqlx binds a named parameter (`$n`) by looking its name up,
+/// a linear search each, which makes a long list quadratic (a 256-row ledger batch spent most
+/// of its time there). Either way parameters bind in the order they appear, so a statement
+/// built with these uses no other placeholders and binds in that order.
+pub fn placeholders(dialect: Dialect, first: usize, n: usize) -> String {
     (first..first + n)
-        .map(|i| format!("${i}"))
+        .map(|i| match dialect {
+            Dialect::Postgres => format!("${i}"),
+            Dialect::Sqlite => "?".to_string(),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// `($1, $2), ($3, $4), …`: `rows` rows of `width` parameters, for a `VALUES` list.
-pub fn placeholder_rows(rows: usize, width: usize) -> String {
+/// `($1, $2), ($3, $4), …`: `rows` rows of `width` parameters, for a `VALUES` list (on
+/// SQLite, `(?, ?), …`, as `placeholders`).
+pub fn placeholder_rows(dialect: Dialect, rows: usize, width: usize) -> String {
     (0..rows)
-        .map(|r| format!("({})", placeholders(r * width + 1, width)))
+        .map(|r| format!("({})", placeholders(dialect, r * width + 1, width)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -235,8 +244,13 @@ mod tests {
         assert_eq!(padded_keys(&jobs), vec!["a", "b", "c", "c"]);
         let one: Vec<(&str, ())> = vec![("x", ())];
         assert_eq!(padded_keys(&one), vec!["x"]);
-        assert_eq!(placeholders(2, 3), "$2, $3, $4");
-        assert_eq!(placeholder_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(Dialect::Postgres, 2, 3), "$2, $3, $4");
+        assert_eq!(
+            placeholder_rows(Dialect::Postgres, 2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(placeholders(Dialect::Sqlite, 2, 3), "?, ?, ?");
+        assert_eq!(placeholder_rows(Dialect::Sqlite, 2, 2), "(?, ?), (?, ?)");
     }
 
     #[tokio::test]

@@ -20,14 +20,25 @@ pub enum Dialect {
     Postgres,
 }
 
+impl Dialect {
+    /// The database behind a connection.
+    pub fn of(conn: &AnyConnection) -> Dialect {
+        if conn.backend_name() == "PostgreSQL" {
+            Dialect::Postgres
+        } else {
+            Dialect::Sqlite
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: AnyPool,
     pub dialect: Dialect,
     /// The URL the pool was opened with (PostgreSQL LISTEN needs its own connection).
     url: String,
-    /// Connections kept out of the pool for `read`, so a batched read does not pay sqlx's
-    /// release check (a ping, a second round trip) after every query.
+    /// Connections kept out of the pool for `with_kept`, so a batched read or the ledger's
+    /// group commit does not pay sqlx's release check (a ping, a second round trip) each time.
     kept: Arc<Kept>,
 }
 
@@ -37,9 +48,9 @@ struct Kept {
     max: usize,
 }
 
-/// A read: gets a connection and returns what it read. (A named type, for the higher-ranked
-/// lifetime a closure cannot spell.)
-pub type ReadFn<T> =
+/// Work for `Db::with_kept`: gets a connection, returns what it read. (A named type, for the
+/// higher-ranked lifetime a closure cannot spell.)
+pub type KeptFn<T> =
     Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, sqlx::Error>> + Send>;
 
 struct Migration {
@@ -142,17 +153,18 @@ impl Db {
         })
     }
 
-    /// Runs one read-only statement (no transaction) on a connection this `Db` keeps between
-    /// reads, or on one from the pool when all kept ones are busy. sqlx checks every connection
-    /// returned to its pool with a ping; a kept connection skips that, and is kept only after its
-    /// read succeeded (a failed or cancelled read hands it back to the pool, which checks it).
-    pub async fn read<T>(&self, read: ReadFn<T>) -> Result<T, sqlx::Error> {
+    /// Runs single statements, each its own transaction (never `BEGIN`: nothing may be left
+    /// open), on a connection this `Db` keeps between uses, or on one from the pool when all kept
+    /// ones are busy. sqlx checks every connection returned to its pool with a ping; a kept
+    /// connection skips that, and is kept only after its work succeeded (a failed or cancelled
+    /// run hands it back to the pool, which checks it).
+    pub async fn with_kept<T>(&self, run: KeptFn<T>) -> Result<T, sqlx::Error> {
         let kept = self.kept.conns.lock().expect("kept connections").pop();
         let mut conn = match kept {
             Some(conn) => conn,
             None => self.pool.acquire().await?,
         };
-        let result = read(&mut conn).await;
+        let result = run(&mut conn).await;
         if result.is_ok() {
             let mut kept = self.kept.conns.lock().expect("kept connections");
             if kept.len() < self.kept.max {
@@ -275,7 +287,7 @@ pub fn new_id() -> String {
 mod tests {
     use super::*;
 
-    fn count() -> ReadFn<i64> {
+    fn count() -> KeptFn<i64> {
         Box::new(|conn| {
             Box::pin(async move {
                 let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM notes")
@@ -298,18 +310,18 @@ mod tests {
             .await
             .unwrap();
         let kept = || db.kept.conns.lock().unwrap().len();
-        assert_eq!(db.read(count()).await.unwrap(), 0);
+        assert_eq!(db.with_kept(count()).await.unwrap(), 0);
         assert_eq!(kept(), 1);
         // A write through the pool (another connection) is seen by the kept one.
         sqlx::query("INSERT INTO notes (id) VALUES (1)")
             .execute(&db.pool)
             .await
             .unwrap();
-        assert_eq!(db.read(count()).await.unwrap(), 1);
+        assert_eq!(db.with_kept(count()).await.unwrap(), 1);
         assert_eq!(kept(), 1, "the same connection went back");
         // A failed read hands its connection back to the pool instead.
         let failed = db
-            .read::<i64>(Box::new(|conn| {
+            .with_kept::<i64>(Box::new(|conn| {
                 Box::pin(async move {
                     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM no_such_table")
                         .fetch_one(conn)
@@ -321,7 +333,7 @@ mod tests {
         assert!(failed.is_err());
         assert_eq!(kept(), 0);
         // Never more than `max` kept, however many reads ran at once.
-        let reads = (0..16).map(|_| db.read(count()));
+        let reads = (0..16).map(|_| db.with_kept(count()));
         for n in futures::future::join_all(reads).await {
             assert_eq!(n.unwrap(), 1);
         }

@@ -252,7 +252,7 @@ pub fn session_lookups(db: crate::db::Db) -> SessionLookups {
         Box::pin(async move {
             let sql = format!(
                 "SELECT {SESSION_COLS} FROM {SESSION_FROM} WHERE s.token_hash IN ({})",
-                crate::batch::placeholders(1, hashes.len())
+                crate::batch::placeholders(crate::db::Dialect::of(conn), 1, hashes.len())
             );
             let mut q = sqlx::query(&sql);
             for h in &hashes {

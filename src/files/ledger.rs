@@ -39,8 +39,9 @@ impl Ledger {
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let batch = crate::batch::gather(first, MAX_BATCH, || rx.try_recv().ok()).await;
-                let result = write(&db, &batch).await.map_err(|e| e.to_string());
-                for (_, ack) in batch {
+                let (entries, acks): (Vec<Entry>, Vec<_>) = batch.into_iter().unzip();
+                let result = write(&db, entries).await.map_err(|e| e.to_string());
+                for ack in acks {
                     let _ = ack.send(result.clone());
                 }
             }
@@ -65,30 +66,35 @@ impl Ledger {
     }
 }
 
-async fn write(db: &Db, batch: &[Job]) -> Result<(), sqlx::Error> {
-    // subject_id (the doctor a grant was about) is left NULL: a read has none.
-    let sql = format!(
-        "INSERT INTO file_access_log (id, owner_id, file_id, file_name, actor_id, action, grant_id, \
-         at, ip, user_agent) VALUES {}",
-        crate::batch::placeholder_rows(batch.len(), 10)
-    );
-    let mut q = sqlx::query(&sql);
-    for (e, _) in batch {
-        q = q
-            // Time-ordered ids (UUIDv7): each batch appends to the end of the primary-key
-            // index instead of dirtying one random page per row.
-            .bind(uuid::Uuid::now_v7().simple().to_string())
-            .bind(&e.owner)
-            .bind(&e.file_id)
-            .bind(&e.file_name)
-            .bind(&e.actor)
-            .bind(e.action)
-            .bind(&e.grant_id)
-            .bind(e.at)
-            .bind(&e.ip)
-            .bind(&e.user_agent);
-    }
-    // One statement is atomic on its own: all of the batch's rows are committed, or none.
-    q.persistent(false).execute(&db.pool).await?;
-    Ok(())
+async fn write(db: &Db, batch: Vec<Entry>) -> Result<(), sqlx::Error> {
+    db.with_kept(Box::new(move |conn| {
+        Box::pin(async move {
+            // subject_id (the doctor a grant was about) is left NULL: a read has none.
+            let sql = format!(
+                "INSERT INTO file_access_log (id, owner_id, file_id, file_name, actor_id, action, \
+                 grant_id, at, ip, user_agent) VALUES {}",
+                crate::batch::placeholder_rows(crate::db::Dialect::of(conn), batch.len(), 10)
+            );
+            let mut q = sqlx::query(&sql);
+            for e in &batch {
+                q = q
+                    // Time-ordered ids (UUIDv7): each batch appends to the end of the primary-key
+                    // index instead of dirtying one random page per row.
+                    .bind(uuid::Uuid::now_v7().simple().to_string())
+                    .bind(&e.owner)
+                    .bind(&e.file_id)
+                    .bind(&e.file_name)
+                    .bind(&e.actor)
+                    .bind(e.action)
+                    .bind(&e.grant_id)
+                    .bind(e.at)
+                    .bind(&e.ip)
+                    .bind(&e.user_agent);
+            }
+            // One statement is atomic on its own: all of the batch's rows are committed, or none.
+            q.persistent(false).execute(conn).await?;
+            Ok(())
+        })
+    }))
+    .await
 }

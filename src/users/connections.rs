@@ -58,13 +58,19 @@ pub fn connection_lookups(db: crate::db::Db) -> ConnectionLookups {
     crate::batch::Batcher::reading(db, |conn, users| {
         Box::pin(async move {
             // One half per side of the connection; the first column says whose list a row is in.
-            let ids = crate::batch::placeholders(1, users.len());
+            // Each half has its own copy of the ids (bound twice, in order).
+            let dialect = crate::db::Dialect::of(conn);
+            let n = users.len();
+            let (patients, doctors) = (
+                crate::batch::placeholders(dialect, 1, n),
+                crate::batch::placeholders(dialect, n + 1, n),
+            );
             let sql = format!(
                     "SELECT c.patient_id, c.id, c.created_at, u.phone, {PEER_COLS} FROM connections c \
-                     JOIN users u ON u.id = c.doctor_id WHERE c.patient_id IN ({ids}) \
+                     JOIN users u ON u.id = c.doctor_id WHERE c.patient_id IN ({patients}) \
                      UNION ALL \
                      SELECT c.doctor_id, c.id, c.created_at, u.phone, {PEER_COLS} FROM connections c \
-                     JOIN users u ON u.id = c.patient_id WHERE c.doctor_id IN ({ids}) \
+                     JOIN users u ON u.id = c.patient_id WHERE c.doctor_id IN ({doctors}) \
                      ORDER BY 1, 3, 2"
                 );
             let mut q = sqlx::query_as::<
@@ -81,7 +87,7 @@ pub fn connection_lookups(db: crate::db::Db) -> ConnectionLookups {
                     Option<String>,
                 ),
             >(&sql);
-            for u in &users {
+            for u in users.iter().chain(&users) {
                 q = q.bind(u);
             }
             let mut lists: Vec<(String, Vec<ConnectionView>)> = Vec::new();
@@ -120,7 +126,7 @@ pub fn session_detail_lookups(db: crate::db::Db) -> SessionDetailLookups {
                          LEFT JOIN users u ON u.id = \
                              CASE WHEN c.patient_id = m.id THEN c.doctor_id ELSE c.patient_id END \
                          WHERE s.token_hash IN ({}) ORDER BY 1, 17, 16",
-                crate::batch::placeholders(1, hashes.len())
+                crate::batch::placeholders(crate::db::Dialect::of(conn), 1, hashes.len())
             );
             let mut q = sqlx::query(&sql);
             for h in &hashes {
