@@ -172,11 +172,20 @@ impl From<sqlx::Error> for AppError {
 }
 
 /// The database could not be reached (or gave no connection in time): a 503, not a 500.
+/// The database could not be reached or dropped the connection: nothing the client did, and
+/// worth retrying. PostgreSQL says so with SQLSTATE class 08 (connection exception) or 57P
+/// (shut down, crashed, still starting), as a restart or failover ends every connection.
 fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
-    )
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
 }
 
 impl AppError {

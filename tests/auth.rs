@@ -1122,3 +1122,59 @@ async fn concurrent_session_checks_each_answer_for_their_own_session() {
         );
     }
 }
+
+/// PostgreSQL drops every connection (a restart, a failover): a request caught by it gets 503,
+/// never 500, and the server is back to 200 on fresh connections soon after: a connection that
+/// died, kept between batched reads or idle in the pool, is not reused for long.
+#[tokio::test]
+async fn requests_recover_when_postgres_drops_every_connection() {
+    let Some(admin) = common::pg_url() else {
+        eprintln!("skipped: set AURAVITA_TEST_DATABASE_URL to run the PostgreSQL restart test");
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let user = app.signup("Asha Rao", "patient").await;
+    let routes = [
+        "/protected/user/sessionDetail",
+        "/protected/user/connections",
+    ];
+    for route in routes {
+        app.get(route, &user.cookie).await.expect(200, "");
+    }
+    let database = app.state.db.url().rsplit('/').next().unwrap().to_string();
+    sqlx::any::install_default_drivers();
+    let mut killer = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&database)
+    .execute(&mut killer)
+    .await
+    .unwrap();
+    let mut refused = 0;
+    let mut served_in_a_row = 0;
+    for _ in 0..60 {
+        for route in routes {
+            let r = app.get(route, &user.cookie).await;
+            if r.status == 200 {
+                served_in_a_row += 1;
+            } else {
+                r.expect(503, "DEPENDENCY_UNAVAILABLE");
+                refused += 1;
+                served_in_a_row = 0;
+            }
+        }
+        if served_in_a_row >= 10 {
+            break;
+        }
+    }
+    assert!(
+        served_in_a_row >= 10,
+        "still refusing after {refused} refusals"
+    );
+    // The kept connections died with the rest, so the drop was felt (and answered with 503).
+    assert!(refused >= 1, "no request met a dropped connection");
+}
