@@ -4,7 +4,7 @@
 //! applied on start; a migration may carry a per-dialect part where DDL must differ.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::sync::{Arc, Mutex};
 
@@ -44,9 +44,16 @@ pub struct Db {
 
 #[derive(Debug)]
 struct Kept {
-    conns: Mutex<Vec<PoolConnection<Any>>>,
+    /// Each with the moment it was first kept.
+    conns: Mutex<Vec<(PoolConnection<Any>, Instant)>>,
     max: usize,
+    /// How long a connection may be kept before it is closed and replaced (the pool's own
+    /// `max_lifetime` only applies to connections it holds).
+    lifetime: Duration,
 }
+
+/// The most a connection lives, in the pool or kept.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
 /// Work for `Db::with_kept`: gets a connection, returns what it read. (A named type, for the
 /// higher-ranked lifetime a closure cannot spell.)
@@ -123,7 +130,7 @@ impl Db {
             // A ping before every checkout doubles the round trips of every query; a connection
             // that has died fails its query instead (503), and is then dropped by the pool.
             .test_before_acquire(false)
-            .max_lifetime(Duration::from_secs(30 * 60))
+            .max_lifetime(CONNECTION_LIFETIME)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
@@ -144,6 +151,7 @@ impl Db {
         let kept = Arc::new(Kept {
             conns: Mutex::new(Vec::new()),
             max: (max_connections as usize / 4).min(4),
+            lifetime: CONNECTION_LIFETIME,
         });
         Ok(Db {
             pool,
@@ -159,16 +167,19 @@ impl Db {
     /// connection skips that, and is kept only after its work succeeded (a failed or cancelled
     /// run hands it back to the pool, which checks it).
     pub async fn with_kept<T>(&self, run: KeptFn<T>) -> Result<T, sqlx::Error> {
-        let kept = self.kept.conns.lock().expect("kept connections").pop();
-        let mut conn = match kept {
-            Some(conn) => conn,
-            None => self.pool.acquire().await?,
+        let (mut conn, since) = loop {
+            let kept = self.kept.conns.lock().expect("kept connections").pop();
+            match kept {
+                Some((conn, since)) if since.elapsed() < self.kept.lifetime => break (conn, since),
+                Some((mut old, _)) => old.close_on_drop(),
+                None => break (self.pool.acquire().await?, Instant::now()),
+            }
         };
         let result = run(&mut conn).await;
         if result.is_ok() {
             let mut kept = self.kept.conns.lock().expect("kept connections");
             if kept.len() < self.kept.max {
-                kept.push(conn);
+                kept.push((conn, since));
             }
         }
         result
@@ -338,5 +349,36 @@ mod tests {
             assert_eq!(n.unwrap(), 1);
         }
         assert!(kept() >= 1 && kept() <= db.kept.max, "{} kept", kept());
+    }
+
+    /// A connection kept past its lifetime is closed and replaced, not reused: a TEMP table
+    /// (visible to its own connection only) is found while the connection is young, and gone
+    /// once it has aged out.
+    #[tokio::test]
+    async fn kept_connections_are_replaced_after_their_lifetime() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let mut db = Db::connect(&url, 8).await.unwrap();
+        let temp = |sql: &'static str| -> KeptFn<()> {
+            Box::new(move |conn| {
+                Box::pin(async move {
+                    conn.execute(sql).await?;
+                    Ok(())
+                })
+            })
+        };
+        db.with_kept(temp("CREATE TEMP TABLE mine (x BIGINT)"))
+            .await
+            .unwrap();
+        db.with_kept(temp("SELECT x FROM mine")).await.unwrap();
+        let young = std::mem::take(&mut *db.kept.conns.lock().unwrap());
+        db.kept = Arc::new(Kept {
+            conns: Mutex::new(young),
+            max: 4,
+            lifetime: Duration::ZERO,
+        });
+        assert_eq!(db.kept.conns.lock().unwrap().len(), 1);
+        let aged = db.with_kept(temp("SELECT x FROM mine")).await;
+        assert!(aged.is_err(), "the aged connection was reused");
     }
 }
