@@ -89,25 +89,30 @@ where
 
     /// A batcher for database reads: up to 64 keys a query, as many queries in flight as suit
     /// the database (`in_flight`). `load` runs each batch's query on a connection from
-    /// `Db::with_kept` (kept between reads, so no release check after each).
+    /// `Db::with_kept` (kept between reads, so no release check after each), told which
+    /// database it is (for `placeholders`).
     pub fn reading<F>(db: crate::db::Db, load: F) -> Self
     where
         F: for<'c> Fn(
                 &'c mut sqlx::AnyConnection,
+                Dialect,
                 Vec<K>,
             ) -> BoxFuture<'c, Result<Vec<(K, V)>, sqlx::Error>>
             + Send
             + Sync
             + 'static,
     {
-        let in_flight = in_flight(db.dialect);
+        let (dialect, in_flight) = (db.dialect, in_flight(db.dialect));
         let load = Arc::new(load);
         Self::start(
             64,
             in_flight,
             Arc::new(move |keys| {
                 let (db, load) = (db.clone(), load.clone());
-                Box::pin(async move { db.with_kept(Box::new(move |conn| load(conn, keys))).await })
+                Box::pin(async move {
+                    db.with_kept(Box::new(move |conn| load(conn, dialect, keys)))
+                        .await
+                })
             }),
         )
     }

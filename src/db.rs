@@ -20,17 +20,6 @@ pub enum Dialect {
     Postgres,
 }
 
-impl Dialect {
-    /// The database behind a connection.
-    pub fn of(conn: &AnyConnection) -> Dialect {
-        if conn.backend_name() == "PostgreSQL" {
-            Dialect::Postgres
-        } else {
-            Dialect::Sqlite
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: AnyPool,

@@ -183,15 +183,12 @@ impl FromRequestParts<AppState> for AuthUser {
 
 async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<AuthUser, AppError> {
     // A token presented explicitly is judged on its own: a bad one is refused even beside a
-    // good cookie.
-    if let Some(oidc) = &state.oidc {
-        if let Some(token) = super::oidc::bearer_token(&parts.headers) {
-            return super::oidc::bearer_user(state, oidc, &token).await;
-        }
+    // good cookie (`session_token` yields no cookie then).
+    if let Some(token) = session_token(&parts.headers, state) {
+        return session_lookup(state, &token).await.map(|(user, _)| user);
     }
-    if let Some(token) = cookie_value(&parts.headers, state.config.cookie_name()) {
-        let (user, _) = session_lookup(state, &token).await?;
-        return Ok(user);
+    if let (Some(oidc), Some(token)) = (&state.oidc, super::oidc::bearer_token(&parts.headers)) {
+        return super::oidc::bearer_user(state, oidc, &token).await;
     }
     Err(AppError::unauthorized("sign in first"))
 }
@@ -248,11 +245,11 @@ pub(crate) fn session_row(row: &AnyRow) -> Result<(String, SessionRow), sqlx::Er
 pub type SessionLookups = crate::batch::Batcher<String, SessionRow>;
 
 pub fn session_lookups(db: crate::db::Db) -> SessionLookups {
-    crate::batch::Batcher::reading(db, |conn, hashes| {
+    crate::batch::Batcher::reading(db, |conn, dialect, hashes| {
         Box::pin(async move {
             let sql = format!(
                 "SELECT {SESSION_COLS} FROM {SESSION_FROM} WHERE s.token_hash IN ({})",
-                crate::batch::placeholders(crate::db::Dialect::of(conn), 1, hashes.len())
+                crate::batch::placeholders(dialect, 1, hashes.len())
             );
             let mut q = sqlx::query(&sql);
             for h in &hashes {

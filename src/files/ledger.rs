@@ -67,13 +67,14 @@ impl Ledger {
 }
 
 async fn write(db: &Db, batch: Vec<Entry>) -> Result<(), sqlx::Error> {
+    let dialect = db.dialect;
     db.with_kept(Box::new(move |conn| {
         Box::pin(async move {
             // subject_id (the doctor a grant was about) is left NULL: a read has none.
             let sql = format!(
                 "INSERT INTO file_access_log (id, owner_id, file_id, file_name, actor_id, action, \
                  grant_id, at, ip, user_agent) VALUES {}",
-                crate::batch::placeholder_rows(crate::db::Dialect::of(conn), batch.len(), 10)
+                crate::batch::placeholder_rows(dialect, batch.len(), 10)
             );
             let mut q = sqlx::query(&sql);
             for e in &batch {

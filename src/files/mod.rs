@@ -539,11 +539,10 @@ pub fn file_access_lookups(db: crate::db::Db) -> FileAccessLookups {
         Option<String>,
         Option<i64>,
     );
-    crate::batch::Batcher::reading(db, |conn, keys| {
+    crate::batch::Batcher::reading(db, |conn, dialect, keys| {
         Box::pin(async move {
             // Both databases name a VALUES list's columns column1, column2, ….
-            let values =
-                crate::batch::placeholder_rows(crate::db::Dialect::of(conn), keys.len(), 3);
+            let values = crate::batch::placeholder_rows(dialect, keys.len(), 3);
             let sql = format!(
                     "SELECT k.column1, k.column2, k.column3, f.owner_id, f.object_key, f.file_name, \
                      f.content_type, g.id, g.expires_at FROM (VALUES {values}) AS k \

@@ -55,11 +55,10 @@ pub async fn load_connections(
 pub type ConnectionLookups = crate::batch::Batcher<String, Vec<ConnectionView>>;
 
 pub fn connection_lookups(db: crate::db::Db) -> ConnectionLookups {
-    crate::batch::Batcher::reading(db, |conn, users| {
+    crate::batch::Batcher::reading(db, |conn, dialect, users| {
         Box::pin(async move {
             // One half per side of the connection; the first column says whose list a row is in.
             // Each half has its own copy of the ids (bound twice, in order).
-            let dialect = crate::db::Dialect::of(conn);
             let n = users.len();
             let (patients, doctors) = (
                 crate::batch::placeholders(dialect, 1, n),
@@ -115,7 +114,7 @@ pub type SessionDetailLookups = crate::batch::Batcher<String, SessionWithConnect
 
 pub fn session_detail_lookups(db: crate::db::Db) -> SessionDetailLookups {
     use crate::auth::session::{session_row, SESSION_COLS, SESSION_COL_COUNT, SESSION_FROM};
-    crate::batch::Batcher::reading(db, |conn, hashes| {
+    crate::batch::Batcher::reading(db, |conn, dialect, hashes| {
         Box::pin(async move {
             // One row per connection, either side (both columns are indexed), or one
             // row of NULLs for none. Columns 16 and 17 are c.id and c.created_at.
@@ -126,7 +125,7 @@ pub fn session_detail_lookups(db: crate::db::Db) -> SessionDetailLookups {
                          LEFT JOIN users u ON u.id = \
                              CASE WHEN c.patient_id = m.id THEN c.doctor_id ELSE c.patient_id END \
                          WHERE s.token_hash IN ({}) ORDER BY 1, 17, 16",
-                crate::batch::placeholders(crate::db::Dialect::of(conn), 1, hashes.len())
+                crate::batch::placeholders(dialect, 1, hashes.len())
             );
             let mut q = sqlx::query(&sql);
             for h in &hashes {
