@@ -372,6 +372,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         ("connections", state.connections.counts()),
         ("session_detail", state.session_details.counts()),
         ("file_access", state.file_access.counts()),
+        ("ledger", state.ledger.counts()),
     ]));
     (
         [(

@@ -37,9 +37,25 @@ pub struct Batcher<K, V> {
 
 /// Queries run and keys read, for `/metrics`: keys ÷ queries is the mean batch size.
 #[derive(Default)]
-struct Counts {
+pub struct Counts {
     queries: AtomicU64,
     keys: AtomicU64,
+}
+
+impl Counts {
+    /// One query answering `keys` requests.
+    pub fn add(&self, keys: usize) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        self.keys.fetch_add(keys as u64, Ordering::Relaxed);
+    }
+
+    /// (queries run, requests they answered) since start.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.queries.load(Ordering::Relaxed),
+            self.keys.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl<K, V> Batcher<K, V>
@@ -64,8 +80,7 @@ where
                     return;
                 };
                 let jobs = gather(first, max_batch, || rx.try_recv().ok()).await;
-                counted.queries.fetch_add(1, Ordering::Relaxed);
-                counted.keys.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+                counted.add(jobs.len());
                 let keys = padded_keys(&jobs);
                 let load = load.clone();
                 tokio::spawn(async move {
@@ -119,10 +134,7 @@ where
 
     /// (queries run, requests they answered) since start.
     pub fn counts(&self) -> (u64, u64) {
-        (
-            self.counts.queries.load(Ordering::Relaxed),
-            self.counts.keys.load(Ordering::Relaxed),
-        )
+        self.counts.get()
     }
 
     /// The row for `key`, read by a query that started after this call.
@@ -195,7 +207,7 @@ fn in_flight(dialect: crate::db::Dialect) -> usize {
 /// Prometheus text for batchers' `(name, (queries, keys))`.
 pub fn render(batchers: &[(&str, (u64, u64))]) -> String {
     let mut out = String::from(
-        "# HELP auravita_batch_queries_total Batched read queries run, by kind.\n\
+        "# HELP auravita_batch_queries_total Batched queries run (reads, and the ledger's group commits), by kind.\n\
          # TYPE auravita_batch_queries_total counter\n",
     );
     for (name, (queries, _)) in batchers {
@@ -204,7 +216,7 @@ pub fn render(batchers: &[(&str, (u64, u64))]) -> String {
         ));
     }
     out.push_str(
-        "# HELP auravita_batch_keys_total Requests answered by batched read queries, by kind.\n\
+        "# HELP auravita_batch_keys_total Requests answered by batched queries, by kind.\n\
          # TYPE auravita_batch_keys_total counter\n",
     );
     for (name, (_, keys)) in batchers {

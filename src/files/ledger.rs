@@ -28,6 +28,7 @@ type Job = (Entry, oneshot::Sender<Result<(), String>>);
 #[derive(Clone)]
 pub struct Ledger {
     tx: mpsc::Sender<Job>,
+    counts: std::sync::Arc<crate::batch::Counts>,
 }
 
 /// The most rows one transaction carries (10 parameters each, well under SQLite's limit).
@@ -36,9 +37,12 @@ const MAX_BATCH: usize = 256;
 impl Ledger {
     pub fn start(db: Db) -> Ledger {
         let (tx, mut rx) = mpsc::channel::<Job>(4096);
+        let counts = std::sync::Arc::new(crate::batch::Counts::default());
+        let counted = counts.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let batch = crate::batch::gather(first, MAX_BATCH, || rx.try_recv().ok()).await;
+                counted.add(batch.len());
                 let (entries, acks): (Vec<Entry>, Vec<_>) = batch.into_iter().unzip();
                 let result = write(&db, entries).await.map_err(|e| e.to_string());
                 for ack in acks {
@@ -46,7 +50,12 @@ impl Ledger {
                 }
             }
         });
-        Ledger { tx }
+        Ledger { tx, counts }
+    }
+
+    /// (transactions committed, rows they carried) since start.
+    pub fn counts(&self) -> (u64, u64) {
+        self.counts.get()
     }
 
     /// Appends `entry` and returns once it is committed.
