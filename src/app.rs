@@ -55,6 +55,8 @@ pub struct App {
     pub session_details: crate::users::connections::SessionDetailLookups,
     /// Batched file-and-grant reads behind download links (fileURL).
     pub file_access: crate::files::FileAccessLookups,
+    /// fileURL's batched read for a session cookie: the session, the file and its grants at once.
+    pub session_files: crate::files::SessionFileLookups,
     /// Bearer tokens from an external identity provider; `None` unless `AURAVITA_OIDC_ISSUER` is set.
     pub oidc: Option<crate::auth::oidc::Oidc>,
     /// Cancelled on shutdown: long-lived responses (event streams) end when it fires.
@@ -96,6 +98,7 @@ impl AppState {
             connections: crate::users::connections::connection_lookups(db.clone()),
             session_details: crate::users::connections::session_detail_lookups(db.clone()),
             file_access: crate::files::file_access_lookups(db.clone()),
+            session_files: crate::files::session_file_lookups(db.clone()),
             oidc,
             shutdown: CancellationToken::new(),
         })))
@@ -372,6 +375,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         ("connections", state.connections.counts()),
         ("session_detail", state.session_details.counts()),
         ("file_access", state.file_access.counts()),
+        ("session_file", state.session_files.counts()),
         ("ledger", state.ledger.counts()),
     ]));
     (

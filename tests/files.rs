@@ -1117,6 +1117,16 @@ async fn concurrent_links_each_follow_their_own_access() {
         .await;
     r.expect(200, "");
     let grant = r.data()["access_id"].as_str().unwrap().to_string();
+    // Sessions that are not live ride in every burst: one signed out, one made up.
+    let signed_out = app.signup("Ravi", "patient").await;
+    app.post_empty("/auth/signout", &signed_out.cookie)
+        .await
+        .expect(200, "");
+    let (cookie_name, _) = owner.cookie.split_once('=').unwrap();
+    let made_up = User {
+        cookie: format!("{cookie_name}=bm90LWEtcmVhbC1zZXNzaW9uLXRva2VuLWF0LWFsbC0xMjM"),
+        ..signed_out.clone()
+    };
 
     // (caller, route, expected status, expected access_id)
     let burst = |doctor_has_a: bool| {
@@ -1135,6 +1145,16 @@ async fn concurrent_links_each_follow_their_own_access() {
             (&stranger, path("fileURL", &a), 404, None),
             (&other_patient, path("fileURL", &b), 404, None),
             (&owner, path("fileURL", "no-such-file"), 404, None),
+            // A malformed request is refused as such only for a live session.
+            (&owner, format!("{}?o=x", path("fileURL", &a)), 422, None),
+            (&signed_out, path("fileURL", &a), 401, None),
+            (
+                &signed_out,
+                format!("{}?o=x", path("fileURL", &a)),
+                401,
+                None,
+            ),
+            (&made_up, format!("{}?o=t", path("fileURL", &b)), 401, None),
         ];
         let app = &app;
         async move {
@@ -1162,7 +1182,12 @@ async fn concurrent_links_each_follow_their_own_access() {
                     assert_eq!(r.data()["access_id"].as_str(), access.as_deref(), "{route}");
                     assert!(r.data()["url"].as_str().unwrap().starts_with("http"));
                 } else {
-                    r.expect(404, "NOT_FOUND");
+                    let code = match status {
+                        401 => "UNAUTHENTICATED",
+                        422 => "VALIDATION_FAILED",
+                        _ => "NOT_FOUND",
+                    };
+                    r.expect(status, code);
                 }
             }
         }
@@ -1176,9 +1201,31 @@ async fn concurrent_links_each_follow_their_own_access() {
     .expect(200, "");
     burst(false).await;
     // The bursts were in fact batched: fewer queries than the requests they answered.
-    let (queries, keys) = app.state.file_access.counts();
+    let (queries, keys) = app.state.session_files.counts();
     assert!(
-        keys >= 48 && queries < keys,
+        keys >= 60 && queries < keys,
         "{queries} queries for {keys} lookups"
     );
+    // Each of the 15 links issued has its ledger row; /metrics counts the ledger's commits and rows.
+    let (commits, rows) = app.state.ledger.counts();
+    assert!(
+        rows >= 15 && (1..=rows).contains(&commits),
+        "{commits} commits for {rows} rows"
+    );
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
+    let text = metrics.text().await.unwrap();
+    for line in [
+        format!("auravita_batch_queries_total{{kind=\"ledger\"}} {commits}"),
+        format!("auravita_batch_keys_total{{kind=\"ledger\"}} {rows}"),
+    ] {
+        assert!(text.contains(&line), "{line} not in {text}");
+    }
+    // An idle session is ended on its next link request, as on any other route.
+    app.clock().advance(std::time::Duration::from_secs(31 * 60));
+    app.get(&path("fileURL", &a), &owner.cookie)
+        .await
+        .expect(401, "SESSION_EXPIRED");
+    app.get(&path("fileURL", &a), &owner.cookie)
+        .await
+        .expect(401, "UNAUTHENTICATED");
 }

@@ -289,6 +289,35 @@ async fn register_then_act_as_that_user_with_rs256_and_es256() {
     .await
     .expect(403, "TOTP_NOT_AVAILABLE");
 
+    // Download links for a bearer caller: judged by its token, then the file read on its own.
+    // The file row is made directly (uploads have their own tests).
+    sqlx::query(
+        "INSERT INTO files (id, owner_id, object_key, file_name, content_type, size_bytes, \
+         sha256, created_at) VALUES ($1, $2, $3, 'a.pdf', 'application/pdf', 1, 'x', 0)",
+    )
+    .bind("bearer-file")
+    .bind(&id)
+    .bind("files/bearer-file")
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+    let link = "/protected/resource/fileURL/bearer-file";
+    let r = app.get_bearer(link, &again).await;
+    r.expect(200, "");
+    assert!(r.data()["url"]
+        .as_str()
+        .unwrap()
+        .contains("/objects/files/bearer-file?"));
+    app.get_bearer(&format!("{link}?o=f"), &again)
+        .await
+        .expect(404, "NOT_FOUND");
+    app.get_bearer(&format!("{link}?o=x"), &again)
+        .await
+        .expect(422, "VALIDATION_FAILED");
+    app.get_bearer("/protected/resource/fileURL/no-such-file", &again)
+        .await
+        .expect(404, "NOT_FOUND");
+
     // ES256, a doctor.
     let token = es256("ec-1", &claims(&app, &issuer, "google-oauth2|1234567890"));
     app.get_bearer("/protected/user/sessionDetail", &token)
@@ -304,6 +333,7 @@ async fn register_then_act_as_that_user_with_rs256_and_es256() {
     r.expect(200, "");
     assert_eq!(r.data()["user"]["id"], doctor_id.as_str());
     assert_eq!(r.data()["user"]["role"], "doctor");
+    app.get_bearer(link, &token).await.expect(404, "NOT_FOUND");
 
     // Discovery once, keys once: the cache served every later request.
     assert_eq!(issuer.discovery_hits(), 1);

@@ -193,6 +193,42 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<AuthUser, A
     Err(AppError::unauthorized("sign in first"))
 }
 
+/// A caller not yet judged, for routes that read the session together with their own rows in one
+/// batched query: a session cookie is only taken here (the route's query checks it, then
+/// `admit` judges it); without one the caller is judged at once (`AuthUser`), so a request with
+/// neither cookie nor token is refused with 401 before anything else.
+pub enum Caller {
+    Session(String),
+    Judged(AuthUser),
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(Caller::Judged(user.clone()));
+        }
+        match session_token(&parts.headers, state) {
+            Some(token) => Ok(Caller::Session(token)),
+            None => Ok(Caller::Judged(
+                AuthUser::from_request_parts(parts, state).await?,
+            )),
+        }
+    }
+}
+
+impl Caller {
+    /// Judges the caller alone, for a route that answers without its batched read (a request
+    /// it refuses as malformed still answers 401 first when the session is not live).
+    pub async fn judge(self, state: &AppState) -> Result<AuthUser, AppError> {
+        match self {
+            Caller::Session(token) => session_lookup(state, &token).await.map(|(user, _)| user),
+            Caller::Judged(user) => Ok(user),
+        }
+    }
+}
+
 /// A session and its user's row, as the batched lookups read them.
 #[derive(Clone, Debug)]
 pub struct SessionRow {

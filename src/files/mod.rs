@@ -8,11 +8,13 @@ mod upload;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::api::{not_found, ApiOk, ApiPath, ApiQuery, ApiResult};
 use crate::app::AppState;
+use crate::auth::session::{self, Caller};
 use crate::auth::{AuthUser, ClientInfo, Role};
 use crate::clock::{rfc3339, Millis};
 use crate::error::{AppError, ErrorEnvelope};
@@ -462,28 +464,44 @@ async fn user_files(
         (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 async fn file_url(
     State(state): State<AppState>,
-    me: AuthUser,
+    caller: Caller,
     client: ClientInfo,
-    ApiPath(file_id): ApiPath<String>,
-    ApiQuery(q): ApiQuery<UrlQuery>,
+    path: Result<ApiPath<String>, AppError>,
+    query: Result<ApiQuery<UrlQuery>, AppError>,
 ) -> ApiResult<LinkView> {
-    let (as_owner, as_grantee) = match q.o.as_deref() {
-        None => (true, true),
-        Some("t") => (true, false),
-        Some("f") => (false, true),
-        Some(_) => {
-            return Err(AppError::invalid(
-                "o",
-                "o must be t (owner) or f (shared with me)",
-            ))
+    let asked = path.and_then(|ApiPath(file_id)| {
+        let ApiQuery(q) = query?;
+        Ok((file_id, link_roles(q.o.as_deref())?))
+    });
+    let (file_id, (as_owner, as_grantee)) = match asked {
+        Ok(asked) => asked,
+        // Malformed, but a caller without a live session is told that first.
+        Err(e) => {
+            caller.judge(&state).await?;
+            return Err(e);
         }
     };
     let now = state.clock.now();
-    let Some(access) = state
-        .file_access
-        .get((file_id.clone(), me.user_id.clone(), now))
-        .await?
-    else {
+    let (me, access) = match caller {
+        // One batched read brings the session, the file and the caller's grants on it.
+        Caller::Session(token) => {
+            let found = state
+                .session_files
+                .get((session::token_key(&token), file_id.clone(), now))
+                .await?;
+            let (found, access) = found.unzip();
+            let (me, _) = session::admit(&state, found, now).await?;
+            (me, access.flatten())
+        }
+        Caller::Judged(me) => {
+            let access = state
+                .file_access
+                .get((file_id.clone(), me.user_id.clone(), now))
+                .await?;
+            (me, access)
+        }
+    };
+    let Some(access) = access else {
         return Err(not_found("file"));
     };
     let (grant_id, grant_expires) = if as_owner && access.owner == me.user_id {
@@ -503,6 +521,19 @@ async fn file_url(
     issue_link(&state, &me, &client, link, now).await
 }
 
+/// `fileURL`'s `o`: whether the caller asks as the owner, as a grantee, or either (absent).
+fn link_roles(o: Option<&str>) -> Result<(bool, bool), AppError> {
+    match o {
+        None => Ok((true, true)),
+        Some("t") => Ok((true, false)),
+        Some("f") => Ok((false, true)),
+        Some(_) => Err(AppError::invalid(
+            "o",
+            "o must be t (owner) or f (shared with me)",
+        )),
+    }
+}
+
 /// A file and the caller's live grants on it, as `fileURL` needs them.
 #[derive(Clone, Debug)]
 pub struct FileAccess {
@@ -520,7 +551,33 @@ impl FileAccess {
             .max_by_key(|(id, expires)| (expires.unwrap_or(i64::MAX), id.clone()))
             .cloned()
     }
+
+    /// Adds one row of a file joined with a live grant (or none) to what was read of the file.
+    fn add_row(
+        slot: &mut Option<FileAccess>,
+        (owner, key, name, content_type, grant, expires): AccessJoinRow,
+    ) {
+        let access = slot.get_or_insert_with(|| FileAccess {
+            owner,
+            file: OwnedFile {
+                key,
+                name,
+                content_type,
+            },
+            grants: Vec::new(),
+        });
+        if let Some(grant) = grant {
+            access.grants.push((grant, expires));
+        }
+    }
 }
+
+/// A file's owner, object key, name and content type, then a live grant's id and end (or NULLs).
+type AccessJoinRow = (String, String, String, String, Option<String>, Option<i64>);
+
+/// The columns of `AccessJoinRow`, for files `f` left-joined with grants `g`.
+const ACCESS_JOIN_COLS: &str =
+    "f.owner_id, f.object_key, f.file_name, f.content_type, g.id, g.expires_at";
 
 /// (file id, caller, the request's time) → the file and the caller's grants live at that time.
 pub type FileAccessLookups = crate::batch::Batcher<(String, String, Millis), FileAccess>;
@@ -544,8 +601,7 @@ pub fn file_access_lookups(db: crate::db::Db) -> FileAccessLookups {
             // Both databases name a VALUES list's columns column1, column2, ….
             let values = crate::batch::placeholder_rows(dialect, keys.len(), 3);
             let sql = format!(
-                    "SELECT k.column1, k.column2, k.column3, f.owner_id, f.object_key, f.file_name, \
-                     f.content_type, g.id, g.expires_at FROM (VALUES {values}) AS k \
+                    "SELECT k.column1, k.column2, k.column3, {ACCESS_JOIN_COLS} FROM (VALUES {values}) AS k \
                      JOIN files f ON f.id = k.column1 \
                      LEFT JOIN file_grants g ON g.file_id = f.id AND g.grantee_id = k.column2 AND {}",
                     live("k.column3")
@@ -554,25 +610,68 @@ pub fn file_access_lookups(db: crate::db::Db) -> FileAccessLookups {
             for (file, caller, now) in &keys {
                 q = q.bind(file).bind(caller).bind(*now);
             }
-            let mut found: std::collections::HashMap<(String, String, Millis), FileAccess> =
+            let mut found: std::collections::HashMap<_, Option<FileAccess>> =
                 std::collections::HashMap::new();
             for (file, caller, now, owner, key, name, content_type, grant, expires) in
                 q.fetch_all(conn).await?
             {
-                let access = found
-                    .entry((file, caller, now))
-                    .or_insert_with(|| FileAccess {
+                let slot = found.entry((file, caller, now)).or_default();
+                FileAccess::add_row(slot, (owner, key, name, content_type, grant, expires));
+            }
+            Ok(found
+                .into_iter()
+                .filter_map(|(key, access)| Some((key, access?)))
+                .collect())
+        })
+    })
+}
+
+/// (session token hash, file id, the request's time) → the session, and the file with the
+/// session's user's grants live at that time (`None` when there is no such file).
+pub type SessionFileLookups =
+    crate::batch::Batcher<(String, String, Millis), (session::SessionRow, Option<FileAccess>)>;
+
+/// `fileURL`'s read for a session cookie, batched (`crate::batch`): the session (with its user)
+/// and the file with the user's live grants, in one query. Each read starts after its request
+/// arrived, so a session ended, a grant revoked or a file deleted before then is never seen.
+pub fn session_file_lookups(db: crate::db::Db) -> SessionFileLookups {
+    use session::{SESSION_COLS, SESSION_COL_COUNT};
+    crate::batch::Batcher::reading(db, |conn, dialect, keys| {
+        Box::pin(async move {
+            let values = crate::batch::placeholder_rows(dialect, keys.len(), 3);
+            let sql = format!(
+                "SELECT {SESSION_COLS}, k.column2, k.column3, {ACCESS_JOIN_COLS} \
+                 FROM (VALUES {values}) AS k \
+                 JOIN sessions s ON s.token_hash = k.column1 JOIN users m ON m.id = s.user_id \
+                 LEFT JOIN files f ON f.id = k.column2 \
+                 LEFT JOIN file_grants g ON g.file_id = f.id AND g.grantee_id = s.user_id AND {}",
+                live("k.column3")
+            );
+            let mut q = sqlx::query(&sql);
+            for (hash, file, now) in &keys {
+                q = q.bind(hash).bind(file).bind(*now);
+            }
+            let mut found = std::collections::HashMap::new();
+            for row in q.fetch_all(conn).await? {
+                let (hash, session) = session::session_row(&row)?;
+                let at = |i| SESSION_COL_COUNT + i;
+                let key = (hash, row.try_get(at(0))?, row.try_get(at(1))?);
+                let (_, file) = found.entry(key).or_insert_with(|| (session, None));
+                // No file row: the session alone (the file is not there).
+                let Some(owner) = row.try_get::<Option<String>, _>(at(2))? else {
+                    continue;
+                };
+                FileAccess::add_row(
+                    file,
+                    (
                         owner,
-                        file: OwnedFile {
-                            key,
-                            name,
-                            content_type,
-                        },
-                        grants: Vec::new(),
-                    });
-                if let Some(grant) = grant {
-                    access.grants.push((grant, expires));
-                }
+                        row.try_get(at(3))?,
+                        row.try_get(at(4))?,
+                        row.try_get(at(5))?,
+                        row.try_get(at(6))?,
+                        row.try_get(at(7))?,
+                    ),
+                );
             }
             Ok(found.into_iter().collect())
         })

@@ -16,7 +16,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::api::{ApiOk, ApiResult};
 use crate::app::AppState;
-use crate::auth::{AuthUser, Role};
+use crate::auth::Role;
 use crate::error::{AppError, ErrorEnvelope};
 
 pub use connections::ConnectionView;
@@ -173,8 +173,8 @@ async fn session_detail(caller: DetailCaller) -> ApiResult<SessionDetail> {
 }
 
 /// `sessionDetail`'s caller, their own row and their connections. With a session cookie all
-/// three come from one batched read; a bearer token is judged by `AuthUser` and the rest read
-/// after it.
+/// three come from one batched read; otherwise the caller is judged first (`session::Caller`)
+/// and the rest read after.
 struct DetailCaller {
     row: UserRow,
     connections: Vec<ConnectionView>,
@@ -188,11 +188,13 @@ impl axum::extract::FromRequestParts<AppState> for DetailCaller {
         state: &AppState,
     ) -> Result<Self, AppError> {
         use crate::auth::session;
-        let Some(token) = session::session_token(&parts.headers, state) else {
-            let me = AuthUser::from_request_parts(parts, state).await?;
-            let connections = connections::load_connections(state, &me.user_id).await?;
-            let row = load_row(state, &me.user_id).await?;
-            return Ok(DetailCaller { row, connections });
+        let token = match session::Caller::from_request_parts(parts, state).await? {
+            session::Caller::Session(token) => token,
+            session::Caller::Judged(me) => {
+                let connections = connections::load_connections(state, &me.user_id).await?;
+                let row = load_row(state, &me.user_id).await?;
+                return Ok(DetailCaller { row, connections });
+            }
         };
         let now = state.clock.now();
         let found = state
