@@ -170,7 +170,6 @@ impl Storage {
 
     /// A download link for one object, valid until `spec.expires_at`.
     pub fn download_url(&self, state: &AppState, spec: &LinkSpec<'_>) -> anyhow::Result<String> {
-        let disposition = content_disposition(spec.file_name);
         match &self.backend {
             Backend::Local { .. } => {
                 let grant = spec.grant_id.unwrap_or("");
@@ -200,6 +199,7 @@ impl Storage {
                 // The lifetime comes from the server's clock (grant ends, tests moving time); the
                 // signing instant must be real time, as the S3 server checks it against its own.
                 let signed_at = chrono::Utc::now().timestamp_millis();
+                let disposition = content_disposition(spec.file_name);
                 Ok(s3.presign_get(spec.key, &disposition, spec.content_type, signed_at, secs))
             }
         }
