@@ -53,7 +53,7 @@ impl Ledger {
         Ledger { tx, counts }
     }
 
-    /// (transactions committed, rows they carried) since start.
+    /// (group commits run, rows they carried) since start; a commit that failed counts too.
     pub fn counts(&self) -> (u64, u64) {
         self.counts.get()
     }
