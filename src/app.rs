@@ -428,6 +428,54 @@ async fn sweep(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The most an HTTP/1 connection buffers of what it has read but not yet handed on (hyper's
+/// default is ~400 KB). Uploads stream through this buffer, the multipart parser's and the file
+/// write's, each about as large as the chunks it yields, so it sets an upload's memory: 32
+/// concurrent 5 MB uploads grew the server by 52–66 MB with hyper's default (`bench/uploads.sh`).
+/// Headers longer than this are refused (431), as the request limits refuse far shorter ones.
+const MAX_READ_BUF: usize = 64 * 1024;
+
+/// `axum::serve`, with hyper's connection settings in reach (`MAX_READ_BUF`): accepts until
+/// `token` is cancelled (the listener sleeps through errors such as running out of file
+/// descriptors), gives each request its peer's address (`ConnectInfo`), then lets open
+/// connections finish what they are doing.
+async fn serve(
+    mut listener: tokio::net::TcpListener,
+    app: Router,
+    token: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    use axum::serve::Listener;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(MAX_READ_BUF);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = Listener::accept(&mut listener) => accepted,
+            _ = token.cancelled() => break,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            tower::ServiceExt::oneshot(app.clone(), req)
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::trace!("connection from {peer} ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
 /// A running server: what `serve` runs and what tests start on port 0.
 pub struct Server {
     pub addr: SocketAddr,
@@ -444,14 +492,7 @@ impl Server {
         spawn_background(&state);
         let app = router(state.clone());
         let token = state.shutdown.clone();
-        let handle = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await
-        });
+        let handle = tokio::spawn(serve(listener, app, token));
         Ok(Server {
             addr,
             state,

@@ -132,3 +132,37 @@ async fn openapi_publishes_every_route_of_the_contract_with_schemas() {
         "routes missing from /openapi.json: {missing:?}"
     );
 }
+
+/// The server's own accept loop (`app::serve`): an HTTP/1 connection buffers at most 64 KB that
+/// it has not handed on, so a request head of 48 KB is served and one of 100 KB is refused (431)
+/// without disturbing anything else; each request knows its peer's address; after a stop the
+/// port takes no new connections.
+#[tokio::test]
+async fn the_accept_loop_caps_request_heads_and_stops_cleanly() {
+    let app = TestApp::spawn().await;
+    let padded = |kb: usize| {
+        app.http
+            .get(app.url("/health/live"))
+            .header("x-padding", "a".repeat(kb * 1024))
+            .send()
+    };
+    assert_eq!(padded(48).await.unwrap().status(), 200);
+    assert_eq!(padded(100).await.unwrap().status(), 431);
+    app.get("/health/live", "").await.expect(200, "");
+
+    // The peer address reaches the handlers (the device list shows where a session signed in).
+    let alice = app.signup("Alice", "patient").await;
+    let sessions = app.get("/protected/user/sessions", &alice.cookie).await;
+    sessions.expect(200, "");
+    assert_eq!(
+        sessions.data()["sessions"][0]["ip"],
+        "127.0.0.1",
+        "{:?}",
+        sessions.data()
+    );
+
+    let url = app.url("/health/live");
+    app.stop().await;
+    let after = reqwest::Client::new().get(url).send().await;
+    assert!(after.is_err(), "a stopped server answered: {after:?}");
+}
