@@ -431,8 +431,8 @@ async fn sweep(state: &AppState) -> anyhow::Result<()> {
 /// The most an HTTP/1 connection buffers of what it has read but not yet handed on (hyper's
 /// default is ~400 KB). Uploads stream through this buffer, the multipart parser's and the file
 /// write's, each about as large as the chunks it yields, so it sets an upload's memory: 32
-/// concurrent 5 MB uploads grew the server by 52–66 MB with hyper's default (`bench/uploads.sh`).
-/// Headers longer than this are refused (431), as the request limits refuse far shorter ones.
+/// concurrent 5 MB uploads grew the server by 52–66 MB with hyper's default and by 24–27 MB with
+/// this (`bench/uploads.sh`). A request head longer than this gets hyper's bare 431.
 const MAX_READ_BUF: usize = 64 * 1024;
 
 /// `axum::serve`, with hyper's connection settings in reach (`MAX_READ_BUF`): accepts until
