@@ -16,9 +16,10 @@ AURAVITA_DATA_DIR="$DATA" AURAVITA_BIND="127.0.0.1:$PORT" AURAVITA_PUBLIC_URL="h
 PID=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && break; sleep 0.1; done
 kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$PID/status"; }
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 IDLE=$(kb VmRSS)
-echo "server idle RSS: $(awk -v k=$IDLE "BEGIN{printf \"%.1f\", k/1024}") MB"
+echo "server idle RSS: $(mb "$IDLE") MB"
 ./target/release/examples/upload_bench "http://127.0.0.1:$PORT" "$DATA/outbox.jsonl" "$N" "$SIZE" "$SECS"
 PEAK=$(kb VmHWM)
-echo "server peak RSS: $(awk -v k=$PEAK "BEGIN{printf \"%.1f\", k/1024}") MB; growth over idle: $(awk -v k=$((PEAK - IDLE)) "BEGIN{printf \"%.1f\", k/1024}") MB (target <= 64 MB)"
+echo "server peak RSS: $(mb "$PEAK") MB; growth over idle: $(mb $((PEAK - IDLE))) MB (target <= 64 MB)"
 echo "stored objects: $(find "$DATA/objects" -type f | wc -l)"
