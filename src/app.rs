@@ -80,7 +80,9 @@ impl AppState {
         db.migrate().await.context("migrating the database")?;
         let keys = Keys::load(&config)?;
         let sms = crate::sms::from_config(&config)?;
-        let ledger = crate::files::ledger::Ledger::start(db.clone());
+        let ledger = crate::files::ledger::Ledger::start(db.clone())
+            .await
+            .context("starting the access ledger")?;
         let storage = Storage::from_config(&config).context("setting up object storage")?;
         let oidc = crate::auth::oidc::Oidc::from_config(&config)?;
         Ok(AppState(Arc::new(App {

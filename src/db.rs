@@ -248,7 +248,8 @@ impl Db {
     }
 }
 
-fn sqlite_path(url: &str) -> Option<String> {
+/// The file behind a SQLite URL; `None` for an in-memory database.
+pub(crate) fn sqlite_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;

@@ -71,6 +71,10 @@ async fn serve(config: auravita::Config) -> anyhow::Result<()> {
         None => {
             tracing::info!("shutting down");
             server.shutdown(Duration::from_secs(10)).await;
+            // Leaves the database complete on its own (the next start would move them anyway).
+            if let Err(e) = state.ledger.flush().await {
+                tracing::warn!(error = %e.message, "ledger rows stay in the journal until the next start");
+            }
             Ok(())
         }
     }

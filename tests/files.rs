@@ -1229,3 +1229,25 @@ async fn concurrent_links_each_follow_their_own_access() {
         .await
         .expect(401, "UNAUTHENTICATED");
 }
+
+#[tokio::test]
+async fn an_erased_account_takes_its_latest_ledger_rows_along() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    for _ in 0..3 {
+        link(&app, &owner, &format!("{}?o=t", path("fileURL", &file))).await;
+    }
+    // On SQLite these rows may still wait in the ledger's journal: the erasure moves them first.
+    app.post_empty("/protected/user/deleteProfile", &owner.cookie)
+        .await
+        .expect(200, "");
+    app.state.ledger.flush().await.unwrap();
+    let (left,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM file_access_log WHERE owner_id = $1")
+            .bind(&owner.id)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0);
+}

@@ -394,7 +394,7 @@ async fn issue_link(
             },
         )
         .map_err(AppError::internal)?;
-    // A link is a read: it is handed out only once its ledger row is committed.
+    // A link is a read: it is handed out only once its ledger row is durable.
     state
         .ledger
         .append(ledger::Entry {
@@ -1121,6 +1121,8 @@ async fn access_log(
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> ApiResult<LogPage> {
     let page = page_number(q.page, "page")?;
+    // Links issued a moment ago may still wait in the ledger's journal.
+    state.ledger.flush().await?;
     let (total,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM file_access_log WHERE owner_id = $1")
             .bind(&me.user_id)

@@ -270,6 +270,8 @@ pub async fn delete_profile(State(state): State<AppState>, me: AuthUser) -> ApiR
 /// the purge of their stored objects.
 pub async fn erase_account(state: &AppState, user_id: &str) -> Result<(), AppError> {
     let now = state.clock.now();
+    // The ledger rows still in its journal go with the rest.
+    state.ledger.flush().await?;
     let mut tx = state.db.begin().await?;
     // A write first: it takes SQLite's write lock before anything is read.
     sqlx::query("DELETE FROM sessions WHERE user_id = $1")

@@ -1,0 +1,319 @@
+//! The access ledger's journal (SQLite on a file): a link's row is in the journal before the
+//! link is handed out, reaches the table before anyone reads the ledger, survives a process that
+//! stops before moving it, is never kept twice, and is never dropped when the database refuses it.
+//! (The HTTP tests in `files.rs` read every issued link back through `accessLog`, on both
+//! databases.)
+
+use std::time::Duration;
+
+use auravita::db::Db;
+use auravita::files::ledger::{Entry, Ledger, MovePolicy};
+
+/// Rows stay in the journal until `flush` (or a new start).
+const HOLD: MovePolicy = MovePolicy {
+    at_rows: usize::MAX,
+    after: Duration::from_secs(3600),
+};
+
+fn entry(n: i64) -> Entry {
+    Entry {
+        owner: "owner-1".into(),
+        file_id: "file-1".into(),
+        file_name: "scan \"1\".pdf".into(),
+        actor: "doctor-1".into(),
+        action: "read",
+        grant_id: Some("grant-1".into()),
+        at: 1_000 + n,
+        ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+    }
+}
+
+async fn open(dir: &std::path::Path) -> Db {
+    let db = Db::connect(&format!("sqlite://{}/l.db", dir.display()), 4)
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    db
+}
+
+async fn rows_in_table(db: &Db) -> Vec<(String, i64, Option<String>)> {
+    sqlx::query_as("SELECT actor_id, at, grant_id FROM file_access_log ORDER BY at")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
+}
+
+/// The journal's segment files (`l.db-ledger.<n>`), in order.
+fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name.strip_prefix("l.db-ledger.")?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Everything the journal holds.
+fn journal(dir: &std::path::Path) -> String {
+    segments(dir)
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    segments(dir).pop().expect("a segment")
+}
+
+/// Appends `n` rows on a runtime of their own, then drops that runtime without moving them: the
+/// writer task stops where it was, as in a process that was killed.
+fn append_then_stop(dir: &std::path::Path, n: i64) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let db = open(dir).await;
+        let ledger = Ledger::start_with(db.clone(), HOLD).await.unwrap();
+        assert!(ledger.journaled());
+        for i in 0..n {
+            ledger.append(entry(i)).await.unwrap();
+        }
+        // Durable in the journal, not yet in the table.
+        assert_eq!(journal(dir).lines().count(), n as usize);
+        assert!(rows_in_table(&db).await.is_empty());
+        // Dropping the last handle would let the writer move the rows as it ends; a killed
+        // process never gets there.
+        std::mem::forget(ledger);
+    });
+    rt.shutdown_timeout(Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn rows_reach_the_table_on_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path()).await;
+    let ledger = Ledger::start_with(db.clone(), HOLD).await.unwrap();
+    assert!(ledger.journaled());
+    let appends: Vec<_> = (0..40).map(|i| ledger.append(entry(i))).collect();
+    for r in futures::future::join_all(appends).await {
+        r.unwrap();
+    }
+    assert!(rows_in_table(&db).await.is_empty());
+    assert_eq!(journal(dir.path()).lines().count(), 40);
+    ledger.flush().await.unwrap();
+    let rows = rows_in_table(&db).await;
+    assert_eq!(rows.len(), 40);
+    assert_eq!(
+        rows[7],
+        ("doctor-1".to_string(), 1_007, Some("grant-1".to_string()))
+    );
+    assert_eq!(journal(dir.path()), "", "the journal empties once moved");
+}
+
+#[tokio::test]
+async fn rows_move_by_themselves_after_a_while() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path()).await;
+    let policy = MovePolicy {
+        at_rows: usize::MAX,
+        after: Duration::from_millis(20),
+    };
+    let ledger = Ledger::start_with(db.clone(), policy).await.unwrap();
+    ledger.append(entry(1)).await.unwrap();
+    for _ in 0..250 {
+        // (The journal empties just after the move commits.)
+        if rows_in_table(&db).await.len() == 1 && journal(dir.path()).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the row was not moved within 5 s");
+}
+
+#[test]
+fn a_stopped_process_leaves_its_rows_to_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    append_then_stop(dir.path(), 5);
+    // A write the stopped process never finished: its link was never handed out.
+    let last = last_segment(dir.path());
+    let mut torn = std::fs::read_to_string(&last).unwrap();
+    torn.push_str("{\"id\":\"0199\",\"owner\":\"own");
+    std::fs::write(&last, &torn).unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let db = open(dir.path()).await;
+        let ledger = Ledger::start_with(db.clone(), HOLD).await.unwrap();
+        assert!(ledger.journaled());
+        let rows = rows_in_table(&db).await;
+        assert_eq!(rows.len(), 5, "every complete row is moved at start");
+        assert_eq!(rows[0].1, 1_000);
+        assert_eq!(journal(dir.path()), "");
+    });
+}
+
+#[test]
+fn a_row_moved_twice_is_kept_once() {
+    let dir = tempfile::tempdir().unwrap();
+    append_then_stop(dir.path(), 3);
+    let left = journal(dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let db = open(dir.path()).await;
+        drop(Ledger::start_with(db.clone(), HOLD).await.unwrap());
+        assert_eq!(rows_in_table(&db).await.len(), 3);
+    });
+    drop(rt);
+    // As if the process had stopped after the move's commit but before removing the segment.
+    std::fs::write(dir.path().join("l.db-ledger.1"), &left).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let db = open(dir.path()).await;
+        let _ledger = Ledger::start_with(db.clone(), HOLD).await.unwrap();
+        assert_eq!(rows_in_table(&db).await.len(), 3);
+        assert_eq!(journal(dir.path()), "");
+    });
+}
+
+#[test]
+fn a_damaged_journal_stops_the_start_instead_of_losing_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    append_then_stop(dir.path(), 2);
+    let last = last_segment(dir.path());
+    let damaged = std::fs::read_to_string(&last)
+        .unwrap()
+        .replacen("{\"id\"", "{\"ix\"", 1);
+    std::fs::write(&last, &damaged).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let db = open(dir.path()).await;
+        let err = Ledger::start_with(db.clone(), HOLD)
+            .await
+            .err()
+            .expect("a damaged journal is refused");
+        assert!(format!("{err:#}").contains("line 1"), "{err:#}");
+        assert!(rows_in_table(&db).await.is_empty());
+    });
+    assert_eq!(
+        std::fs::read_to_string(&last).unwrap(),
+        damaged,
+        "the journal is left for a person"
+    );
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_database_commits_directly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path()).await;
+    let first = Ledger::start_with(db.clone(), HOLD).await.unwrap();
+    assert!(first.journaled());
+    // The journal's lock is per open file, so a second opening in this process stands for a
+    // second process.
+    let second = Ledger::start_with(db.clone(), HOLD).await.unwrap();
+    assert!(!second.journaled());
+    second.append(entry(1)).await.unwrap();
+    assert_eq!(
+        rows_in_table(&db).await.len(),
+        1,
+        "committed before the link"
+    );
+    first.append(entry(2)).await.unwrap();
+    assert_eq!(rows_in_table(&db).await.len(), 1);
+    first.flush().await.unwrap();
+    assert_eq!(rows_in_table(&db).await.len(), 2);
+}
+
+#[tokio::test]
+async fn when_the_database_refuses_the_move_the_rows_stay_in_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path()).await;
+    let ledger = Ledger::start_with(db.clone(), HOLD).await.unwrap();
+    ledger.append(entry(1)).await.unwrap();
+    sqlx::query("ALTER TABLE file_access_log RENAME TO parked")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let err = ledger.flush().await.unwrap_err();
+    assert_eq!(err.status.as_u16(), 503);
+    assert_eq!(journal(dir.path()).lines().count(), 1);
+    sqlx::query("ALTER TABLE parked RENAME TO file_access_log")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    ledger.append(entry(2)).await.unwrap();
+    ledger.flush().await.unwrap();
+    assert_eq!(rows_in_table(&db).await.len(), 2);
+    assert_eq!(journal(dir.path()), "");
+}
+
+#[tokio::test]
+async fn without_a_file_the_ledger_commits_each_group() {
+    // PostgreSQL when the suite runs against it; an in-memory SQLite otherwise.
+    let url = std::env::var("AURAVITA_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let Some(url) = url else {
+        let db = Db::connect("sqlite::memory:", 1).await.unwrap();
+        db.migrate().await.unwrap();
+        let ledger = Ledger::start(db.clone()).await.unwrap();
+        assert!(!ledger.journaled());
+        ledger.append(entry(1)).await.unwrap();
+        assert_eq!(rows_in_table(&db).await.len(), 1);
+        return;
+    };
+    use sqlx::Connection;
+    let name = format!("auravita_l_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut own = url::Url::parse(&url).unwrap();
+    own.set_path(&format!("/{name}"));
+    let db = Db::connect(own.as_str(), 2).await.unwrap();
+    db.migrate().await.unwrap();
+    let ledger = Ledger::start(db.clone()).await.unwrap();
+    assert!(!ledger.journaled());
+    ledger.append(entry(1)).await.unwrap();
+    assert_eq!(rows_in_table(&db).await.len(), 1);
+    db.pool.close().await;
+    sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn appends_go_on_while_rows_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path()).await;
+    // A move every few rows: most groups arrive while one is in flight.
+    let policy = MovePolicy {
+        at_rows: 3,
+        after: Duration::from_millis(1),
+    };
+    let ledger = Ledger::start_with(db.clone(), policy).await.unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let ledger = ledger.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                ledger.append(entry(t * 1_000 + i)).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    ledger.flush().await.unwrap();
+    let rows = rows_in_table(&db).await;
+    assert_eq!(rows.len(), 400);
+    let distinct: std::collections::HashSet<i64> = rows.iter().map(|r| r.1).collect();
+    assert_eq!(distinct.len(), 400, "each row once");
+    assert_eq!(journal(dir.path()), "");
+    assert_eq!(segments(dir.path()).len(), 1, "moved segments are removed");
+}
