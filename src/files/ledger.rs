@@ -315,6 +315,8 @@ struct Journal {
     base: PathBuf,
     seq: u64,
     active: std::fs::File,
+    /// The bytes in the active segment that hold whole rows.
+    active_len: u64,
     /// The rows in the active segment…
     waiting: Vec<Row>,
     /// …and in closed segments a move has not taken (or gave back).
@@ -361,6 +363,7 @@ impl Journal {
             base: base.to_path_buf(),
             seq,
             active,
+            active_len: 0,
             waiting: Vec::new(),
             sealed: left.into_iter().map(|(_, s)| s).collect(),
             since: Instant::now(),
@@ -395,7 +398,15 @@ impl Journal {
             serde_json::to_writer(&mut buf, row)?;
             buf.push(b'\n');
         }
-        self.active.write_all(&buf)?;
+        if let Err(e) = self.active.write_all(&buf) {
+            // Part of the group may be on disk: cut it off, so that the segment holds only rows
+            // whose links were handed out, and go on in a new segment (where a cut that failed
+            // leaves a torn last line, which a start drops).
+            let _ = self.active.set_len(self.active_len);
+            let _ = self.next_segment();
+            return Err(e.into());
+        }
+        self.active_len += buf.len() as u64;
         if !self.has_rows() {
             self.since = Instant::now();
         }
@@ -408,9 +419,15 @@ impl Journal {
         if self.waiting.is_empty() {
             return Ok(());
         }
+        self.next_segment()
+    }
+
+    /// Closes the active segment and opens the next.
+    fn next_segment(&mut self) -> anyhow::Result<()> {
         let next = create_segment(&self.base, self.seq + 1)?;
         let path = segment_path(&self.base, self.seq);
         self.active = next;
+        self.active_len = 0;
         self.seq += 1;
         self.sealed.push(Segment {
             path,
@@ -664,6 +681,31 @@ mod tests {
         let torn = format!("{text}{}", &serde_json::to_string(&row("3")).unwrap()[..20]);
         assert_eq!(parse(&torn).unwrap(), whole);
         assert!(parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_write_refuses_the_group_and_goes_on_in_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("x.db-ledger");
+        std::fs::write(segment_path(&base, 1), "").unwrap();
+        let mut journal = Journal {
+            _lock: std::fs::File::create(suffixed(&base, "lock")).unwrap(),
+            base: base.clone(),
+            seq: 1,
+            // Opened for reading only: every write to it fails.
+            active: std::fs::File::open(segment_path(&base, 1)).unwrap(),
+            active_len: 0,
+            waiting: Vec::new(),
+            sealed: Vec::new(),
+            since: Instant::now(),
+        };
+        assert!(journal.append(vec![row("1")]).is_err());
+        assert_eq!(journal.rows(), 0, "a refused group is not waiting");
+        journal.append(vec![row("2")]).unwrap();
+        assert_eq!(journal.waiting, vec![row("2")]);
+        let written = std::fs::read_to_string(segment_path(&base, 2)).unwrap();
+        assert_eq!(parse(&written).unwrap(), vec![row("2")]);
+        assert_eq!(std::fs::read_to_string(segment_path(&base, 1)).unwrap(), "");
     }
 
     #[test]
