@@ -28,7 +28,7 @@ pub type Loader<K, V> =
     Arc<dyn Fn(Vec<K>) -> BoxFuture<'static, Result<Vec<(K, V)>, sqlx::Error>> + Send + Sync>;
 
 /// The most scheduler turns a batch waits for more keys.
-const MAX_TURNS: usize = 4;
+pub const MAX_TURNS: usize = 4;
 
 pub struct Batcher<K, V> {
     tx: mpsc::UnboundedSender<(K, Reply<V>)>,
@@ -79,7 +79,7 @@ where
                 let Some(first) = rx.recv().await else {
                     return;
                 };
-                let jobs = gather(first, max_batch, || rx.try_recv().ok()).await;
+                let jobs = gather(first, max_batch, MAX_TURNS, || rx.try_recv().ok()).await;
                 counted.add(jobs.len());
                 let keys = padded_keys(&jobs);
                 let load = load.clone();
@@ -158,11 +158,16 @@ where
 
 /// A batch: `first`, then whatever `try_next` has ready, up to `max`. Scheduler turns let
 /// requests that are already running add theirs: another turn is taken while the last one brought
-/// more (up to `MAX_TURNS`). A lone request loses one turn and no time, for nothing else is
-/// waiting to run. Shared by the batched reads and the ledger's group commit.
-pub async fn gather<T>(first: T, max: usize, mut try_next: impl FnMut() -> Option<T>) -> Vec<T> {
+/// more (up to `turns`; `MAX_TURNS` for work that costs a hand-off). A lone request loses one turn
+/// and no time, for nothing else is waiting to run. Shared by the batched reads and the ledger.
+pub async fn gather<T>(
+    first: T,
+    max: usize,
+    turns: usize,
+    mut try_next: impl FnMut() -> Option<T>,
+) -> Vec<T> {
     let mut jobs = vec![first];
-    for _ in 0..MAX_TURNS {
+    for _ in 0..turns {
         tokio::task::yield_now().await;
         let before = jobs.len();
         while jobs.len() < max {

@@ -71,11 +71,18 @@ fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
     segments(dir).pop().expect("a segment")
 }
 
-/// Appends `n` rows on a runtime of their own, then drops that runtime without moving them: the
-/// writer task stops where it was, as in a process that was killed.
-fn append_then_stop(dir: &std::path::Path, n: i64) {
+/// Runs `work` on a runtime of its own, which stands for one process: when it returns, the
+/// runtime is shut down and every task on it stops where it was.
+fn as_a_process<T>(work: impl std::future::Future<Output = T>) -> T {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
+    let out = rt.block_on(work);
+    rt.shutdown_timeout(Duration::from_secs(5));
+    out
+}
+
+/// Appends `n` rows in a process that is then killed before moving them.
+fn append_then_stop(dir: &std::path::Path, n: i64) {
+    as_a_process(async {
         let db = open(dir).await;
         let ledger = Ledger::start_with(db.clone(), HOLD).await.unwrap();
         assert!(ledger.journaled());
@@ -89,7 +96,6 @@ fn append_then_stop(dir: &std::path::Path, n: i64) {
         // process never gets there.
         std::mem::forget(ledger);
     });
-    rt.shutdown_timeout(Duration::from_secs(5));
 }
 
 #[tokio::test]
@@ -98,15 +104,16 @@ async fn rows_reach_the_table_on_flush() {
     let db = open(dir.path()).await;
     let ledger = Ledger::start_with(db.clone(), HOLD).await.unwrap();
     assert!(ledger.journaled());
-    let appends: Vec<_> = (0..40).map(|i| ledger.append(entry(i))).collect();
+    let appends: Vec<_> = (0..300).map(|i| ledger.append(entry(i))).collect();
     for r in futures::future::join_all(appends).await {
         r.unwrap();
     }
     assert!(rows_in_table(&db).await.is_empty());
-    assert_eq!(journal(dir.path()).lines().count(), 40);
+    assert_eq!(journal(dir.path()).lines().count(), 300);
     ledger.flush().await.unwrap();
     let rows = rows_in_table(&db).await;
-    assert_eq!(rows.len(), 40);
+    // More than one statement's worth (256): moved in one transaction.
+    assert_eq!(rows.len(), 300);
     assert_eq!(
         rows[7],
         ("doctor-1".to_string(), 1_007, Some("grant-1".to_string()))
@@ -144,8 +151,7 @@ fn a_stopped_process_leaves_its_rows_to_the_next_start() {
     torn.push_str("{\"id\":\"0199\",\"owner\":\"own");
     std::fs::write(&last, &torn).unwrap();
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
+    as_a_process(async {
         let db = open(dir.path()).await;
         let ledger = Ledger::start_with(db.clone(), HOLD).await.unwrap();
         assert!(ledger.journaled());
@@ -161,17 +167,14 @@ fn a_row_moved_twice_is_kept_once() {
     let dir = tempfile::tempdir().unwrap();
     append_then_stop(dir.path(), 3);
     let left = journal(dir.path());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
+    as_a_process(async {
         let db = open(dir.path()).await;
         drop(Ledger::start_with(db.clone(), HOLD).await.unwrap());
         assert_eq!(rows_in_table(&db).await.len(), 3);
     });
-    drop(rt);
     // As if the process had stopped after the move's commit but before removing the segment.
     std::fs::write(dir.path().join("l.db-ledger.1"), &left).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
+    as_a_process(async {
         let db = open(dir.path()).await;
         let _ledger = Ledger::start_with(db.clone(), HOLD).await.unwrap();
         assert_eq!(rows_in_table(&db).await.len(), 3);
@@ -188,8 +191,7 @@ fn a_damaged_journal_stops_the_start_instead_of_losing_rows() {
         .unwrap()
         .replacen("{\"id\"", "{\"ix\"", 1);
     std::fs::write(&last, &damaged).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
+    as_a_process(async {
         let db = open(dir.path()).await;
         let err = Ledger::start_with(db.clone(), HOLD)
             .await

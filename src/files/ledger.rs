@@ -221,21 +221,14 @@ async fn run(
             }
         };
         let Some(first) = first else { break };
-        let jobs = if journal.is_some() {
-            // A journal write costs little: one scheduler turn for requests already running,
-            // then what is queued.
-            tokio::task::yield_now().await;
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            jobs
+        // A journal write costs little: one scheduler turn for requests already running, then
+        // what is queued. A commit is worth waiting a few turns for.
+        let turns = if journal.is_some() {
+            1
         } else {
-            crate::batch::gather(first, MAX_BATCH, || rx.try_recv().ok()).await
+            crate::batch::MAX_TURNS
         };
+        let jobs = crate::batch::gather(first, MAX_BATCH, turns, || rx.try_recv().ok()).await;
         let (mut rows, mut acks, mut flushes) = (Vec::new(), Vec::new(), Vec::new());
         for job in jobs {
             match job {
@@ -583,34 +576,24 @@ fn parse(text: &str) -> anyhow::Result<Vec<Row>> {
         .collect()
 }
 
-/// Inserts `rows` in `MAX_BATCH`-row statements inside one transaction (all or none). `replay`
-/// skips rows already present (by id), for rows a journal may hold twice.
+/// Inserts `rows`, all or none: up to `MAX_BATCH` as one statement (atomic on its own, on a kept
+/// connection), more as `MAX_BATCH`-row statements in one transaction. `replay` skips rows
+/// already present (by id), for rows a journal may hold twice.
 async fn insert(db: &Db, rows: &[Row], replay: bool) -> Result<(), sqlx::Error> {
     let dialect = db.dialect;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if rows.len() > MAX_BATCH {
+        let mut tx = db.begin().await?;
+        for chunk in rows.chunks(MAX_BATCH) {
+            insert_chunk(&mut tx, dialect, chunk, replay).await?;
+        }
+        return tx.commit().await;
+    }
     let rows = rows.to_vec();
     db.with_kept(Box::new(move |conn| {
-        Box::pin(async move {
-            let chunks = rows.chunks(MAX_BATCH).count();
-            // One statement is atomic on its own; several need a transaction.
-            if chunks > 1 {
-                sqlx::Executor::execute(&mut *conn, "BEGIN").await?;
-            }
-            let result = async {
-                for chunk in rows.chunks(MAX_BATCH) {
-                    insert_chunk(&mut *conn, dialect, chunk, replay).await?;
-                }
-                Ok::<(), sqlx::Error>(())
-            }
-            .await;
-            if chunks > 1 {
-                let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-                let ended = sqlx::Executor::execute(&mut *conn, end).await;
-                result?;
-                ended?;
-                return Ok(());
-            }
-            result
-        })
+        Box::pin(async move { insert_chunk(conn, dialect, &rows, replay).await })
     }))
     .await
 }
