@@ -112,7 +112,7 @@ async fn rows_reach_the_table_on_flush() {
     assert_eq!(journal(dir.path()).lines().count(), 300);
     ledger.flush().await.unwrap();
     let rows = rows_in_table(&db).await;
-    // More than one statement's worth (256): moved in one transaction.
+    // More than one statement's worth (256): moved in two.
     assert_eq!(rows.len(), 300);
     assert_eq!(
         rows[7],
@@ -249,6 +249,50 @@ async fn when_the_database_refuses_the_move_the_rows_stay_in_the_journal() {
     ledger.append(entry(2)).await.unwrap();
     ledger.flush().await.unwrap();
     assert_eq!(rows_in_table(&db).await.len(), 2);
+    assert_eq!(journal(dir.path()), "");
+}
+
+/// A move is one statement per 256 rows: when a later statement is refused, the rows already
+/// committed stay, the segment stays, and the next move adds the rest without doubling any.
+#[tokio::test]
+async fn a_move_cut_short_is_finished_by_the_next_without_doubles() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path()).await;
+    let ledger = Ledger::start_with(db.clone(), HOLD).await.unwrap();
+    let appends: Vec<_> = (0..300).map(|i| ledger.append(entry(i))).collect();
+    for r in futures::future::join_all(appends).await {
+        r.unwrap();
+    }
+    // The journal's 281st line is in the second statement (lines are in arrival order).
+    let line: serde_json::Value =
+        serde_json::from_str(journal(dir.path()).lines().nth(280).unwrap()).unwrap();
+    sqlx::query(&format!(
+        "CREATE TRIGGER refuse_one BEFORE INSERT ON file_access_log WHEN NEW.at = {} \
+         BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        line["at"]
+    ))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let err = ledger.flush().await.unwrap_err();
+    assert_eq!(err.status.as_u16(), 503);
+    assert_eq!(
+        rows_in_table(&db).await.len(),
+        256,
+        "the first statement's rows"
+    );
+    assert_eq!(
+        journal(dir.path()).lines().count(),
+        300,
+        "the segment stays whole"
+    );
+    sqlx::query("DROP TRIGGER refuse_one")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    ledger.flush().await.unwrap();
+    let ats: Vec<i64> = rows_in_table(&db).await.iter().map(|r| r.1).collect();
+    assert_eq!(ats, (1_000..1_300).collect::<Vec<_>>(), "each row once");
     assert_eq!(journal(dir.path()), "");
 }
 

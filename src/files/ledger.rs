@@ -10,8 +10,9 @@
 //!   (WAL, `synchronous = NORMAL`) is itself a `write` to a file beside the database that survives
 //!   a crash of the process but not of the machine; the journal gives each row exactly that
 //!   durability, without a database commit per group. A task beside the writer moves the rows
-//!   into `file_access_log` in large transactions (`MovePolicy`: the active segment is closed, a
-//!   new one takes the appends, the closed one is deleted once its rows are committed), and every
+//!   into `file_access_log` in 256-row statements (`MovePolicy`: the active segment is closed, a
+//!   new one takes the appends, the closed one is deleted once all its rows are committed; a move
+//!   cut short is finished by the next, which skips rows already there by id), and every
 //!   row appended so far is moved before anyone reads or erases the ledger (`flush`). On start,
 //!   rows a stopped process left in the journal are moved before anything is served; a row moved
 //!   twice (a stop between a move's commit and its segment's removal) is kept once, by its id.
@@ -576,26 +577,21 @@ fn parse(text: &str) -> anyhow::Result<Vec<Row>> {
         .collect()
 }
 
-/// Inserts `rows`, all or none: up to `MAX_BATCH` as one statement (atomic on its own, on a kept
-/// connection), more as `MAX_BATCH`-row statements in one transaction. `replay` skips rows
-/// already present (by id), for rows a journal may hold twice.
+/// Inserts `rows` on a kept connection, `MAX_BATCH` rows per statement. A statement is atomic
+/// on its own; more rows than one statement holds are only ever a journal's (`replay`), whose
+/// segment stays until every statement committed and whose rows already present are skipped by
+/// id, so a move cut short is finished, not doubled, by the next one.
 async fn insert(db: &Db, rows: &[Row], replay: bool) -> Result<(), sqlx::Error> {
+    debug_assert!(replay || rows.len() <= MAX_BATCH);
     let dialect = db.dialect;
-    if rows.is_empty() {
-        return Ok(());
+    for chunk in rows.chunks(MAX_BATCH) {
+        let chunk = chunk.to_vec();
+        db.with_kept(Box::new(move |conn| {
+            Box::pin(async move { insert_chunk(conn, dialect, &chunk, replay).await })
+        }))
+        .await?;
     }
-    if rows.len() > MAX_BATCH {
-        let mut tx = db.begin().await?;
-        for chunk in rows.chunks(MAX_BATCH) {
-            insert_chunk(&mut tx, dialect, chunk, replay).await?;
-        }
-        return tx.commit().await;
-    }
-    let rows = rows.to_vec();
-    db.with_kept(Box::new(move |conn| {
-        Box::pin(async move { insert_chunk(conn, dialect, &rows, replay).await })
-    }))
-    .await
+    Ok(())
 }
 
 async fn insert_chunk(
