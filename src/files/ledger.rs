@@ -21,6 +21,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -91,7 +92,7 @@ enum Job {
 #[derive(Clone)]
 pub struct Ledger {
     tx: mpsc::Sender<Job>,
-    counts: std::sync::Arc<crate::batch::Counts>,
+    counts: Arc<crate::batch::Counts>,
     journaled: bool,
 }
 
@@ -135,7 +136,7 @@ impl Ledger {
         };
         let journaled = journal.is_some();
         let (tx, rx) = mpsc::channel::<Job>(4096);
-        let counts = std::sync::Arc::new(crate::batch::Counts::default());
+        let counts = Arc::new(crate::batch::Counts::default());
         tokio::spawn(run(db, journal, policy, rx, counts.clone()));
         Ok(Ledger {
             tx,
@@ -196,7 +197,7 @@ async fn run(
     mut journal: Option<Journal>,
     policy: MovePolicy,
     mut rx: mpsc::Receiver<Job>,
-    counts: std::sync::Arc<crate::batch::Counts>,
+    counts: Arc<crate::batch::Counts>,
 ) {
     // A move in flight (journaled): its segments come back if the database refused them.
     let mut moving: Option<Moving> = None;
@@ -244,7 +245,9 @@ async fn run(
             counts.add(rows.len());
             let in_flight = moving.as_ref().map_or(0, |m| m.rows);
             let result = match journal.as_mut() {
-                None => insert(&db, &rows, false).await.map_err(|e| e.to_string()),
+                None => insert(&db, rows.into(), false)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Some(j) if j.rows() + in_flight + rows.len() > MAX_WAITING => {
                     Err("the ledger's journal is full: the database refuses its rows".into())
                 }
@@ -291,9 +294,10 @@ fn journal_path(db: &Db) -> Option<PathBuf> {
 }
 
 /// A closed journal segment (`<base>.<n>`) whose rows are not yet known to be in the table.
+/// (Shared: each statement of a move reads its chunk from them, and a refused move keeps them.)
 struct Segment {
     path: PathBuf,
-    rows: Vec<Row>,
+    rows: Arc<[Row]>,
 }
 
 /// A move running beside the writer, and how many rows it carries.
@@ -348,7 +352,13 @@ impl Journal {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading the ledger journal {}", path.display()))?;
             let rows = parse(&text).with_context(|| format!("in {}", path.display()))?;
-            left.push((seq, Segment { path, rows }));
+            left.push((
+                seq,
+                Segment {
+                    path,
+                    rows: rows.into(),
+                },
+            ));
         }
         let seq = left.last().map_or(0, |(seq, _)| *seq) + 1;
         let active = create_segment(base, seq)?;
@@ -425,7 +435,7 @@ impl Journal {
         self.seq += 1;
         self.sealed.push(Segment {
             path,
-            rows: std::mem::take(&mut self.waiting),
+            rows: std::mem::take(&mut self.waiting).into(),
         });
         Ok(())
     }
@@ -494,7 +504,7 @@ impl Journal {
 async fn move_segments(db: Db, segments: Vec<Segment>) -> Result<(), (Vec<Segment>, String)> {
     let mut segments = segments.into_iter();
     while let Some(segment) = segments.next() {
-        if let Err(e) = insert(&db, &segment.rows, true).await {
+        if let Err(e) = insert(&db, segment.rows.clone(), true).await {
             let mut back = vec![segment];
             back.extend(segments);
             return Err((
@@ -581,13 +591,13 @@ fn parse(text: &str) -> anyhow::Result<Vec<Row>> {
 /// on its own; more rows than one statement holds are only ever a journal's (`replay`), whose
 /// segment stays until every statement committed and whose rows already present are skipped by
 /// id, so a move cut short is finished, not doubled, by the next one.
-async fn insert(db: &Db, rows: &[Row], replay: bool) -> Result<(), sqlx::Error> {
+async fn insert(db: &Db, rows: Arc<[Row]>, replay: bool) -> Result<(), sqlx::Error> {
     debug_assert!(replay || rows.len() <= MAX_BATCH);
     let dialect = db.dialect;
-    for chunk in rows.chunks(MAX_BATCH) {
-        let chunk = chunk.to_vec();
+    for start in (0..rows.len()).step_by(MAX_BATCH) {
+        let (rows, end) = (rows.clone(), (start + MAX_BATCH).min(rows.len()));
         db.with_kept(Box::new(move |conn| {
-            Box::pin(async move { insert_chunk(conn, dialect, &chunk, replay).await })
+            Box::pin(async move { insert_chunk(conn, dialect, &rows[start..end], replay).await })
         }))
         .await?;
     }
