@@ -18,8 +18,9 @@ const TOTP_NONCE: usize = 12;
 const TOTP_TAG: usize = 16;
 
 pub struct Keys {
-    otp: [u8; 32],
-    link: [u8; 32],
+    /// HMAC-SHA256 keyed once (its pads hashed); each use clones it.
+    otp: HmacSha256,
+    link: HmacSha256,
     totp: [u8; 32],
 }
 
@@ -62,8 +63,8 @@ impl Keys {
     /// Every key, derived from the master secret under its own label.
     fn from_master(master: &[u8]) -> Keys {
         Keys {
-            otp: derive(master, b"auravita/otp"),
-            link: derive(master, b"auravita/link"),
+            otp: keyed(&derive(master, b"auravita/otp")),
+            link: keyed(&derive(master, b"auravita/link")),
             totp: derive(master, b"auravita/totp-secret"),
         }
     }
@@ -133,13 +134,27 @@ fn derive(master: &[u8], label: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-fn mac_hex(key: &[u8], parts: &[&[u8]]) -> String {
-    let mut mac = HmacSha256::new_from_slice(key).expect("hmac takes any key length");
+fn keyed(key: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(key).expect("hmac takes any key length")
+}
+
+/// The MAC of `parts`, each preceded by its length (so no two splits of the same bytes collide),
+/// as 64 lowercase hex digits.
+fn mac_hex(keyed: &HmacSha256, parts: &[&[u8]]) -> String {
+    let mut mac = keyed.clone();
     for p in parts {
         mac.update(&(p.len() as u64).to_be_bytes());
         mac.update(p);
     }
-    hex::encode(mac.finalize().into_bytes())
+    hex32(&mac.finalize().into_bytes().into())
+}
+
+/// 32 bytes as 64 lowercase hex digits, written into one buffer (`hex::encode` goes a character
+/// at a time; this runs for every session cookie and every download link).
+fn hex32(bytes: &[u8; 32]) -> String {
+    let mut out = [0u8; 64];
+    hex::encode_to_slice(bytes, &mut out).expect("64 digits for 32 bytes");
+    String::from_utf8(out.to_vec()).expect("hex digits are ASCII")
 }
 
 fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
@@ -161,7 +176,7 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
 /// SHA-256 hex of a token: what the database keeps instead of the token.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
-    hex::encode(Sha256::digest(data))
+    hex32(&Sha256::digest(data).into())
 }
 
 #[cfg(test)]
@@ -190,5 +205,29 @@ mod tests {
         assert_eq!(k.open_totp("user-a", &sealed[..sealed.len() - 2]), None);
         assert_eq!(k.open_totp("user-a", &sealed[..40]), None);
         assert_eq!(k.open_totp("user-a", "not hex"), None);
+    }
+
+    #[test]
+    fn a_mac_from_the_keyed_state_matches_a_fresh_hmac_every_time() {
+        // Python: hmac.new(bytes(range(32)), digestmod=sha256) over each part's big-endian u64
+        // length then its bytes.
+        let want = "0bf3b12ea10cdb5aefbef1c4a7de76de184283f46856dba5836d167bf7232791";
+        let key: Vec<u8> = (0..32).collect();
+        let state = keyed(&key);
+        let parts: &[&[u8]] = &[b"download", b"files/ab", b""];
+        assert_eq!(mac_hex(&state, parts), want);
+        // The kept state is cloned, never advanced: the same parts give the same MAC again, and
+        // other parts another.
+        assert_eq!(mac_hex(&state, parts), want);
+        assert_ne!(mac_hex(&state, &[b"download", b"files/a", b"b"]), want);
+    }
+
+    #[test]
+    fn sha256_hex_is_the_digest_in_lowercase_hex() {
+        // sha256("abc"), FIPS 180-2's example.
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -34,7 +34,11 @@ pub struct Storage {
 }
 
 enum Backend {
-    Local { root: PathBuf },
+    /// `links`: the public URL of `/objects/`, joined once; a link appends its key and query.
+    Local {
+        root: PathBuf,
+        links: String,
+    },
     S3(S3Presigner),
 }
 
@@ -62,9 +66,10 @@ impl Storage {
                 .with_context(|| format!("creating {}", root.display()))?;
             let root = std::fs::canonicalize(&root)?;
             let store = LocalFileSystem::new_with_prefix(&root)?;
+            let links = cfg.public_url.join("/objects/")?.to_string();
             Ok(Storage {
                 store: Arc::new(store),
-                backend: Backend::Local { root },
+                backend: Backend::Local { root, links },
                 tmp_dir,
             })
         } else if let Some(rest) = url.strip_prefix("s3://") {
@@ -105,7 +110,7 @@ impl Storage {
     /// in memory: a rename (or copy) locally, a streamed PUT to S3.
     pub async fn put_file(&self, key: &str, tmp: &FsPath, size: u64) -> anyhow::Result<()> {
         match &self.backend {
-            Backend::Local { root } => {
+            Backend::Local { root, .. } => {
                 let dest = root.join(key);
                 if let Some(parent) = dest.parent() {
                     tokio::fs::create_dir_all(parent).await?;
@@ -171,7 +176,7 @@ impl Storage {
     /// A download link for one object, valid until `spec.expires_at`.
     pub fn download_url(&self, state: &AppState, spec: &LinkSpec<'_>) -> anyhow::Result<String> {
         match &self.backend {
-            Backend::Local { .. } => {
+            Backend::Local { links, .. } => {
                 let grant = spec.grant_id.unwrap_or("");
                 let exp = spec.expires_at.to_string();
                 let sig = link_sig(
@@ -182,17 +187,7 @@ impl Storage {
                     spec.file_name,
                     spec.content_type,
                 );
-                let mut url = state
-                    .config
-                    .public_url
-                    .join(&format!("/objects/{}", spec.key))?;
-                url.query_pairs_mut()
-                    .append_pair("exp", &exp)
-                    .append_pair("g", grant)
-                    .append_pair("n", spec.file_name)
-                    .append_pair("t", spec.content_type)
-                    .append_pair("sig", &sig);
-                Ok(url.to_string())
+                Ok(local_link(links, spec, &exp, grant, &sig))
             }
             Backend::S3(s3) => {
                 let secs = ((spec.expires_at - spec.now) / 1000).max(1) as u64;
@@ -204,6 +199,37 @@ impl Storage {
             }
         }
     }
+}
+
+/// What a URL's path percent-encodes (the `url` crate's path set): controls, space, `"`, `#`,
+/// `<`, `>`, `?`, `` ` ``, `{`, `}`.
+const PATH: &AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// A local download link: `links` (the public `/objects/` URL) then the key and the signed query,
+/// written straight into one string (as `Url::join` and `query_pairs_mut` would write it, without
+/// parsing the URL again for every link).
+fn local_link(links: &str, spec: &LinkSpec<'_>, exp: &str, grant: &str, sig: &str) -> String {
+    let mut url = String::with_capacity(links.len() + spec.key.len() + 160);
+    url.push_str(links);
+    url.extend(utf8_percent_encode(spec.key, PATH));
+    url.push('?');
+    let start = url.len();
+    form_urlencoded::Serializer::for_suffix(url, start)
+        .append_pair("exp", exp)
+        .append_pair("g", grant)
+        .append_pair("n", spec.file_name)
+        .append_pair("t", spec.content_type)
+        .append_pair("sig", sig)
+        .finish()
 }
 
 fn link_sig(
@@ -330,4 +356,77 @@ async fn serve_local(
         HeaderValue::from_static("sandbox; default-src 'none'"),
     );
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The link as the `url` crate writes it: the public URL joined with the object's path,
+    /// then the query pairs appended.
+    fn parsed_link(public: &str, spec: &LinkSpec<'_>, exp: &str, grant: &str, sig: &str) -> String {
+        let mut url = url::Url::parse(public)
+            .unwrap()
+            .join(&format!("/objects/{}", spec.key))
+            .unwrap();
+        url.query_pairs_mut()
+            .append_pair("exp", exp)
+            .append_pair("g", grant)
+            .append_pair("n", spec.file_name)
+            .append_pair("t", spec.content_type)
+            .append_pair("sig", sig);
+        url.to_string()
+    }
+
+    #[test]
+    fn a_local_link_is_written_as_the_url_crate_would_write_it() {
+        let publics = [
+            "http://127.0.0.1:8080",
+            "https://auravita.example/",
+            "https://auravita.example/app/",
+            "http://[::1]:9000/x/y",
+        ];
+        let names = [
+            (
+                "files/0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                "scan.pdf",
+                "application/pdf",
+                "",
+            ),
+            (
+                "files/k",
+                "Röntgen 2026 #1 & \"notes\"?.png",
+                "image/png",
+                "g-1",
+            ),
+            (
+                "files/a b{c}`<d>",
+                "x%20y+z=;",
+                "application/dicom",
+                "a&b=c",
+            ),
+        ];
+        for public in publics {
+            let links = url::Url::parse(public)
+                .unwrap()
+                .join("/objects/")
+                .unwrap()
+                .to_string();
+            for (key, file_name, content_type, grant) in names {
+                let spec = LinkSpec {
+                    key,
+                    file_name,
+                    content_type,
+                    grant_id: Some(grant),
+                    now: 0,
+                    expires_at: 120_000,
+                };
+                assert_eq!(
+                    local_link(&links, &spec, "120000", grant, "ab12"),
+                    parsed_link(public, &spec, "120000", grant, "ab12"),
+                    "{public} {key}"
+                );
+            }
+        }
+    }
 }
