@@ -1,6 +1,7 @@
 //! Load client for bench/uploads.sh: signs a patient up (reading the code from the SMS outbox),
 //! sends N concurrent uploads of SIZE bytes, then measures download-link issuance (fileURL)
-//! against /health/live with the same concurrency for the same time.
+//! against /health/live with the same concurrency for the same time. With BENCH_SERVER_PID set,
+//! also the server's CPU time per request in each phase (from /proc, so Linux only).
 //! Usage: upload_bench <base-url> <outbox-file> [concurrency=32] [size=5000000] [seconds=5]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,13 +96,59 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let file_url = format!("{base}/protected/resource/fileURL/{}?o=t", ids[0]);
+    let server = std::env::var("BENCH_SERVER_PID").ok();
+    let cpu = || server.as_deref().and_then(cpu_seconds);
+    let before = cpu();
     let links = rate(&http, &file_url, &cookie, n, secs).await;
+    // Work the links left behind (the ledger moving journaled rows into its table) is theirs:
+    // let the server go quiet before /health/live is measured, and count it with fileURL.
+    let quiet = settle(&cpu).await;
+    let between = cpu();
     let live = rate(&http, &format!("{base}/health/live"), "", n, secs).await;
+    let after = cpu();
     println!(
         "fileURL: {links:.0} req/s; /health/live: {live:.0} req/s; ratio {:.2}",
         links / live
     );
+    if let (Some(a), Some(b), Some(c)) = (before, between, after) {
+        let per = |cpu: f64, rate: f64| cpu * 1e6 / (rate * secs as f64);
+        println!(
+            "server CPU per request: fileURL {:.1} µs (with {quiet:.2} s of work after the phase); \
+             /health/live {:.1} µs",
+            per(b - a, links),
+            per(c - b, live)
+        );
+    }
     Ok(())
+}
+
+/// Waits until the server has used no more than 10 ms of CPU in each of two 100 ms intervals
+/// (at most 20 s); returns how long that took. Without the server's pid: one second.
+async fn settle(cpu: &impl Fn() -> Option<f64>) -> f64 {
+    let started = Instant::now();
+    let Some(mut last) = cpu() else {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        return 1.0;
+    };
+    let mut calm = 0;
+    while calm < 2 && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = cpu().unwrap_or(last);
+        calm = if now - last <= 0.01 { calm + 1 } else { 0 };
+        last = now;
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// The server's user + system CPU time so far, in seconds (Linux: /proc/<pid>/stat, in clock
+/// ticks of 1/100 s).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), closed by its ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // utime and stime are fields 14 and 15 of the line; this split starts at field 3.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// Requests per second that `c` workers get through in `secs` seconds (only 200s count).
