@@ -216,7 +216,8 @@ const PATH: &AsciiSet = &percent_encoding::CONTROLS
 
 /// A local download link: `links` (the public `/objects/` URL) then the key and the signed query,
 /// written straight into one string (as `Url::join` and `query_pairs_mut` would write it, without
-/// parsing the URL again for every link).
+/// parsing the URL again for every link). Unlike `Url::join` it folds no `.`/`..` segments: keys
+/// are the server's own (`files/<uuid>`), never a caller's.
 fn local_link(links: &str, spec: &LinkSpec<'_>, exp: &str, grant: &str, sig: &str) -> String {
     let mut url = String::with_capacity(links.len() + spec.key.len() + 160);
     url.push_str(links);
