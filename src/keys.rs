@@ -129,7 +129,7 @@ impl Keys {
 }
 
 fn derive(master: &[u8], label: &[u8]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(master).expect("hmac takes any key length");
+    let mut mac = keyed(master);
     mac.update(label);
     mac.finalize().into_bytes().into()
 }

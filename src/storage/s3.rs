@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::clock::Millis;
 use crate::config::Config;
@@ -145,7 +145,7 @@ impl S3Presigner {
         let canonical = format!("{method}\n{path}\n{query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
         let to_sign = format!(
             "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            hex::encode(Sha256::digest(canonical.as_bytes()))
+            crate::keys::sha256_hex(canonical.as_bytes())
         );
         let mut k = hmac(
             format!("AWS4{}", self.secret.expose_secret()).as_bytes(),
