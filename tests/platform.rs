@@ -150,6 +150,41 @@ async fn the_accept_loop_caps_request_heads_and_stops_cleanly() {
     assert_eq!(padded(100).await.unwrap().status(), 431);
     app.get("/health/live", "").await.expect(200, "");
 
+    // What hyper refuses before any handler runs gets its bare answer and a closed connection,
+    // never a 500: 101 header fields (431; hyper's limit is 100), a request line that is not
+    // HTTP, a Content-Length that is not a number (400).
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let many: String = (0..100).map(|i| format!("x-h{i}: v\r\n")).collect();
+    for (raw, status) in [
+        (
+            format!("GET /health/live HTTP/1.1\r\nhost: a\r\n{many}\r\n"),
+            431,
+        ),
+        ("NOT HTTP AT ALL\r\n\r\n".to_string(), 400),
+        (
+            "POST /auth/signup HTTP/1.1\r\nhost: a\r\ncontent-length: ten\r\n\r\n".to_string(),
+            400,
+        ),
+    ] {
+        let answer = raw_exchange(&addr, raw.as_bytes()).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{:?} got {answer:?}",
+            &raw[..raw.len().min(40)]
+        );
+        assert!(answer.contains("connection: close"), "{answer:?}");
+    }
+    // 100 header fields are fine.
+    let hundred: String = (0..98).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let answer = raw_exchange(
+        &addr,
+        format!("GET /health/live HTTP/1.1\r\nhost: a\r\nconnection: close\r\n{hundred}\r\n")
+            .as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+    app.get("/health/live", "").await.expect(200, "");
+
     // The peer address reaches the handlers (the device list shows where a session signed in).
     let alice = app.signup("Alice", "patient").await;
     let sessions = app.get("/protected/user/sessions", &alice.cookie).await;
@@ -165,4 +200,20 @@ async fn the_accept_loop_caps_request_heads_and_stops_cleanly() {
     app.stop().await;
     let after = reqwest::Client::new().get(url).send().await;
     assert!(after.is_err(), "a stopped server answered: {after:?}");
+}
+
+/// Writes `raw` on a new connection and reads until the server closes it (within 5 s).
+async fn raw_exchange(addr: &str, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(raw).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        conn.read_to_end(&mut out),
+    )
+    .await
+    .expect("the server closed the connection")
+    .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
 }
