@@ -635,7 +635,9 @@ async fn insert_chunk(
             .bind(&r.ip)
             .bind(&r.user_agent);
     }
-    q.persistent(false).execute(conn).await?;
+    // A full chunk (most of a journal move) has one shape, kept prepared; the sizes of other
+    // groups vary, and would only crowd the connection's statement cache.
+    q.persistent(rows.len() == MAX_BATCH).execute(conn).await?;
     Ok(())
 }
 
