@@ -251,6 +251,28 @@ async fn upload_rules() {
     r.expect(422, "VALIDATION_FAILED");
     assert_eq!(r.body["error"]["details"]["field"], "file");
 
+    // A multipart body cut off inside the file, or one without a boundary, is refused and
+    // leaves no temporary file (checked below).
+    let raw = |content_type: &str, body: Vec<u8>| {
+        let req = app
+            .http
+            .post(app.url("/protected/resource/uploadFile"))
+            .header("cookie", &p.cookie)
+            .header("content-type", content_type.to_string())
+            .body(body);
+        async move { common::Resp::from(req.send().await.unwrap()).await }
+    };
+    let mut cut = b"--XyZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.pdf\"\r\n\
+                    content-type: application/pdf\r\n\r\n"
+        .to_vec();
+    cut.extend_from_slice(&pdf(64 * 1024));
+    raw("multipart/form-data; boundary=XyZ", cut)
+        .await
+        .expect(400, "BAD_MULTIPART");
+    raw("multipart/form-data", pdf(100))
+        .await
+        .expect(400, "BAD_MULTIPART");
+
     // Not multipart, not a patient, not signed in.
     app.post(
         "/protected/resource/uploadFile",
@@ -659,6 +681,8 @@ async fn revoked_grant_and_expired_share_open_nothing() {
     .expect(404, "NOT_FOUND");
     let (status, _, body) = fetch(&app, &granted_url).await;
     assert_eq!(status, 410, "{}", String::from_utf8_lossy(&body));
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "ACCESS_ENDED", "{body}");
     let o = try_everything(&app, &doctor, &owner, &file, &grant, &victim).await;
     assert_no_access(&o, true, (410, "ACCESS_REVOKED"));
 
@@ -678,7 +702,10 @@ async fn revoked_grant_and_expired_share_open_nothing() {
         "link outlives the share"
     );
     app.clock().advance(Duration::from_secs(2 * 60));
-    assert_eq!(fetch(&app, &share_url).await.0, 410);
+    let (status, _, body) = fetch(&app, &share_url).await;
+    assert_eq!(status, 410);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "LINK_EXPIRED", "{body}");
     let o = try_everything(&app, &walk_in, &owner, &file, &share, &victim).await;
     assert_no_access(&o, true, (410, "ACCESS_EXPIRED"));
 
@@ -772,8 +799,13 @@ async fn local_links_open_one_file_for_two_minutes() {
     let no_sig = url_a.split("&sig=").next().unwrap().to_string();
     assert_eq!(fetch(&app, &no_sig).await.0, 403);
     assert_eq!(fetch(&app, &url_a).await.0, 200);
-    app.clock().advance(Duration::from_secs(121));
-    assert_eq!(fetch(&app, &url_a).await.0, 410);
+    app.clock().advance(Duration::from_secs(119));
+    assert_eq!(fetch(&app, &url_a).await.0, 200);
+    app.clock().advance(Duration::from_secs(1));
+    let (status, _, body) = fetch(&app, &url_a).await;
+    assert_eq!(status, 410);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "LINK_EXPIRED", "{body}");
 }
 
 #[tokio::test]
