@@ -166,7 +166,7 @@ async fn the_accept_loop_caps_request_heads_and_stops_cleanly() {
             400,
         ),
     ] {
-        let answer = raw_exchange(&addr, raw.as_bytes()).await;
+        let answer = raw_exchange(&addr, raw.as_bytes(), false).await;
         assert!(
             answer.starts_with(&format!("HTTP/1.1 {status} ")),
             "{:?} got {answer:?}",
@@ -180,6 +180,7 @@ async fn the_accept_loop_caps_request_heads_and_stops_cleanly() {
         &addr,
         format!("GET /health/live HTTP/1.1\r\nhost: a\r\nconnection: close\r\n{hundred}\r\n")
             .as_bytes(),
+        false,
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
@@ -202,11 +203,15 @@ async fn the_accept_loop_caps_request_heads_and_stops_cleanly() {
     assert!(after.is_err(), "a stopped server answered: {after:?}");
 }
 
-/// Writes `raw` on a new connection and reads until the server closes it (within 5 s).
-async fn raw_exchange(addr: &str, raw: &[u8]) -> String {
+/// Writes `raw` on a new connection (then, if `half_close`, ends the sending side: a body cut
+/// short) and reads until the server closes it (within 5 s).
+async fn raw_exchange(addr: &str, raw: &[u8], half_close: bool) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     conn.write_all(raw).await.unwrap();
+    if half_close {
+        conn.shutdown().await.unwrap();
+    }
     let mut out = Vec::new();
     tokio::time::timeout(
         std::time::Duration::from_secs(5),
@@ -216,4 +221,56 @@ async fn raw_exchange(addr: &str, raw: &[u8]) -> String {
     .expect("the server closed the connection")
     .unwrap();
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What gets past hyper but not past the extractors is answered in the envelope: a body that
+/// ends before its Content-Length or holds a broken chunk (400 BAD_BODY), a path parameter that
+/// is not UTF-8 once decoded (400 BAD_PATH; 401 first without a session).
+#[tokio::test]
+async fn cut_bodies_and_undecodable_paths_get_the_envelope() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("Alice", "patient").await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let post = |framing: &str, body: &str| {
+        format!(
+            "POST /protected/user/updateProfile HTTP/1.1\r\nhost: a\r\ncookie: {}\r\n\
+             content-type: application/json\r\n{framing}\r\n\r\n{body}",
+            alice.cookie
+        )
+    };
+    let get = |cookie: &str| {
+        format!(
+            "GET /protected/resource/fileURL/%FF%FE HTTP/1.1\r\nhost: a\r\ncookie: {cookie}\r\n\
+             connection: close\r\n\r\n"
+        )
+    };
+    for (raw, half_close, status, code) in [
+        (
+            post("content-length: 100", "{\"name\":"),
+            true,
+            400,
+            "BAD_BODY",
+        ),
+        (
+            post("transfer-encoding: chunked", "zz\r\n"),
+            true,
+            400,
+            "BAD_BODY",
+        ),
+        (get(&alice.cookie), false, 400, "BAD_PATH"),
+        (get("auravita_session=none"), false, 401, "UNAUTHENTICATED"),
+    ] {
+        let answer = raw_exchange(&addr, raw.as_bytes(), half_close).await;
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a whole response");
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{answer}");
+        let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+        assert_eq!(body["success"], false, "{body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    // Alice's profile is as it was.
+    let me = app
+        .get("/protected/user/sessionDetail", &alice.cookie)
+        .await;
+    me.expect(200, "");
+    assert_eq!(me.data()["user"]["name"], "Alice", "{:?}", me.data());
 }
