@@ -437,19 +437,26 @@ async fn sweep(state: &AppState) -> anyhow::Result<()> {
 /// this (`bench/uploads.sh`). A request head longer than this gets hyper's bare 431.
 const MAX_READ_BUF: usize = 64 * 1024;
 
-/// `axum::serve`, with hyper's connection settings in reach (`MAX_READ_BUF`): accepts until
-/// `token` is cancelled (the listener sleeps through errors such as running out of file
-/// descriptors), gives each request its peer's address (`ConnectInfo`), then lets open
+/// `axum::serve`, with hyper's connection settings in reach (`MAX_READ_BUF`, and a timer, without
+/// which hyper silently drops its header-read timeout): accepts until `token` is cancelled (the
+/// listener sleeps through errors such as running out of file descriptors), closes a connection
+/// that takes longer than `header_read_timeout` to send a request head or stays that long idle
+/// between requests, gives each request its peer's address (`ConnectInfo`), then lets open
 /// connections finish what they are doing.
 async fn serve(
     mut listener: tokio::net::TcpListener,
     app: Router,
     token: tokio_util::sync::CancellationToken,
+    header_read_timeout: Duration,
 ) -> std::io::Result<()> {
     use axum::serve::Listener;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(MAX_READ_BUF);
+    builder
+        .http1()
+        .max_buf_size(MAX_READ_BUF)
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (io, peer) = tokio::select! {
@@ -494,7 +501,8 @@ impl Server {
         spawn_background(&state);
         let app = router(state.clone());
         let token = state.shutdown.clone();
-        let handle = tokio::spawn(serve(listener, app, token));
+        let timeout = Duration::from_secs(state.config.limits.header_read_timeout_secs.max(1));
+        let handle = tokio::spawn(serve(listener, app, token, timeout));
         Ok(Server {
             addr,
             state,

@@ -274,3 +274,130 @@ async fn cut_bodies_and_undecodable_paths_get_the_envelope() {
     me.expect(200, "");
     assert_eq!(me.data()["user"]["name"], "Alice", "{:?}", me.data());
 }
+
+/// A connection has `AURAVITA_HEADER_READ_TIMEOUT_SECS` (1 s here) to send a request's head and
+/// may stay idle that long between requests; then the server closes it without an answer. A
+/// request whose head arrived is not cut: a slow body and an event stream outlive the timeout.
+#[tokio::test]
+async fn slow_heads_and_idle_connections_are_closed_requests_under_way_are_not() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::{sleep, timeout, Instant};
+    let app = TestApp::spawn_with(|c| {
+        c.limits.header_read_timeout_secs = 1;
+        c.limits.sse_keepalive_secs = 1;
+    })
+    .await;
+    let alice = app.signup("Alice", "patient").await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let closed_within = |mut conn: tokio::net::TcpStream, secs: u64| async move {
+        let started = Instant::now();
+        let mut out = Vec::new();
+        let read = timeout(Duration::from_secs(secs), conn.read_to_end(&mut out))
+            .await
+            .expect("the server kept the connection open");
+        // Bytes sent after the server closed make its side answer with a reset.
+        if let Err(e) = read {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+        }
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&out).into_owned(),
+        )
+    };
+
+    // Half a head, then nothing: closed after about a second, nothing answered.
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"GET /health/live HTTP/1.1\r\nhost: a\r\n")
+        .await
+        .unwrap();
+    let (after, answer) = closed_within(conn, 5).await;
+    assert!(answer.is_empty(), "{answer:?}");
+    assert!(after >= Duration::from_millis(800), "{after:?}");
+
+    // A head trickled in over more than the timeout is cut too.
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut cut = false;
+    for piece in [
+        "GET /health/live HTTP/1.1\r\n",
+        "host: a\r\n",
+        "x-a: b\r\n",
+        "x-c: d\r\n",
+    ] {
+        if conn.write_all(piece.as_bytes()).await.is_err() {
+            cut = true;
+            break;
+        }
+        sleep(Duration::from_millis(500)).await;
+    }
+    if !cut {
+        let _ = conn.write_all(b"\r\n").await;
+        let (_, answer) = closed_within(conn, 5).await;
+        assert!(answer.is_empty(), "a trickled head was served: {answer:?}");
+    }
+
+    // Served, then idle: closed after about a second.
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"GET /health/live HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    conn.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let (after, _) = closed_within(conn, 5).await;
+    assert!(after < Duration::from_secs(3), "{after:?}");
+
+    // A body sent slowly, after its head, is read to the end and answered.
+    let body = br#"{"name": "Alice Slow"}"#;
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(
+        format!(
+            "POST /protected/user/updateProfile HTTP/1.1\r\nhost: a\r\ncookie: {}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            alice.cookie,
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    for chunk in body.chunks(8) {
+        sleep(Duration::from_millis(700)).await;
+        conn.write_all(chunk).await.unwrap();
+    }
+    let (_, answer) = closed_within(conn, 5).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    let me = app
+        .get("/protected/user/sessionDetail", &alice.cookie)
+        .await;
+    assert_eq!(me.data()["user"]["name"], "Alice Slow", "{:?}", me.data());
+
+    // An event stream stays open past the timeout (keep-alive comments keep coming).
+    let res = app
+        .http
+        .get(app.url("/protected/notification/notify"))
+        .header("cookie", &alice.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut stream = res.bytes_stream();
+    let started = Instant::now();
+    let mut comments = 0;
+    while started.elapsed() < Duration::from_millis(3500) {
+        let chunk = timeout(
+            Duration::from_secs(3),
+            futures::StreamExt::next(&mut stream),
+        )
+        .await
+        .expect("the stream went silent")
+        .expect("the stream ended")
+        .unwrap();
+        comments += String::from_utf8_lossy(&chunk).matches("\n:").count()
+            + usize::from(chunk.starts_with(b":"));
+    }
+    assert!(comments >= 2, "{comments} keep-alive comments in 3.5 s");
+
+    // And the server still serves.
+    app.get("/health/live", "").await.expect(200, "");
+}
