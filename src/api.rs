@@ -145,7 +145,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
 }
 
 pub fn bytes_rejection(e: BytesRejection) -> AppError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if let Some(timeout) = crate::stall::timed_out(&e) {
+        timeout
+    } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         AppError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",

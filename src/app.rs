@@ -440,14 +440,14 @@ const MAX_READ_BUF: usize = 64 * 1024;
 /// `axum::serve`, with hyper's connection settings in reach (`MAX_READ_BUF`, and a timer, without
 /// which hyper silently drops its header-read timeout): accepts until `token` is cancelled (the
 /// listener sleeps through errors such as running out of file descriptors), closes a connection
-/// that takes longer than `header_read_timeout` to send a request head or stays that long idle
-/// between requests, gives each request its peer's address (`ConnectInfo`), then lets open
-/// connections finish what they are doing.
+/// that takes longer than `client_timeout` to send a request head or stays that long idle
+/// between requests, fails a body read that waits that long (`crate::stall`), gives each request
+/// its peer's address (`ConnectInfo`), then lets open connections finish what they are doing.
 async fn serve(
     mut listener: tokio::net::TcpListener,
     app: Router,
     token: tokio_util::sync::CancellationToken,
-    header_read_timeout: Duration,
+    client_timeout: Duration,
 ) -> std::io::Result<()> {
     use axum::serve::Listener;
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -456,7 +456,7 @@ async fn serve(
         .http1()
         .max_buf_size(MAX_READ_BUF)
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(client_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (io, peer) = tokio::select! {
@@ -465,7 +465,8 @@ async fn serve(
         };
         let app = app.clone();
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let mut req = req.map(axum::body::Body::new);
+            let mut req = req
+                .map(|b| crate::stall::StallBody::wrap(axum::body::Body::new(b), client_timeout));
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
             tower::ServiceExt::oneshot(app.clone(), req)
@@ -501,7 +502,7 @@ impl Server {
         spawn_background(&state);
         let app = router(state.clone());
         let token = state.shutdown.clone();
-        let timeout = Duration::from_secs(state.config.limits.header_read_timeout_secs.max(1));
+        let timeout = Duration::from_secs(state.config.limits.client_timeout_secs.max(1));
         let handle = tokio::spawn(serve(listener, app, token, timeout));
         Ok(Server {
             addr,

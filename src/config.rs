@@ -255,17 +255,17 @@ pub struct Limits {
         global = true
     )]
     pub sse_keepalive_secs: u64,
-    /// Seconds a connection has to send a request's head, and may stay idle between requests,
-    /// before it is closed (a client trickling its headers cannot hold a connection for ever).
-    /// A request whose head arrived is not limited: uploads and event streams last as long as
-    /// they need.
+    /// Seconds the server waits on a client: for a request's head (then the connection is
+    /// closed), between requests on one connection (closed too), and between two pieces of a
+    /// request's body (408). Nothing else is timed: a steady upload or an event stream lasts as
+    /// long as it needs.
     #[arg(
         long,
-        env = "AURAVITA_HEADER_READ_TIMEOUT_SECS",
+        env = "AURAVITA_CLIENT_TIMEOUT_SECS",
         default_value_t = 30,
         global = true
     )]
-    pub header_read_timeout_secs: u64,
+    pub client_timeout_secs: u64,
     /// Database pool size.
     #[arg(
         long,

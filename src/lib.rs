@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod notifications;
 pub mod ratelimit;
 pub mod sms;
+pub mod stall;
 pub mod storage;
 pub mod users;
 pub mod web;

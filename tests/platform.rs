@@ -275,16 +275,17 @@ async fn cut_bodies_and_undecodable_paths_get_the_envelope() {
     assert_eq!(me.data()["user"]["name"], "Alice", "{:?}", me.data());
 }
 
-/// A connection has `AURAVITA_HEADER_READ_TIMEOUT_SECS` (1 s here) to send a request's head and
-/// may stay idle that long between requests; then the server closes it without an answer. A
-/// request whose head arrived is not cut: a slow body and an event stream outlive the timeout.
+/// A connection has `AURAVITA_CLIENT_TIMEOUT_SECS` (1 s here) to send a request's head and
+/// may stay idle that long between requests; then the server closes it without an answer. A body
+/// that stops arriving for that long is answered 408 and leaves nothing behind. A body that keeps
+/// coming, however slowly, and an event stream outlive the timeout.
 #[tokio::test]
 async fn slow_heads_and_idle_connections_are_closed_requests_under_way_are_not() {
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::time::{sleep, timeout, Instant};
     let app = TestApp::spawn_with(|c| {
-        c.limits.header_read_timeout_secs = 1;
+        c.limits.client_timeout_secs = 1;
         c.limits.sse_keepalive_secs = 1;
     })
     .await;
@@ -371,6 +372,63 @@ async fn slow_heads_and_idle_connections_are_closed_requests_under_way_are_not()
         .get("/protected/user/sessionDetail", &alice.cookie)
         .await;
     assert_eq!(me.data()["user"]["name"], "Alice Slow", "{:?}", me.data());
+
+    // A body that stops arriving (after a part, or before any) is answered 408 in the envelope,
+    // and changes nothing.
+    for sent in [&body[..8], &b""[..]] {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(
+            format!(
+                "POST /protected/user/updateProfile HTTP/1.1\r\nhost: a\r\ncookie: {}\r\n\
+                 content-type: application/json\r\ncontent-length: 40\r\n\r\n",
+                alice.cookie
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        conn.write_all(sent).await.unwrap();
+        let (after, answer) = closed_within(conn, 5).await;
+        assert!(after >= Duration::from_millis(800), "{after:?}");
+        let (head, json) = answer.split_once("\r\n\r\n").expect("a whole response");
+        assert!(head.starts_with("HTTP/1.1 408 "), "{answer}");
+        let json: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(json["error"]["code"], "TIMEOUT", "{json}");
+    }
+    let me = app
+        .get("/protected/user/sessionDetail", &alice.cookie)
+        .await;
+    assert_eq!(me.data()["user"]["name"], "Alice Slow", "{:?}", me.data());
+
+    // An upload that stalls inside its file: 408, nothing stored, no temporary file left.
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut part =
+        b"--XyZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.pdf\"\r\n\
+                     content-type: application/pdf\r\n\r\n%PDF-1.4\n"
+            .to_vec();
+    part.extend(std::iter::repeat_n(b'a', 100_000));
+    conn.write_all(
+        format!(
+            "POST /protected/resource/uploadFile HTTP/1.1\r\nhost: a\r\ncookie: {}\r\n\
+             content-type: multipart/form-data; boundary=XyZ\r\ncontent-length: 5000000\r\n\r\n",
+            alice.cookie
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    conn.write_all(&part).await.unwrap();
+    let (_, answer) = closed_within(conn, 5).await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("\"TIMEOUT\""), "{answer}");
+    let files = app
+        .get("/protected/resource/userFiles?q=1", &alice.cookie)
+        .await;
+    assert_eq!(files.data()["total"], 0, "{:?}", files.data());
+    let tmp = std::fs::read_dir(app.state.storage.tmp_dir())
+        .unwrap()
+        .count();
+    assert_eq!(tmp, 0, "a stalled upload left its temporary file");
 
     // An event stream stays open past the timeout (keep-alive comments keep coming).
     let res = app

@@ -84,7 +84,9 @@ fn too_large(max: u64) -> AppError {
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError, max: u64) -> AppError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if let Some(timeout) = crate::stall::timed_out(&e) {
+        timeout
+    } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         too_large(max)
     } else {
         AppError::bad_request("BAD_MULTIPART", "the multipart body could not be read")
