@@ -465,8 +465,7 @@ async fn serve(
         };
         let app = app.clone();
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let mut req = req
-                .map(|b| crate::stall::StallBody::wrap(axum::body::Body::new(b), client_timeout));
+            let mut req = req.map(|b| crate::stall::StallBody::wrap(b, client_timeout));
             req.extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
             tower::ServiceExt::oneshot(app.clone(), req)

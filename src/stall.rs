@@ -1,10 +1,9 @@
 //! Request bodies that stall. hyper bounds how long a client may take over a request's head
 //! (`app::serve`), not over its body: a client could send a head and then trickle or withhold the
-//! body, holding a request (an upload's temporary file, a database connection for none of that
-//! time, but a task and a socket) for as long as it liked. Every request body is wrapped in
-//! `StallBody`, which fails the read once no bytes have come for the client timeout; the
-//! extractors answer that failure with 408 `TIMEOUT` (`timed_out`), and an upload cut that way
-//! removes its temporary file like any other failed upload.
+//! body, holding a task, a socket and (uploading) a temporary file for as long as it liked. Every
+//! request body is wrapped in `StallBody`, which fails the read once no bytes have come for the
+//! client timeout; the extractors answer that failure with 408 `TIMEOUT` (`timed_out`), and an
+//! upload cut that way removes its temporary file like any other failed upload.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,14 +30,19 @@ impl std::error::Error for Stalled {}
 
 /// A request body that fails once `idle` passes without a frame. The timer exists only while a
 /// read waits: a body that is empty or already here costs nothing.
-pub struct StallBody {
-    inner: Body,
+pub struct StallBody<B> {
+    inner: B,
     idle: Duration,
     timer: Option<Pin<Box<Sleep>>>,
 }
 
-impl StallBody {
-    pub fn wrap(inner: Body, idle: Duration) -> Body {
+impl<B> StallBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    /// `inner` as the body handlers read (one allocation, as `Body::new` alone would make).
+    pub fn wrap(inner: B, idle: Duration) -> Body {
         Body::new(StallBody {
             inner,
             idle,
@@ -47,7 +51,11 @@ impl StallBody {
     }
 }
 
-impl http_body::Body for StallBody {
+impl<B> http_body::Body for StallBody<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -62,7 +70,7 @@ impl http_body::Body for StallBody {
                 if let Some(timer) = this.timer.as_mut() {
                     timer.as_mut().reset(Instant::now() + this.idle);
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|f| f.map_err(axum::Error::new)))
             }
             Poll::Pending => {
                 let idle = this.idle;
