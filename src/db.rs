@@ -20,6 +20,21 @@ pub enum Dialect {
     Postgres,
 }
 
+impl Dialect {
+    /// What ends a `SELECT` in a transaction that must hold the rows it read until the commit:
+    /// on PostgreSQL (read committed) `FOR SHARE`, so that a concurrent delete of those rows
+    /// waits for this transaction and then sees what it wrote, or `FOR UPDATE` when another
+    /// writer reading them must wait too. Nothing on SQLite, where `Db::begin` takes the
+    /// database's write lock at once, so write transactions already run one at a time.
+    pub fn lock_rows(self, exclusive: bool) -> &'static str {
+        match (self, exclusive) {
+            (Dialect::Sqlite, _) => "",
+            (Dialect::Postgres, false) => " FOR SHARE",
+            (Dialect::Postgres, true) => " FOR UPDATE",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: AnyPool,
@@ -269,6 +284,18 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
                 || db.code().as_deref() == Some("23505")
                 || db.code().as_deref() == Some("2067")
                 || db.code().as_deref() == Some("1555")
+        }
+        _ => false,
+    }
+}
+
+/// A foreign-key violation, on either database (SQLite: SQLITE_CONSTRAINT_FOREIGNKEY).
+pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.is_foreign_key_violation()
+                || db.code().as_deref() == Some("23503")
+                || db.code().as_deref() == Some("787")
         }
         _ => false,
     }

@@ -150,6 +150,24 @@ impl From<sqlx::Error> for AppError {
         if crate::db::is_unique_violation(&e) {
             return AppError::conflict("ALREADY_EXISTS", "that already exists");
         }
+        if let sqlx::Error::Database(db) = &e {
+            // PostgreSQL refusing a NUL in text (the extractors refuse it first; this is for any
+            // text that reaches a statement another way): the client's input, not a fault.
+            if db.code().as_deref() == Some("22021") {
+                return AppError::bad_request(
+                    "BAD_TEXT",
+                    "text must not contain the NUL character",
+                );
+            }
+        }
+        if crate::db::is_foreign_key_violation(&e) {
+            // A row this request refers to (the caller's own account, a file, a doctor) was
+            // removed between its checks and its write; nothing was written.
+            return AppError::conflict(
+                "GONE_MEANWHILE",
+                "something this request refers to was removed meanwhile",
+            );
+        }
         if crate::db::is_retryable(&e) {
             // PostgreSQL broke a deadlock or a serialization conflict by aborting this
             // transaction; nothing was written, and the same request will succeed when repeated.

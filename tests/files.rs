@@ -242,6 +242,24 @@ async fn upload_rules() {
     .await;
     r.expect(422, "VALIDATION_FAILED");
     assert_eq!(r.body["error"]["details"]["field"], "report_date");
+    // Only YYYY-MM-DD itself: no signs, spaces or one-digit parts (which chrono alone accepts).
+    for bad in [
+        "2024- 1- 1",
+        "+2024-1-01",
+        "-2024-1-01",
+        "2024-1-1",
+        "+99999-1-1",
+        "2024/01/01",
+    ] {
+        let r = upload_form(
+            &app,
+            &p.cookie,
+            file_form(pdf(100), "a.pdf", &[]).text("report_date", bad),
+        )
+        .await;
+        r.expect(422, "VALIDATION_FAILED");
+        assert_eq!(r.body["error"]["details"]["field"], "report_date", "{bad}");
+    }
     let r = upload_form(
         &app,
         &p.cookie,
@@ -927,7 +945,12 @@ async fn ended_connection_and_erased_account_end_access() {
     assert_eq!(r.data()["files"].as_array().unwrap().len(), 2);
 
     let mut tx = app.state.db.pool.begin().await.unwrap();
-    auravita::files::end_access(&mut tx, &owner.id, &doctor.id)
+    let client = auravita::auth::ClientInfo {
+        ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+    };
+    let now = app.clock().now();
+    auravita::files::end_access(&mut tx, &owner.id, &doctor.id, &owner.id, now, &client)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -938,6 +961,19 @@ async fn ended_connection_and_erased_account_end_access() {
     app.get(&format!("{}?o=f", path("fileURL", &file)), &doctor.cookie)
         .await
         .expect(404, "NOT_FOUND");
+    // The owner's ledger says when each live grant and share ended, and for whom.
+    let r = app
+        .get("/protected/resource/accessLog?page=1", &owner.cookie)
+        .await;
+    let entries = r.data()["entries"].as_array().unwrap();
+    let ended: Vec<&Value> = entries.iter().filter(|e| e["action"] == "end").collect();
+    assert_eq!(ended.len(), 2, "{entries:?}");
+    for e in &ended {
+        assert_eq!(e["subject"]["id"], doctor.id.as_str());
+        assert_eq!(e["file_name"], "report.pdf");
+        assert!(e["access_id"].is_string());
+    }
+    assert_ne!(ended[0]["access_id"], ended[1]["access_id"]);
 
     let mut tx = app.state.db.pool.begin().await.unwrap();
     let keys = auravita::files::forget_user(&mut tx, &owner.id)
@@ -1282,4 +1318,181 @@ async fn an_erased_account_takes_its_latest_ledger_rows_along() {
             .await
             .unwrap();
     assert_eq!(left, 0);
+}
+
+/// A NUL character in a path or query parameter is refused before any statement runs: the same
+/// 4xx on both databases (PostgreSQL cannot store it), and a batched `fileURL` read shared with
+/// other requests never fails for them.
+#[tokio::test]
+async fn a_nul_in_an_id_or_parameter_is_refused_and_fails_no_one_else() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    for route in ["fileURL", "sharedFileURL"] {
+        let r = app.get(&path(route, "x%00y"), &owner.cookie).await;
+        r.expect(400, "BAD_PATH");
+    }
+    app.get(&path("patientFileData", "%00"), &doctor.cookie)
+        .await
+        .expect(400, "BAD_PATH");
+    app.post_empty(&path("deleteFile", "%00"), &owner.cookie)
+        .await
+        .expect(400, "BAD_PATH");
+    for route in ["createFileAccess", "tempFileShare", "revokeFileAccess"] {
+        let r = app
+            .post_empty(
+                &format!("{}?p=a%00b&t=r", path(route, &file)),
+                &owner.cookie,
+            )
+            .await;
+        r.expect(422, "VALIDATION_FAILED");
+        assert_eq!(r.body["error"]["details"]["field"], "p", "{route}");
+    }
+    // Without a session, that is said first.
+    app.get(&path("fileURL", "x%00y"), "")
+        .await
+        .expect(401, "UNAUTHENTICATED");
+    // Good links asked for at the same moment as bad ones all succeed.
+    let good = format!("{}?o=t", path("fileURL", &file));
+    let bad = path("fileURL", "x%00y");
+    let mut calls = Vec::new();
+    for i in 0..30 {
+        let route = if i % 3 == 0 {
+            bad.clone()
+        } else {
+            good.clone()
+        };
+        let (app, cookie) = (&app, owner.cookie.clone());
+        calls.push(async move { (i % 3 == 0, app.get(&route, &cookie).await.status.as_u16()) });
+    }
+    for (is_bad, status) in futures::future::join_all(calls).await {
+        assert_eq!(status, if is_bad { 400 } else { 200 });
+    }
+}
+
+/// A grant asked for while its connection is being ended: the grant waits for the end and is
+/// refused, instead of outliving the connection (on PostgreSQL it used to land unseen).
+#[tokio::test]
+async fn a_grant_racing_the_end_of_its_connection_is_refused() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    connect(&app, &owner, &doctor).await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    // deleteConnection's transaction, held open.
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query("DELETE FROM connections WHERE patient_id = $1 AND doctor_id = $2")
+        .bind(&owner.id)
+        .bind(&doctor.id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let client = auravita::auth::ClientInfo {
+        ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+    };
+    auravita::files::end_access(
+        &mut tx,
+        &owner.id,
+        &doctor.id,
+        &doctor.id,
+        app.clock().now(),
+        &client,
+    )
+    .await
+    .unwrap();
+    let grant = format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id);
+    let asking = app.post_empty(&grant, &owner.cookie);
+    let ending = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tx.commit().await.unwrap();
+    };
+    let (r, ()) = tokio::join!(asking, ending);
+    r.expect(403, "NOT_CONNECTED");
+    let r = app
+        .get("/protected/resource/sharedWithMe", &doctor.cookie)
+        .await;
+    assert_eq!(r.data()["files"].as_array().unwrap().len(), 0);
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM file_grants")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+/// A share asked for while its file is being deleted: 404, never a 500 (PostgreSQL refused the
+/// grant's row once the file was gone).
+#[tokio::test]
+async fn a_share_racing_the_delete_of_its_file_is_not_found() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    // deleteFile's transaction, held open.
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query("DELETE FROM files WHERE id = $1")
+        .bind(&file)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let share = format!("{}?p={}&t=r", path("tempFileShare", &file), doctor.id);
+    let asking = app.post_empty(&share, &owner.cookie);
+    let deleting = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tx.commit().await.unwrap();
+    };
+    let (r, ()) = tokio::join!(asking, deleting);
+    r.expect(404, "NOT_FOUND");
+}
+
+/// An upload still streaming when its owner erases the account: refused in the envelope
+/// (409, nothing stored), not a 500 from the database refusing a row for a missing owner.
+#[tokio::test]
+async fn an_upload_outlived_by_its_account_stores_nothing() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let mut head =
+        b"--XyZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.pdf\"\r\n\
+content-type: application/pdf\r\n\r\n"
+            .to_vec();
+    head.extend(pdf(20_000));
+    tx.send(Ok(head)).await.unwrap();
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let uploading = app
+        .http
+        .post(app.url("/protected/resource/uploadFile"))
+        .header("cookie", &owner.cookie)
+        .header("content-type", "multipart/form-data; boundary=XyZ")
+        .body(body)
+        .send();
+    let erasing = async {
+        // The upload is admitted and streaming before the account goes.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.post_empty("/protected/user/deleteProfile", &owner.cookie)
+            .await
+            .expect(200, "");
+        tx.send(Ok(pdf(20_000)[9..].to_vec())).await.unwrap();
+        tx.send(Ok(b"\r\n--XyZ--\r\n".to_vec())).await.unwrap();
+        drop(tx);
+    };
+    let (r, ()) = tokio::join!(uploading, erasing);
+    let r = common::Resp::from(r.unwrap()).await;
+    r.expect(409, "GONE_MEANWHILE");
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM files")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    let left = app
+        .state
+        .storage
+        .list_older_than("files", i64::MAX)
+        .await
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "the object went with its refused row: {left:?}"
+    );
 }

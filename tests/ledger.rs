@@ -34,7 +34,20 @@ async fn open(dir: &std::path::Path) -> Db {
         .await
         .unwrap();
     db.migrate().await.unwrap();
+    add_user(&db, "owner-1").await;
     db
+}
+
+/// The ledger keeps only rows whose owner has an account.
+async fn add_user(db: &Db, id: &str) {
+    sqlx::query(
+        "INSERT INTO users (id, name, name_lower, role, created_at, updated_at) \
+         VALUES ($1, 'Owner', 'owner', 'patient', 0, 0) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
 }
 
 async fn rows_in_table(db: &Db) -> Vec<(String, i64, Option<String>)> {
@@ -296,20 +309,17 @@ async fn a_move_cut_short_is_finished_by_the_next_without_doubles() {
     assert_eq!(journal(dir.path()), "");
 }
 
-#[tokio::test]
-async fn without_a_file_the_ledger_commits_each_group() {
-    // PostgreSQL when the suite runs against it; an in-memory SQLite otherwise.
+/// A database the ledger commits to directly: PostgreSQL when the suite runs against it (a new
+/// database, dropped by `drop_direct`), an in-memory SQLite otherwise. Holds "owner-1".
+async fn direct_db() -> (Db, Option<(sqlx::PgConnection, String)>) {
     let url = std::env::var("AURAVITA_TEST_DATABASE_URL")
         .ok()
         .filter(|u| !u.is_empty());
     let Some(url) = url else {
         let db = Db::connect("sqlite::memory:", 1).await.unwrap();
         db.migrate().await.unwrap();
-        let ledger = Ledger::start(db.clone()).await.unwrap();
-        assert!(!ledger.journaled());
-        ledger.append(entry(1)).await.unwrap();
-        assert_eq!(rows_in_table(&db).await.len(), 1);
-        return;
+        add_user(&db, "owner-1").await;
+        return (db, None);
     };
     use sqlx::Connection;
     let name = format!("auravita_l_{}", uuid::Uuid::new_v4().simple());
@@ -322,15 +332,82 @@ async fn without_a_file_the_ledger_commits_each_group() {
     own.set_path(&format!("/{name}"));
     let db = Db::connect(own.as_str(), 2).await.unwrap();
     db.migrate().await.unwrap();
+    add_user(&db, "owner-1").await;
+    (db, Some((admin, name)))
+}
+
+async fn drop_direct(db: Db, pg: Option<(sqlx::PgConnection, String)>) {
+    db.pool.close().await;
+    if let Some((mut admin, name)) = pg {
+        sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn without_a_file_the_ledger_commits_each_group() {
+    let (db, pg) = direct_db().await;
     let ledger = Ledger::start(db.clone()).await.unwrap();
     assert!(!ledger.journaled());
     ledger.append(entry(1)).await.unwrap();
     assert_eq!(rows_in_table(&db).await.len(), 1);
-    db.pool.close().await;
-    sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .execute(&mut admin)
+    drop(ledger);
+    drop_direct(db, pg).await;
+}
+
+#[tokio::test]
+async fn a_row_whose_owner_is_gone_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path()).await;
+    let ledger = Ledger::start_with(db.clone(), HOLD).await.unwrap();
+    let mut orphan = entry(1);
+    orphan.owner = "erased-owner".into();
+    ledger.append(orphan).await.unwrap();
+    ledger.append(entry(2)).await.unwrap();
+    ledger.flush().await.unwrap();
+    assert_eq!(
+        rows_in_table(&db).await,
+        vec![("doctor-1".to_string(), 1_002, Some("grant-1".to_string()))]
+    );
+    assert_eq!(
+        journal(dir.path()),
+        "",
+        "the dropped row leaves the journal too"
+    );
+}
+
+/// An account erase (`users::profile::erase_account`: the user's row deleted, then its ledger)
+/// racing a link whose read came first: the link's row must not outlive the erase. Committing
+/// directly, the row's insert waits for the erase (PostgreSQL: it holds the owner's row; SQLite:
+/// the erase holds the only connection) and then finds no owner.
+#[tokio::test]
+async fn a_row_written_while_its_owner_is_erased_does_not_outlive_the_erase() {
+    let (db, pg) = direct_db().await;
+    let ledger = Ledger::start(db.clone()).await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("DELETE FROM users WHERE id = 'owner-1'")
+        .execute(&mut *tx)
         .await
         .unwrap();
+    let writing = tokio::spawn({
+        let ledger = ledger.clone();
+        async move { ledger.append(entry(1)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !writing.is_finished(),
+        "the row was written past an erase in progress"
+    );
+    auravita::files::forget_ledger(&mut tx, "owner-1")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    writing.await.unwrap().unwrap();
+    assert!(rows_in_table(&db).await.is_empty());
+    drop(ledger);
+    drop_direct(db, pg).await;
 }
 
 #[tokio::test]

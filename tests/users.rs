@@ -505,6 +505,13 @@ async fn profiles_are_updated_with_field_errors() {
             "years_of_experience",
         ),
         (&p1, json!({"name": ""}), "name"),
+        // NUL cannot be stored on PostgreSQL: refused on both databases, by field.
+        (&p1, json!({"name": "Asha\u{0}Rao"}), "name"),
+        (
+            &d1,
+            json!({"specialization": "Cardio\u{0}"}),
+            "specialization",
+        ),
         (&d1, json!({"name": "x".repeat(101)}), "name"),
         (
             &d1,

@@ -610,11 +610,18 @@ async fn insert_chunk(
     rows: &[Row],
     replay: bool,
 ) -> Result<(), sqlx::Error> {
-    // subject_id (the doctor a grant was about) is left NULL: a read has none.
+    // subject_id (the doctor a grant was about) is left NULL: a read has none. A row whose
+    // owner's account is gone is dropped: its link was read before the erase committed, and
+    // the erase removes the ledger after the user's row (`files::forget_ledger`). Holding the
+    // owner's row while this writes makes the two wait for each other on PostgreSQL.
     let sql = format!(
         "INSERT INTO file_access_log (id, owner_id, file_id, file_name, actor_id, action, \
-         grant_id, at, ip, user_agent) VALUES {}{}",
+         grant_id, at, ip, user_agent) \
+         SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, \
+         v.column8, v.column9, v.column10 FROM (VALUES {}) AS v \
+         WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.column2{}){}",
         crate::batch::placeholder_rows(dialect, rows.len(), 10),
+        dialect.lock_rows(false),
         if replay {
             " ON CONFLICT (id) DO NOTHING"
         } else {

@@ -17,6 +17,7 @@ use crate::app::AppState;
 use crate::auth::session::{self, Caller};
 use crate::auth::{AuthUser, ClientInfo, Role};
 use crate::clock::{rfc3339, Millis};
+use crate::db::Dialect;
 use crate::error::{AppError, ErrorEnvelope};
 use crate::notifications::{raise, Kind};
 use crate::storage::LinkSpec;
@@ -120,7 +121,8 @@ pub struct SharedFiles {
 #[derive(Serialize, ToSchema)]
 pub struct LogEntry {
     pub id: String,
-    /// `read` (a download link issued), `grant`, `revoke`, `share` or `delete`.
+    /// `read` (a download link issued), `grant`, `revoke`, `share`, `delete`, or `end` (a grant
+    /// or share that ended with its connection).
     pub action: String,
     pub actor: PersonView,
     pub file_id: String,
@@ -257,14 +259,19 @@ struct OwnedFile {
     content_type: String,
 }
 
+///
+/// `lock` (`Dialect::lock_rows`) holds the file's row until the caller commits: a grant or share
+/// written meanwhile cannot lose its file to a concurrent delete (PostgreSQL would refuse its
+/// row, or keep a grant the delete did not see), and a delete waits for them and ends them.
 async fn owned_file(
     conn: &mut sqlx::AnyConnection,
     file_id: &str,
     owner: &str,
+    lock: &str,
 ) -> Result<OwnedFile, AppError> {
-    let row: Option<(String, String, String)> = sqlx::query_as(
-        "SELECT object_key, file_name, content_type FROM files WHERE id = $1 AND owner_id = $2",
-    )
+    let row: Option<(String, String, String)> = sqlx::query_as(&format!(
+        "SELECT object_key, file_name, content_type FROM files WHERE id = $1 AND owner_id = $2{lock}",
+    ))
     .bind(file_id)
     .bind(owner)
     .fetch_optional(&mut *conn)
@@ -278,27 +285,34 @@ async fn owned_file(
 }
 
 /// The doctor a grant or share is for. Unknown ids are 404; patients cannot receive files.
+/// The rows read (the doctor, the connection) are held until the caller commits
+/// (`Dialect::lock_rows`): an account erased or a connection ended meanwhile waits for the
+/// grant and then ends it with the rest, instead of missing it.
 async fn target_doctor(
     conn: &mut sqlx::AnyConnection,
+    dialect: Dialect,
     owner: &str,
     doctor: &str,
     need_connection: bool,
 ) -> Result<(), AppError> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT role FROM users WHERE id = $1")
-        .bind(doctor)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let lock = dialect.lock_rows(false);
+    let row: Option<(String,)> =
+        sqlx::query_as(&format!("SELECT role FROM users WHERE id = $1{lock}"))
+            .bind(doctor)
+            .fetch_optional(&mut *conn)
+            .await?;
     let (role,) = row.ok_or_else(|| not_found("user"))?;
     if role != "doctor" {
         return Err(AppError::invalid("p", "files can only be given to doctors"));
     }
     if need_connection {
-        let connected: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM connections WHERE patient_id = $1 AND doctor_id = $2")
-                .bind(owner)
-                .bind(doctor)
-                .fetch_optional(&mut *conn)
-                .await?;
+        let connected: Option<(String,)> = sqlx::query_as(&format!(
+            "SELECT id FROM connections WHERE patient_id = $1 AND doctor_id = $2{lock}"
+        ))
+        .bind(owner)
+        .bind(doctor)
+        .fetch_optional(&mut *conn)
+        .await?;
         if connected.is_none() {
             return Err(AppError::forbidden(
                 "NOT_CONNECTED",
@@ -461,7 +475,9 @@ async fn user_files(
 #[utoipa::path(get, path = "/protected/resource/fileURL/{file_id}", tag = "resource", security(("session" = [])),
     params(("file_id" = String, Path), UrlQuery),
     responses((status = 200, body = crate::api::Envelope<LinkView>), (status = 401, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 400, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)))]
 async fn file_url(
     State(state): State<AppState>,
     caller: Caller,
@@ -693,7 +709,9 @@ type AccessRow = (
 #[utoipa::path(get, path = "/protected/resource/sharedFileURL/{access_id}", tag = "resource", security(("session" = [])),
     params(("access_id" = String, Path)),
     responses((status = 200, body = crate::api::Envelope<LinkView>), (status = 401, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 410, body = ErrorEnvelope)))]
+        (status = 404, body = ErrorEnvelope), (status = 410, body = ErrorEnvelope),
+        (status = 400, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)))]
 async fn shared_file_url(
     State(state): State<AppState>,
     me: AuthUser,
@@ -742,7 +760,8 @@ async fn shared_file_url(
     params(("file_id" = String, Path), GrantQuery),
     responses((status = 200, body = crate::api::Envelope<GrantView>), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+        (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 400, body = ErrorEnvelope)))]
 async fn create_file_access(
     State(state): State<AppState>,
     me: AuthUser,
@@ -762,8 +781,14 @@ async fn create_file_access(
     let now = state.clock.now();
     let expires_at = q.e.map(|m| now + m * 60_000);
     let mut tx = state.db.begin().await?;
-    let file = owned_file(&mut tx, &file_id, &me.user_id).await?;
-    target_doctor(&mut tx, &me.user_id, &q.p, true).await?;
+    let file = owned_file(
+        &mut tx,
+        &file_id,
+        &me.user_id,
+        state.db.dialect.lock_rows(false),
+    )
+    .await?;
+    target_doctor(&mut tx, state.db.dialect, &me.user_id, &q.p, true).await?;
     // A new grant replaces the doctor's open one (e.g. to change its end time).
     sqlx::query(
         "UPDATE file_grants SET ended_at = $1, ended_reason = 'replaced' \
@@ -825,7 +850,8 @@ async fn create_file_access(
 #[utoipa::path(post, path = "/protected/resource/revokeFileAccess/{file_id}", tag = "resource", security(("session" = [])),
     params(("file_id" = String, Path), PersonQuery),
     responses((status = 200, body = crate::api::Envelope<Detail>), (status = 401, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 400, body = ErrorEnvelope)))]
 async fn revoke_file_access(
     State(state): State<AppState>,
     me: AuthUser,
@@ -835,7 +861,13 @@ async fn revoke_file_access(
 ) -> ApiResult<Detail> {
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    let file = owned_file(&mut tx, &file_id, &me.user_id).await?;
+    let file = owned_file(
+        &mut tx,
+        &file_id,
+        &me.user_id,
+        state.db.dialect.lock_rows(false),
+    )
+    .await?;
     let ended: Vec<(String,)> = sqlx::query_as(&format!(
         "UPDATE file_grants SET ended_at = $1, ended_reason = 'revoked' \
          WHERE file_id = $2 AND grantee_id = $3 AND {} RETURNING id",
@@ -886,7 +918,8 @@ async fn revoke_file_access(
 #[utoipa::path(post, path = "/protected/resource/tempFileShare/{file_id}", tag = "resource", security(("session" = [])),
     params(("file_id" = String, Path), ShareQuery),
     responses((status = 200, body = crate::api::Envelope<GrantView>), (status = 401, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 400, body = ErrorEnvelope)))]
 async fn temp_file_share(
     State(state): State<AppState>,
     me: AuthUser,
@@ -898,8 +931,14 @@ async fn temp_file_share(
     let now = state.clock.now();
     let expires_at = now + SHARE_TTL_MS;
     let mut tx = state.db.begin().await?;
-    let file = owned_file(&mut tx, &file_id, &me.user_id).await?;
-    target_doctor(&mut tx, &me.user_id, &q.p, false).await?;
+    let file = owned_file(
+        &mut tx,
+        &file_id,
+        &me.user_id,
+        state.db.dialect.lock_rows(false),
+    )
+    .await?;
+    target_doctor(&mut tx, state.db.dialect, &me.user_id, &q.p, false).await?;
     let id = crate::db::new_id();
     sqlx::query(
         "INSERT INTO file_grants (id, file_id, owner_id, grantee_id, kind, access, created_at, expires_at) \
@@ -1000,7 +1039,8 @@ async fn live_shared(
 #[utoipa::path(get, path = "/protected/resource/patientFileData/{patient_id}", tag = "resource", security(("session" = [])),
     params(("patient_id" = String, Path)),
     responses((status = 200, body = crate::api::Envelope<SharedFiles>), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope)))]
+        (status = 403, body = ErrorEnvelope),
+        (status = 400, body = ErrorEnvelope)))]
 async fn patient_file_data(
     State(state): State<AppState>,
     me: AuthUser,
@@ -1028,7 +1068,8 @@ async fn shared_with_me(State(state): State<AppState>, me: AuthUser) -> ApiResul
 #[utoipa::path(post, path = "/protected/resource/deleteFile/{file_id}", tag = "resource", security(("session" = [])),
     params(("file_id" = String, Path)),
     responses((status = 200, body = crate::api::Envelope<Detail>), (status = 401, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope)))]
+        (status = 404, body = ErrorEnvelope),
+        (status = 400, body = ErrorEnvelope)))]
 async fn delete_file(
     State(state): State<AppState>,
     me: AuthUser,
@@ -1037,7 +1078,13 @@ async fn delete_file(
 ) -> ApiResult<Detail> {
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    let file = owned_file(&mut tx, &file_id, &me.user_id).await?;
+    let file = owned_file(
+        &mut tx,
+        &file_id,
+        &me.user_id,
+        state.db.dialect.lock_rows(true),
+    )
+    .await?;
     let holders: Vec<(String,)> = sqlx::query_as(&format!(
         "SELECT DISTINCT g.grantee_id FROM file_grants g WHERE g.file_id = $1 AND {}",
         live("$2")
@@ -1114,7 +1161,8 @@ type LogRow = (
 /// The owner's audit trail: every link issued, grant, revoke, share and delete on their files.
 #[utoipa::path(get, path = "/protected/resource/accessLog", tag = "resource", security(("session" = [])), params(LogQuery),
     responses((status = 200, body = crate::api::Envelope<LogPage>), (status = 401, body = ErrorEnvelope),
-        (status = 422, body = ErrorEnvelope)))]
+        (status = 422, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)))]
 async fn access_log(
     State(state): State<AppState>,
     me: AuthUser,
@@ -1176,12 +1224,41 @@ async fn access_log(
 // Hooks other features call, and housekeeping
 
 /// Ends every grant and live share `doctor_id` holds on `patient_id`'s files, inside the caller's
-/// transaction (called when a connection ends). The rows go: the ledger keeps their history.
+/// transaction (called when a connection ends, by `actor`, either side). The rows go: the
+/// ledger keeps their history, with an `end` row for each one that was live.
 pub async fn end_access(
     tx: &mut sqlx::AnyConnection,
     patient_id: &str,
     doctor_id: &str,
+    actor: &str,
+    now: Millis,
+    client: &ClientInfo,
 ) -> Result<(), AppError> {
+    let ended: Vec<(String, String, String)> = sqlx::query_as(&format!(
+        "SELECT g.id, g.file_id, f.file_name FROM file_grants g JOIN files f ON f.id = g.file_id \
+         WHERE g.owner_id = $1 AND g.grantee_id = $2 AND {} ORDER BY g.created_at, g.id",
+        live("$3")
+    ))
+    .bind(patient_id)
+    .bind(doctor_id)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (grant_id, file_id, file_name) in &ended {
+        record(
+            tx,
+            patient_id,
+            file_id,
+            file_name,
+            actor,
+            "end",
+            Some(grant_id),
+            Some(doctor_id),
+            now,
+            client,
+        )
+        .await?;
+    }
     sqlx::query("DELETE FROM file_grants WHERE owner_id = $1 AND grantee_id = $2")
         .bind(patient_id)
         .bind(doctor_id)
@@ -1208,11 +1285,20 @@ pub async fn forget_user(
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
+    Ok(keys.into_iter().map(|(k,)| k).collect())
+}
+
+/// Removes `user_id`'s access ledger, inside the caller's transaction and *after* it deleted
+/// the user's row. A link whose read came before the erase may still be writing its ledger row;
+/// every ledger insert keeps only rows whose owner exists, holding that user's row while it
+/// writes (`ledger::insert_chunk`). So the row either lands before the user's delete goes
+/// through (which waits for it) and is removed here, or finds the user gone and is dropped.
+pub async fn forget_ledger(tx: &mut sqlx::AnyConnection, user_id: &str) -> Result<(), AppError> {
     sqlx::query("DELETE FROM file_access_log WHERE owner_id = $1")
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
-    Ok(keys.into_iter().map(|(k,)| k).collect())
+    Ok(())
 }
 
 /// Deletes stored objects; idempotent (an object already gone is fine). Called by the purge job,

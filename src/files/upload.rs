@@ -131,6 +131,7 @@ fn clean_name(raw: Option<&str>, ext: &str) -> String {
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 201, body = crate::api::Envelope<Uploaded>), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 408, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
         (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 pub async fn upload_file(
@@ -264,8 +265,14 @@ pub async fn upload_file(
                 "report_date" => {
                     let d = text.trim();
                     if !d.is_empty() {
-                        let ok = d.len() == 10
-                            && chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok();
+                        // Exactly YYYY-MM-DD (chrono alone also takes signs, spaces and
+                        // one-digit months), and a real date.
+                        let shaped = d.len() == 10
+                            && d.bytes().enumerate().all(|(i, b)| match i {
+                                4 | 7 => b == b'-',
+                                _ => b.is_ascii_digit(),
+                            });
+                        let ok = shaped && chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok();
                         if !ok {
                             return Err(AppError::invalid(
                                 "report_date",

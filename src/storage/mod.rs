@@ -269,7 +269,8 @@ pub fn content_disposition(name: &str) -> String {
     let fallback: String = name
         .chars()
         .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+            // '%' too: some clients decode `%xx` in the plain parameter (RFC 6266, appendix D).
+            if c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '%') || c == ' ' {
                 c
             } else {
                 '_'
@@ -362,6 +363,15 @@ async fn serve_local(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_file_name_carries_no_percent_escapes_or_quotes() {
+        assert_eq!(
+            content_disposition("R\u{f6}ntgen 50% %22x%22;y\\z.pdf"),
+            "attachment; filename=\"R_ntgen 50_ _22x_22;y_z.pdf\"; \
+             filename*=UTF-8''R%C3%B6ntgen%2050%25%20%2522x%2522%3By%5Cz.pdf"
+        );
+    }
 
     /// The link as the `url` crate writes it: the public URL joined with the object's path,
     /// then the query pairs appended.

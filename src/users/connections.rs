@@ -599,8 +599,10 @@ pub async fn delete_pending_request(
 pub async fn delete_connection(
     State(state): State<AppState>,
     me: AuthUser,
+    client: crate::auth::ClientInfo,
     ApiPath(connection_id): ApiPath<String>,
 ) -> ApiResult<Done> {
+    let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     let ended: Option<(String, String)> = sqlx::query_as(
         "DELETE FROM connections WHERE id = $1 AND (patient_id = $2 OR doctor_id = $2) \
@@ -611,7 +613,7 @@ pub async fn delete_connection(
     .fetch_optional(&mut *tx)
     .await?;
     let (patient_id, doctor_id) = ended.ok_or_else(|| not_found("connection"))?;
-    crate::files::end_access(&mut tx, &patient_id, &doctor_id).await?;
+    crate::files::end_access(&mut tx, &patient_id, &doctor_id, &me.user_id, now, &client).await?;
     let other = if me.user_id == patient_id {
         &doctor_id
     } else {

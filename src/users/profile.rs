@@ -323,6 +323,8 @@ pub async fn erase_account(state: &AppState, user_id: &str) -> Result<(), AppErr
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
+    // After the user's row: see `forget_ledger`.
+    crate::files::forget_ledger(&mut tx, user_id).await?;
     tx.commit().await?;
     tracing::info!(
         user_id,

@@ -212,7 +212,7 @@ export function share(ctx) {
   }, 'Loading your doctors…');
 }
 
-const ACTION = { read: 'Opened', grant: 'Shared', share: 'Shared for 30 minutes', revoke: 'Revoked', delete: 'Deleted' };
+const ACTION = { read: 'Opened', grant: 'Shared', share: 'Shared for 30 minutes', revoke: 'Revoked', delete: 'Deleted', end: 'Access ended with the connection' };
 
 export function ledger(ctx) {
   const page = Math.max(1, Number(ctx.query.get('page')) || 1);
