@@ -192,8 +192,15 @@ async fn reserve_send(state: &AppState, phone: &str, now: i64) -> Result<(), App
     }
 }
 
-/// phone, user_id, name, role
-type ClaimedRow = (String, Option<String>, Option<String>, Option<String>);
+/// state, attempts, phone, user_id, name, role
+type TriedRow = (
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 pub struct Claimed {
     pub phone: String,
@@ -206,6 +213,10 @@ pub struct Claimed {
 /// SQLite would hold the write lock the refusal path needs). A claimed code is spent even if the
 /// sign-in that follows fails. A wrong code counts against the code (and, when it dies, against
 /// the phone); every other refusal says precisely why.
+///
+/// Comparing the code and counting a wrong one are one statement: guesses sent at the same
+/// moment each find the count the one before left (the row is locked while it is updated), so a
+/// code is compared with at most `otp_max_attempts` wrong guesses however they are timed.
 pub async fn claim(
     state: &AppState,
     purpose: Purpose,
@@ -216,32 +227,49 @@ pub async fn claim(
         return Err(AppError::invalid("otp", "the code is 6 digits"));
     }
     let now = state.clock.now();
-    let claimed: Option<ClaimedRow> = sqlx::query_as(
-        "UPDATE otp_challenges SET state = 'used' \
-         WHERE id = $1 AND purpose = $2 AND state = 'live' AND expires_at > $3 AND code_hash = $4 \
-           AND attempts < $5 \
-         RETURNING phone, user_id, name, role",
+    let max = state.config.limits.otp_max_attempts;
+    let tried: Option<TriedRow> = sqlx::query_as(
+        "UPDATE otp_challenges SET \
+           attempts = attempts + CASE WHEN code_hash = $4 THEN 0 ELSE 1 END, \
+           state = CASE WHEN code_hash = $4 THEN 'used' \
+                        WHEN attempts + 1 >= $5 THEN 'dead' ELSE state END \
+         WHERE id = $1 AND purpose = $2 AND state = 'live' AND expires_at > $3 AND attempts < $5 \
+         RETURNING state, attempts, phone, user_id, name, role",
     )
     .bind(challenge_id)
     .bind(purpose.as_str())
     .bind(now)
     .bind(state.keys.otp_hash(challenge_id, code))
-    .bind(state.config.limits.otp_max_attempts)
+    .bind(max)
     .fetch_optional(&state.db.pool)
     .await?;
-    if let Some((phone, user_id, name, role)) = claimed {
-        return Ok(Claimed {
+    match tried {
+        Some((st, _, phone, user_id, name, role)) if st == "used" => Ok(Claimed {
             phone,
             user_id,
             name,
             role,
-        });
+        }),
+        Some((st, _, phone, ..)) if st == "dead" => {
+            back_off(state, &phone, now).await?;
+            Err(AppError::gone(
+                "OTP_DEAD",
+                "too many wrong codes: this code no longer works; ask for a new one",
+            ))
+        }
+        Some((_, attempts, ..)) => Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "OTP_INVALID",
+            "that code is not right",
+        )
+        .with_details(json!({ "field": "otp", "attempts_left": max - attempts }))),
+        None => Err(refusal(state, purpose, challenge_id).await),
     }
-    Err(refusal(state, purpose, challenge_id, now).await)
 }
 
-async fn refusal(state: &AppState, purpose: Purpose, challenge_id: &str, now: i64) -> AppError {
-    match refusal_inner(state, purpose, challenge_id, now).await {
+/// Why a challenge could not be tried at all.
+async fn refusal(state: &AppState, purpose: Purpose, challenge_id: &str) -> AppError {
+    match refusal_inner(state, purpose, challenge_id).await {
         Ok(e) | Err(e) => e,
     }
 }
@@ -250,36 +278,7 @@ async fn refusal_inner(
     state: &AppState,
     purpose: Purpose,
     challenge_id: &str,
-    now: i64,
 ) -> Result<AppError, AppError> {
-    let max = state.config.limits.otp_max_attempts;
-    let failed: Option<(i64, String, String)> = sqlx::query_as(
-        "UPDATE otp_challenges SET attempts = attempts + 1, \
-           state = CASE WHEN attempts + 1 >= $4 THEN 'dead' ELSE state END \
-         WHERE id = $1 AND purpose = $2 AND state = 'live' AND expires_at > $3 \
-         RETURNING attempts, state, phone",
-    )
-    .bind(challenge_id)
-    .bind(purpose.as_str())
-    .bind(now)
-    .bind(max)
-    .fetch_optional(&state.db.pool)
-    .await?;
-    if let Some((attempts, st, phone)) = failed {
-        if st == "dead" {
-            back_off(state, &phone, now).await?;
-            return Ok(AppError::gone(
-                "OTP_DEAD",
-                "too many wrong codes: this code no longer works; ask for a new one",
-            ));
-        }
-        return Ok(AppError::new(
-            StatusCode::UNAUTHORIZED,
-            "OTP_INVALID",
-            "that code is not right",
-        )
-        .with_details(json!({ "field": "otp", "attempts_left": max - attempts })));
-    }
     let row: Option<(String, i64)> = sqlx::query_as(
         "SELECT state, expires_at FROM otp_challenges WHERE id = $1 AND purpose = $2",
     )
