@@ -782,3 +782,73 @@ async fn concurrent_registrations_of_one_identity_make_one_account() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+/// An event stream opened with a bearer token ends when the token does (its `exp` plus the
+/// tolerated skew): a session's stream is re-checked against the database, and a token's
+/// must not outlive it either.
+#[tokio::test]
+async fn an_event_stream_ends_with_its_bearer_token() {
+    use futures::StreamExt;
+    let issuer = Issuer::start(default_keys()).await;
+    let app = spawn_for(&issuer).await;
+    let mut c = claims(&app, &issuer, "auth0|stream");
+    c["exp"] = json!(now_secs(&app) + 600);
+    let token = rs256("rsa-1", &c);
+    let r = register(&app, &token, "Asha Rao", "patient").await;
+    r.expect(201, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let res = app
+        .http
+        .get(app.url("/protected/notification/notify"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = res.bytes_stream();
+    let notify = |message: &'static str| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            let mut tx = app.state.db.begin().await.unwrap();
+            auravita::notifications::raise(
+                &mut tx,
+                &app.state,
+                &id,
+                auravita::notifications::Kind::ConnectionEnded,
+                message,
+                json!({}),
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    // While the token is good, events arrive.
+    notify("first while valid").await;
+    let mut seen = String::new();
+    while !seen.contains("first while valid") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream is open")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // Past exp + 60 s: the next wake ends the stream, and nothing more is delivered.
+    app.clock().advance(Duration::from_secs(600 + 61));
+    notify("after the token ended").await;
+    let mut after = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(bytes) => after.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream stayed open past its token");
+    assert!(!after.contains("after the token ended"), "{after}");
+}

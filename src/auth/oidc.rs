@@ -43,6 +43,8 @@ pub struct Identity {
     /// The configured issuer without a trailing slash: the same for `https://x/` and `https://x`.
     pub issuer: String,
     pub subject: String,
+    /// When the token stops being accepted (its `exp` plus the tolerated skew), in ms.
+    pub valid_until: Millis,
 }
 
 pub struct Oidc {
@@ -200,6 +202,7 @@ impl Oidc {
         Ok(Identity {
             issuer: self.issuer.clone(),
             subject,
+            valid_until: ((exp + LEEWAY_SECS) * 1000.0) as Millis,
         })
     }
 
@@ -452,6 +455,7 @@ pub async fn bearer_user(state: &AppState, oidc: &Oidc, token: &str) -> Result<A
         user_id,
         role,
         session_id: None,
+        valid_until: Some(identity.valid_until),
     })
 }
 

@@ -153,6 +153,9 @@ pub struct AuthUser {
     pub role: Role,
     /// The session behind this request (`None` for identity-provider tokens).
     pub session_id: Option<String>,
+    /// For an identity-provider token, when it stops being accepted (a long request such as
+    /// an event stream ends then); a session is checked against the database instead.
+    pub valid_until: Option<Millis>,
 }
 
 impl AuthUser {
@@ -366,6 +369,7 @@ pub async fn admit(
         user_id: user.0.clone(),
         role: parsed,
         session_id: Some(session_id),
+        valid_until: None,
     };
     Ok((caller, user))
 }

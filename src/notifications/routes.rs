@@ -109,6 +109,7 @@ async fn notify(
         reg,
         user.user_id,
         user.session_id,
+        user.valid_until,
         start,
         keepalive,
     );

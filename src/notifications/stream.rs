@@ -19,6 +19,8 @@ pub struct Feed {
     state: AppState,
     user_id: String,
     session_id: Option<String>,
+    /// An identity-provider token's end: the stream ends with it.
+    valid_until: Option<crate::clock::Millis>,
     /// The last id delivered (or skipped over as already read during the first replay).
     cursor: i64,
     /// While replaying on connect without `Last-Event-ID`: unread rows up to this id.
@@ -43,6 +45,7 @@ impl Feed {
         reg: Registration,
         user_id: String,
         session_id: Option<String>,
+        valid_until: Option<crate::clock::Millis>,
         start: Start,
         keepalive: Duration,
     ) -> Feed {
@@ -56,6 +59,7 @@ impl Feed {
             state,
             user_id,
             session_id,
+            valid_until,
             cursor,
             replay_upto,
             buf: VecDeque::new(),
@@ -85,6 +89,9 @@ impl Feed {
             }
             if self.fetch_now {
                 self.fetch_now = false;
+                if self.token_expired() {
+                    return None;
+                }
                 match self.fetch().await {
                     // Nothing came back: perhaps nothing new, perhaps the session is gone.
                     Ok(0) if !self.session_alive().await => return None,
@@ -160,9 +167,16 @@ impl Feed {
         Ok(n)
     }
 
+    /// Whether the identity-provider token the stream was opened with has run out (a stream on
+    /// a session is checked against the database instead).
+    fn token_expired(&self) -> bool {
+        self.valid_until
+            .is_some_and(|until| self.state.clock.now() >= until)
+    }
+
     async fn session_alive(&self) -> bool {
         let Some(session_id) = &self.session_id else {
-            return true;
+            return !self.token_expired();
         };
         let now = self.state.clock.now();
         let idle_ms = self.state.config.limits.session_idle_secs * 1000;
