@@ -410,3 +410,54 @@ async fn every_totp_route_needs_a_session_and_erasing_the_account_removes_the_se
     let r = app.get("/protected/user/totp", &again.cookie).await;
     assert_eq!(r.data()["enabled"], false);
 }
+
+/// Turning the second step on needs a sign-in from the last 10 minutes: an old session (a
+/// stolen cookie, say) cannot lock the owner out by turning it on.
+#[tokio::test]
+async fn turning_it_on_needs_a_recent_sign_in() {
+    let app = TestApp::spawn().await;
+    let me = app.signup("Meera Iyer", "patient").await;
+    // Kept alive (within the idle timeout) but signed into 11 minutes ago.
+    for _ in 0..11 {
+        app.clock().advance(Duration::from_secs(60));
+        app.get("/protected/user/sessionDetail", &me.cookie)
+            .await
+            .expect(200, "");
+    }
+    let r = app
+        .post_empty("/protected/user/totp/setup", &me.cookie)
+        .await;
+    r.expect(403, "REAUTH_REQUIRED");
+    // A setup made while the sign-in was recent cannot be finished once it is not.
+    let fresh = app.signin(&me.phone).await;
+    let r = app.post_empty("/protected/user/totp/setup", &fresh).await;
+    r.expect(200, "");
+    let secret = base32_decode(r.data()["secret"].as_str().unwrap()).unwrap();
+    app.clock().advance(Duration::from_secs(9 * 60));
+    app.get("/protected/user/sessionDetail", &fresh)
+        .await
+        .expect(200, "");
+    app.clock().advance(Duration::from_secs(61));
+    let r = app
+        .post(
+            "/protected/user/totp/enable",
+            &fresh,
+            json!({"code": code(&app, &secret, 0)}),
+        )
+        .await;
+    r.expect(403, "REAUTH_REQUIRED");
+    let r = app.get("/protected/user/totp", &fresh).await;
+    assert_eq!(r.data()["enabled"], false);
+    // Signed in again: it goes on.
+    let again = app.signin(&me.phone).await;
+    let r = app.post_empty("/protected/user/totp/setup", &again).await;
+    r.expect(200, "");
+    let secret = base32_decode(r.data()["secret"].as_str().unwrap()).unwrap();
+    app.post(
+        "/protected/user/totp/enable",
+        &again,
+        json!({"code": code(&app, &secret, 0)}),
+    )
+    .await
+    .expect(200, "");
+}

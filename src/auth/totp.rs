@@ -218,6 +218,30 @@ fn session_only(me: &AuthUser) -> Result<(), AppError> {
     Ok(())
 }
 
+/// How recent a sign-in must be to turn two-step sign-in on.
+pub const RECENT_SIGNIN_MS: i64 = 10 * 60_000;
+
+/// Turning the second step on signs every other device out and makes the authenticator needed
+/// to sign in: done with a stolen session, it would lock the owner out. So it takes a session
+/// signed into within the last 10 minutes (with the phone's code), as a thief's old cookie is not.
+async fn recent_signin(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    me: &AuthUser,
+) -> Result<(), AppError> {
+    let created: Option<(i64,)> = sqlx::query_as("SELECT created_at FROM sessions WHERE id = $1")
+        .bind(me.session_id.as_deref().unwrap_or(""))
+        .fetch_optional(&mut *conn)
+        .await?;
+    match created {
+        Some((at,)) if state.clock.now() - at < RECENT_SIGNIN_MS => Ok(()),
+        _ => Err(AppError::forbidden(
+            "REAUTH_REQUIRED",
+            "sign in again: turning on two-step sign-in needs a sign-in from the last 10 minutes",
+        )),
+    }
+}
+
 async fn limit(state: &AppState, me: &AuthUser) -> Result<(), AppError> {
     crate::ratelimit::hit(
         &state.db,
@@ -274,6 +298,8 @@ async fn setup(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSet
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
+    // Said before a key is added to an app only to be refused at the end.
+    recent_signin(&mut tx, &state, &me).await?;
     let written = sqlx::query(
         "INSERT INTO user_totp (user_id, secret_enc, enabled_at, last_step, created_at) \
          VALUES ($1, $2, NULL, 0, $3) \
@@ -351,6 +377,7 @@ async fn enable(
         Some((Some(_),)) => return Err(already_enabled()),
         Some((None,)) => {}
     }
+    recent_signin(&mut tx, &state, &me).await?;
     if !spend_code(&mut tx, &state, &me.user_id, code, false).await? {
         return Err(invalid_code(axum::http::StatusCode::FORBIDDEN));
     }

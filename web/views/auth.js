@@ -164,6 +164,7 @@ const TOTP_WORDS = {
   TOTP_ALREADY_ENABLED: 'Two-step sign-in is already on for your account.',
   TOTP_NOT_ENABLED: 'Two-step sign-in is already off for your account.',
   TOTP_NOT_AVAILABLE: 'Two-step sign-in is not available for accounts that sign in through an identity provider.',
+  REAUTH_REQUIRED: 'To turn on two-step sign-in, sign out and sign in again with a code from your phone, then turn it on within 10 minutes.',
 };
 
 /** After these the second step cannot go on: the person starts again from the phone number. */
