@@ -1178,3 +1178,59 @@ async fn requests_recover_when_postgres_drops_every_connection() {
     // The kept connections died with the rest, so the drop was felt (and answered with 503).
     assert!(refused >= 1, "no request met a dropped connection");
 }
+
+/// A resend naming its sign-up keeps that sign-up's name and role, even when someone else
+/// started a sign-up for the same phone (as another name and role) in between.
+#[tokio::test]
+async fn a_resend_naming_its_sign_up_keeps_its_name_and_role() {
+    let app = TestApp::spawn().await;
+    let phone = common::random_phone();
+    let signup = |name: &'static str, role: &'static str| {
+        let (app, phone) = (&app, phone.clone());
+        async move {
+            let r = app
+                .post(
+                    "/auth/signup",
+                    "",
+                    json!({"phone": phone, "name": name, "role": role}),
+                )
+                .await;
+            r.expect(200, "");
+            r.data()["id"].as_str().unwrap().to_string()
+        }
+    };
+    let mine = signup("Alice Real", "patient").await;
+    app.clock().advance(Duration::from_secs(61));
+    signup("Mallory", "doctor").await;
+    app.clock().advance(Duration::from_secs(61));
+    // Naming a sign-up of another phone is not found.
+    app.post(
+        "/auth/signup/resendotp",
+        "",
+        json!({"phone": common::random_phone(), "id": mine}),
+    )
+    .await
+    .expect(404, "NOT_FOUND");
+    let r = app
+        .post(
+            "/auth/signup/resendotp",
+            "",
+            json!({"phone": phone, "id": mine}),
+        )
+        .await;
+    r.expect(200, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let otp = app.last_code(&phone).await;
+    let r = app
+        .post(
+            &format!("/auth/signup/verify/{id}"),
+            "",
+            json!({"otp": otp}),
+        )
+        .await;
+    r.expect(200, "");
+    let cookie = r.cookie.clone().unwrap();
+    let me = app.get("/protected/user/sessionDetail", &cookie).await;
+    assert_eq!(me.data()["user"]["name"], "Alice Real");
+    assert_eq!(me.data()["user"]["role"], "patient");
+}

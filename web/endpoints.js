@@ -34,7 +34,7 @@ export const auth = {
   },
   /** The second step: `{success, session}` with the session cookie. */
   signinTotp: (id, code) => post(`/auth/signin/totp/${enc(id)}`, { code }),
-  resend: (purpose, phone) => post(`/auth/${purpose}/resendotp`, { phone }),
+  resend: (purpose, phone, id) => post(`/auth/${purpose}/resendotp`, purpose === 'signup' && id ? { phone, id } : { phone }),
   signout: () => post('/auth/signout'),
 };
 

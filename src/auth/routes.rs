@@ -43,6 +43,16 @@ pub struct PhoneRequest {
 }
 
 #[derive(Deserialize, ToSchema)]
+pub struct ResendRequest {
+    #[schema(example = "+919876543210")]
+    pub phone: String,
+    /// The sign-up being resent (its verification `id`): the new code carries that sign-up's
+    /// name and role. Without it, the newest sign-up started for the phone, by anyone.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
 pub struct VerifyRequest {
     /// The 6-digit code from the SMS.
     #[schema(example = "123456")]
@@ -494,7 +504,7 @@ async fn signin_resend(
 }
 
 /// Send a new sign-up code (the previous one stops working).
-#[utoipa::path(post, path = "/auth/signup/resendotp", tag = "auth", request_body = PhoneRequest,
+#[utoipa::path(post, path = "/auth/signup/resendotp", tag = "auth", request_body = ResendRequest,
     responses(
         (status = 200, body = crate::api::Envelope<ResendData>),
         (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
@@ -503,14 +513,17 @@ async fn signin_resend(
         (status = 503, body = ErrorEnvelope)))]
 async fn signup_resend(
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<PhoneRequest>,
+    ApiJson(req): ApiJson<ResendRequest>,
 ) -> ApiResult<ResendData> {
     let phone = phone::normalize(&req.phone, "phone")?;
+    // With the caller's own sign-up named, someone else starting a sign-up for the same phone
+    // meanwhile (as another name or role) does not change what this code creates.
     let pending: Option<(Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT name, role FROM otp_challenges WHERE phone = $1 AND purpose = 'signup' \
-         ORDER BY created_at DESC LIMIT 1",
+         AND ($2 = '' OR id = $2) ORDER BY created_at DESC LIMIT 1",
     )
     .bind(&phone)
+    .bind(req.id.as_deref().unwrap_or(""))
     .fetch_optional(&state.db.pool)
     .await?;
     let Some((Some(name), Some(role))) = pending else {

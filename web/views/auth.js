@@ -114,7 +114,7 @@ function codeStep(ctx, challenge) {
     clearErrors(form);
     resend.disabled = true;
     try {
-      const d = await auth.resend(challenge.purpose, challenge.phone);
+      const d = await auth.resend(challenge.purpose, challenge.phone, id);
       id = d.id;
       announce('A new code is on its way.');
       cooldown(COOLDOWN_SECS);
