@@ -581,6 +581,19 @@ async fn profiles_are_updated_with_field_errors() {
     assert_eq!(r.data()["profile"]["verified"], true);
     let r = update(&d1, json!({"registration_number": "KMC-99999"})).await;
     assert_eq!(r.data()["profile"]["verified"], false);
+    // So must one who changes the name (the same name sent again keeps the badge).
+    auravita::users::admin::set_doctor_verified(&app.state.db, &d1.phone, true)
+        .await
+        .unwrap();
+    let same = r.data()["user"]["name"].as_str().unwrap().to_string();
+    let r = update(&d1, json!({"name": same})).await;
+    assert_eq!(r.data()["profile"]["verified"], true);
+    let r = update(&d1, json!({"name": "Dr Devi Shetty"})).await;
+    assert_eq!(r.data()["profile"]["verified"], false);
+    let r = app
+        .get("/protected/user/searchDoctorByName?name=shetty", &p1.cookie)
+        .await;
+    assert_eq!(r.data()["doctors"][0]["verified"], false);
     // Nobody else's profile changed.
     let r = app.get("/protected/user/sessionDetail", &p1.cookie).await;
     assert_eq!(r.data()["user"]["name"], "Asha R. Rao");

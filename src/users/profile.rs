@@ -117,13 +117,15 @@ pub async fn update_profile(
     }
     let mut tx = state.db.begin().await?;
     // SET expressions all read the old row, so the verification check compares against the
-    // number the operator actually verified.
+    // name and number the operator actually verified: a change of either takes the badge away
+    // (a verified doctor renamed as another would otherwise carry the badge under that name).
     sqlx::query(
         "UPDATE users SET \
            name = COALESCE($2, name), name_lower = COALESCE($3, name_lower), \
            specialization = CASE WHEN $4 IS NULL THEN specialization WHEN $4 = '' THEN NULL ELSE $4 END, \
            qualification = CASE WHEN $5 IS NULL THEN qualification WHEN $5 = '' THEN NULL ELSE $5 END, \
-           doctor_verified = CASE WHEN $6 IS NOT NULL AND COALESCE(registration_number, '') <> $6 THEN 0 ELSE doctor_verified END, \
+           doctor_verified = CASE WHEN $6 IS NOT NULL AND COALESCE(registration_number, '') <> $6 THEN 0 \
+             WHEN $2 IS NOT NULL AND $2 <> name THEN 0 ELSE doctor_verified END, \
            registration_number = CASE WHEN $6 IS NULL THEN registration_number WHEN $6 = '' THEN NULL ELSE $6 END, \
            years_of_experience = COALESCE($7, years_of_experience), \
            updated_at = $8 \
