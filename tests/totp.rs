@@ -461,3 +461,53 @@ async fn turning_it_on_needs_a_recent_sign_in() {
     .await
     .expect(200, "");
 }
+
+/// A sign-in that reaches its decision while turn-on is committing waits for it and asks for
+/// the second step, instead of making a session the turn-on's sign-out of other devices misses
+/// (PostgreSQL: the sign-in read the account's row without waiting).
+#[tokio::test]
+async fn a_sign_in_racing_turn_on_asks_for_the_second_step() {
+    let app = TestApp::spawn().await;
+    let me = app.signup("Meera Iyer", "patient").await;
+    let r = app
+        .post_empty("/protected/user/totp/setup", &me.cookie)
+        .await;
+    r.expect(200, "");
+    app.clock().advance(Duration::from_secs(61));
+    let r = app
+        .post("/auth/signin", "", json!({"phone": me.phone}))
+        .await;
+    r.expect(200, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let otp = app.last_code(&me.phone).await;
+    // Turn-on's transaction, held open: enabled, then every other session signed out.
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query("UPDATE user_totp SET enabled_at = $2 WHERE user_id = $1")
+        .bind(&me.id)
+        .bind(app.clock().now())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let verify = format!("/auth/signin/verify/{id}");
+    let verifying = app.post(&verify, "", json!({ "otp": otp }));
+    let turning_on = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(&me.id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    };
+    let (r, ()) = tokio::join!(verifying, turning_on);
+    r.expect(200, "");
+    assert_eq!(r.data()["success"], false, "{}", r.body);
+    assert!(r.cookie.is_none(), "no session without the second step");
+    assert_eq!(r.data()["second_factor"]["method"], "totp");
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions WHERE user_id = $1")
+        .bind(&me.id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}

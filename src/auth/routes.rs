@@ -348,7 +348,7 @@ async fn signin_verify(
     })?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    if totp::is_enabled(&mut tx, &user_id).await? {
+    if totp::is_enabled(&mut tx, state.db.dialect, &user_id).await? {
         // The SMS code was right; the authenticator's code is still due. No session yet.
         let id = crate::db::new_id();
         let expires_at = now + state.config.limits.otp_ttl_secs * 1000;

@@ -130,13 +130,23 @@ pub fn invalid_code(status: axum::http::StatusCode) -> AppError {
 }
 
 /// Is two-step sign-in on for this account?
-pub async fn is_enabled(conn: &mut sqlx::AnyConnection, user_id: &str) -> Result<bool, AppError> {
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT 1 FROM user_totp WHERE user_id = $1 AND enabled_at IS NOT NULL")
-            .bind(user_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(row.is_some())
+///
+/// The account's row is held to the caller's commit (`Dialect::lock_rows`): a sign-in deciding
+/// on one step and a turn-on committing meanwhile wait for each other on PostgreSQL, so the
+/// turn-on's signing-out of other devices sees the session that sign-in makes.
+pub async fn is_enabled(
+    conn: &mut sqlx::AnyConnection,
+    dialect: crate::db::Dialect,
+    user_id: &str,
+) -> Result<bool, AppError> {
+    let row: Option<(Option<i64>,)> = sqlx::query_as(&format!(
+        "SELECT enabled_at FROM user_totp WHERE user_id = $1{}",
+        dialect.lock_rows(false)
+    ))
+    .bind(user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(matches!(row, Some((Some(_),))))
 }
 
 /// Checks `code` against the account's enabled authenticator and spends its step, inside the
@@ -425,7 +435,7 @@ async fn disable(
     let code = check_format(&req.code)?;
     limit(&state, &me).await?;
     let mut tx = state.db.begin().await?;
-    if !is_enabled(&mut tx, &me.user_id).await? {
+    if !is_enabled(&mut tx, state.db.dialect, &me.user_id).await? {
         return Err(AppError::conflict(
             "TOTP_NOT_ENABLED",
             "two-step sign-in is not on",
