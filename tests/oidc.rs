@@ -112,6 +112,8 @@ struct IssuerState {
     jwks_hits: AtomicUsize,
     discovery_hits: AtomicUsize,
     failing: AtomicBool,
+    /// The discovery document names another issuer.
+    misnamed: AtomicBool,
 }
 
 impl Issuer {
@@ -129,6 +131,7 @@ impl Issuer {
             jwks_hits: AtomicUsize::new(0),
             discovery_hits: AtomicUsize::new(0),
             failing: AtomicBool::new(false),
+            misnamed: AtomicBool::new(false),
         });
         let app = axum::Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -160,8 +163,13 @@ async fn discovery(State(s): State<Arc<IssuerState>>) -> Result<Json<Value>, Sta
     if s.failing.load(Ordering::SeqCst) {
         return Err(StatusCode::INTERNAL_SERVER_ERROR);
     }
+    let issuer = if s.misnamed.load(Ordering::SeqCst) {
+        "https://someone-else.example/".to_string()
+    } else {
+        s.url.clone()
+    };
     Ok(Json(json!({
-        "issuer": s.url,
+        "issuer": issuer,
         "authorization_endpoint": format!("{}authorize", s.url),
         "token_endpoint": format!("{}oauth/token", s.url),
         "jwks_uri": format!("{}.well-known/jwks.json", s.url),
@@ -851,4 +859,56 @@ async fn an_event_stream_ends_with_its_bearer_token() {
     .await;
     assert!(ended.is_ok(), "the stream stayed open past its token");
     assert!(!after.contains("after the token ended"), "{after}");
+}
+
+/// A discovery document naming another issuer is not trusted: its keys are never fetched, and
+/// tokens wait (503) until the document is right.
+#[tokio::test]
+async fn a_discovery_document_for_another_issuer_is_refused() {
+    let issuer = Issuer::start(default_keys()).await;
+    issuer.shared.misnamed.store(true, Ordering::SeqCst);
+    let app = spawn_for(&issuer).await;
+    let token = rs256("rsa-1", &claims(&app, &issuer, "auth0|misnamed"));
+    app.get_bearer("/protected/user/sessionDetail", &token)
+        .await
+        .expect(503, "DEPENDENCY_UNAVAILABLE");
+    assert_eq!(
+        issuer.jwks_hits(),
+        0,
+        "no keys taken from a misnamed document"
+    );
+    issuer.shared.misnamed.store(false, Ordering::SeqCst);
+    app.clock().advance(Duration::from_secs(6));
+    app.get_bearer("/protected/user/sessionDetail", &token)
+        .await
+        .expect(403, "OIDC_REGISTRATION_REQUIRED");
+}
+
+/// Keys are fetched over https, or plain http only from this machine's loopback.
+#[tokio::test]
+async fn an_issuer_over_plain_http_to_another_machine_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (issuer, jwks, ok) in [
+        ("http://idp.example/", None, false),
+        (
+            "https://idp.example/",
+            Some("http://keys.example/jwks.json"),
+            false,
+        ),
+        ("http://10.0.0.7/", None, false),
+        ("https://idp.example/", None, true),
+        ("http://localhost:9999/", None, true),
+        (
+            "http://[::1]:9999/",
+            Some("http://127.0.0.1:9999/jwks.json"),
+            true,
+        ),
+    ] {
+        let mut cfg = common::base_config(dir.path(), "sqlite::memory:");
+        cfg.oidc_issuer = Some(issuer.into());
+        cfg.oidc_audience = Some(AUDIENCE.into());
+        cfg.oidc_jwks_url = jwks.map(str::to_string);
+        let made = auravita::auth::oidc::Oidc::from_config(&cfg);
+        assert_eq!(made.is_ok(), ok, "{issuer} {jwks:?}");
+    }
 }

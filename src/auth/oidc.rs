@@ -100,8 +100,8 @@ impl Oidc {
             return Ok(None);
         };
         let parsed = url::Url::parse(issuer).context("AURAVITA_OIDC_ISSUER is not a URL")?;
-        if !matches!(parsed.scheme(), "https" | "http") {
-            bail!("AURAVITA_OIDC_ISSUER must be an https URL");
+        if !secure_or_local(&parsed) {
+            bail!("AURAVITA_OIDC_ISSUER must be an https URL (plain http only on this machine's loopback)");
         }
         let Some(audience) = config
             .oidc_audience
@@ -118,7 +118,10 @@ impl Oidc {
             .filter(|s| !s.is_empty())
         {
             Some(u) => {
-                url::Url::parse(u).context("AURAVITA_OIDC_JWKS_URL is not a URL")?;
+                let parsed = url::Url::parse(u).context("AURAVITA_OIDC_JWKS_URL is not a URL")?;
+                if !secure_or_local(&parsed) {
+                    bail!("AURAVITA_OIDC_JWKS_URL must be an https URL (plain http only on this machine's loopback)");
+                }
                 Some(u.to_string())
             }
             None => None,
@@ -308,10 +311,14 @@ impl Oidc {
             .get_json(&url)
             .await
             .context("fetching the issuer's discovery document")?;
-        if let Some(iss) = doc.get("issuer").and_then(|v| v.as_str()) {
-            if !self.accepted_issuers.contains(iss) {
-                tracing::warn!(configured = %self.issuer, published = %iss, "the discovery document names another issuer");
-            }
+        // OpenID Connect Discovery 1.0 §4.3: the document's issuer must be the one asked for;
+        // keys published under another name are not taken.
+        match doc.get("issuer").and_then(|v| v.as_str()) {
+            Some(iss) if self.accepted_issuers.contains(iss) => {}
+            published => bail!(
+                "the discovery document names the issuer {published:?}, not the configured {}",
+                self.issuer
+            ),
         }
         let jwks_uri = doc
             .get("jwks_uri")
@@ -420,6 +427,21 @@ fn rsa_bits(n_b64: &str) -> usize {
     match n.first() {
         Some(top) => (n.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
         None => 0,
+    }
+}
+
+/// https, or plain http to this machine's loopback (a local test issuer): keys and discovery
+/// documents are never fetched in the clear over a network.
+fn secure_or_local(url: &url::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
     }
 }
 
