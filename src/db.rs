@@ -20,17 +20,30 @@ pub enum Dialect {
     Postgres,
 }
 
+/// How strongly a read in a transaction holds the rows it read until the commit
+/// (`Dialect::lock_rows`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowLock {
+    /// A concurrent delete of the row waits (as a foreign key's check does); updates do not.
+    KeyShare,
+    /// Any concurrent change of the row waits.
+    Share,
+    /// Any concurrent change, and any other transaction locking the row, waits.
+    Update,
+}
+
 impl Dialect {
-    /// What ends a `SELECT` in a transaction that must hold the rows it read until the commit:
-    /// on PostgreSQL (read committed) `FOR SHARE`, so that a concurrent delete of those rows
-    /// waits for this transaction and then sees what it wrote, or `FOR UPDATE` when another
-    /// writer reading them must wait too. Nothing on SQLite, where `Db::begin` takes the
-    /// database's write lock at once, so write transactions already run one at a time.
-    pub fn lock_rows(self, exclusive: bool) -> &'static str {
-        match (self, exclusive) {
+    /// What ends a `SELECT` in a transaction that must hold the rows it read until the commit,
+    /// so that a concurrent change of those rows waits for this transaction and then sees what
+    /// it wrote: `FOR KEY SHARE`, `FOR SHARE` or `FOR UPDATE` on PostgreSQL (read committed).
+    /// Nothing on SQLite, where `Db::begin` takes the database's write lock at once, so write
+    /// transactions already run one at a time.
+    pub fn lock_rows(self, lock: RowLock) -> &'static str {
+        match (self, lock) {
             (Dialect::Sqlite, _) => "",
-            (Dialect::Postgres, false) => " FOR SHARE",
-            (Dialect::Postgres, true) => " FOR UPDATE",
+            (Dialect::Postgres, RowLock::KeyShare) => " FOR KEY SHARE",
+            (Dialect::Postgres, RowLock::Share) => " FOR SHARE",
+            (Dialect::Postgres, RowLock::Update) => " FOR UPDATE",
         }
     }
 }

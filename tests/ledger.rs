@@ -440,3 +440,27 @@ async fn appends_go_on_while_rows_move() {
     assert_eq!(journal(dir.path()), "");
     assert_eq!(segments(dir.path()).len(), 1, "moved segments are removed");
 }
+
+/// The owner's row is held only against its delete: a ledger row is not held up by an update
+/// of the owner's profile in progress (PostgreSQL; SQLite runs writers one at a time anyway).
+#[tokio::test]
+async fn a_profile_update_in_progress_does_not_hold_up_a_row() {
+    let (db, pg) = direct_db().await;
+    if pg.is_none() {
+        return;
+    }
+    let ledger = Ledger::start(db.clone()).await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("UPDATE users SET name = 'Renamed' WHERE id = 'owner-1'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), ledger.append(entry(1)))
+        .await
+        .expect("the row waited for a profile update")
+        .unwrap();
+    assert_eq!(rows_in_table(&db).await.len(), 1);
+    tx.rollback().await.unwrap();
+    drop(ledger);
+    drop_direct(db, pg).await;
+}

@@ -141,7 +141,7 @@ pub async fn is_enabled(
 ) -> Result<bool, AppError> {
     let row: Option<(Option<i64>,)> = sqlx::query_as(&format!(
         "SELECT enabled_at FROM user_totp WHERE user_id = $1{}",
-        dialect.lock_rows(false)
+        dialect.lock_rows(crate::db::RowLock::Share)
     ))
     .bind(user_id)
     .fetch_optional(&mut *conn)

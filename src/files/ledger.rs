@@ -613,7 +613,8 @@ async fn insert_chunk(
     // subject_id (the doctor a grant was about) is left NULL: a read has none. A row whose
     // owner's account is gone is dropped: its link was read before the erase committed, and
     // the erase removes the ledger after the user's row (`files::forget_ledger`). Holding the
-    // owner's row while this writes makes the two wait for each other on PostgreSQL.
+    // owner's row against its delete while this writes makes the two wait for each other on
+    // PostgreSQL (and nothing else: a profile update does not wait).
     let sql = format!(
         "INSERT INTO file_access_log (id, owner_id, file_id, file_name, actor_id, action, \
          grant_id, at, ip, user_agent) \
@@ -621,7 +622,7 @@ async fn insert_chunk(
          v.column8, v.column9, v.column10 FROM (VALUES {}) AS v \
          WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.column2{}){}",
         crate::batch::placeholder_rows(dialect, rows.len(), 10),
-        dialect.lock_rows(false),
+        dialect.lock_rows(crate::db::RowLock::KeyShare),
         if replay {
             " ON CONFLICT (id) DO NOTHING"
         } else {

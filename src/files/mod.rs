@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::auth::session::{self, Caller};
 use crate::auth::{AuthUser, ClientInfo, Role};
 use crate::clock::{rfc3339, Millis};
-use crate::db::Dialect;
+use crate::db::{Dialect, RowLock};
 use crate::error::{AppError, ErrorEnvelope};
 use crate::notifications::{raise, Kind};
 use crate::storage::LinkSpec;
@@ -295,7 +295,8 @@ async fn target_doctor(
     doctor: &str,
     need_connection: bool,
 ) -> Result<(), AppError> {
-    let lock = dialect.lock_rows(false);
+    // Held against a delete (an erase, an ended connection), not against updates.
+    let lock = dialect.lock_rows(RowLock::KeyShare);
     let row: Option<(String,)> =
         sqlx::query_as(&format!("SELECT role FROM users WHERE id = $1{lock}"))
             .bind(doctor)
@@ -785,7 +786,7 @@ async fn create_file_access(
         &mut tx,
         &file_id,
         &me.user_id,
-        state.db.dialect.lock_rows(false),
+        state.db.dialect.lock_rows(RowLock::KeyShare),
     )
     .await?;
     target_doctor(&mut tx, state.db.dialect, &me.user_id, &q.p, true).await?;
@@ -865,7 +866,7 @@ async fn revoke_file_access(
         &mut tx,
         &file_id,
         &me.user_id,
-        state.db.dialect.lock_rows(false),
+        state.db.dialect.lock_rows(RowLock::KeyShare),
     )
     .await?;
     let ended: Vec<(String,)> = sqlx::query_as(&format!(
@@ -935,7 +936,7 @@ async fn temp_file_share(
         &mut tx,
         &file_id,
         &me.user_id,
-        state.db.dialect.lock_rows(false),
+        state.db.dialect.lock_rows(RowLock::KeyShare),
     )
     .await?;
     target_doctor(&mut tx, state.db.dialect, &me.user_id, &q.p, false).await?;
@@ -1082,7 +1083,7 @@ async fn delete_file(
         &mut tx,
         &file_id,
         &me.user_id,
-        state.db.dialect.lock_rows(true),
+        state.db.dialect.lock_rows(RowLock::Update),
     )
     .await?;
     let holders: Vec<(String,)> = sqlx::query_as(&format!(
