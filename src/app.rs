@@ -227,8 +227,28 @@ pub fn router(state: AppState) -> Router {
                 tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
             }),
         )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(drop_unusable_request_id));
     app.with_state(state)
+}
+
+/// A request id a client (or nginx, which sets one) sent is kept only if it looks like one:
+/// up to 64 letters, digits, `-`, `_`, `.` or `:`. Anything else is replaced by a fresh one, so an
+/// id cannot carry text into the log lines it tags.
+async fn drop_unusable_request_id(mut req: Request, next: Next) -> Response {
+    let usable = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= 64
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+    };
+    let headers = req.headers_mut();
+    let values: Vec<&HeaderValue> = headers.get_all("x-request-id").iter().collect();
+    if !(values.len() == 1 && usable(values[0])) {
+        headers.remove("x-request-id");
+    }
+    next.run(req).await
 }
 
 /// Strict by default; the API explorer under `/docs` needs inline styles and scripts of its own.
@@ -318,15 +338,25 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().clone();
+    // HTTP lets a client make up any method name: those are counted together, so that no
+    // client can add series (and memory) without end.
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    };
     let started = Instant::now();
     let res = next.run(req).await;
-    state.metrics.observe(
-        method.as_str(),
-        &route,
-        res.status().as_u16(),
-        started.elapsed(),
-    );
+    state
+        .metrics
+        .observe(method, &route, res.status().as_u16(), started.elapsed());
     res
 }
 
@@ -397,13 +427,20 @@ pub fn spawn_background(state: &AppState) {
     let state = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
+        for minute in 0u64.. {
             tokio::select! {
                 _ = state.shutdown.cancelled() => break,
                 _ = tick.tick() => {}
             }
             if let Err(e) = sweep(&state).await {
                 tracing::warn!(error = %e, "housekeeping failed; will retry");
+            }
+            // Orphaned objects are an hour old before they go, and finding them lists the whole
+            // store: hourly (from the first minute) is soon enough.
+            if minute % 60 == 0 {
+                if let Err(e) = crate::files::sweep(&state).await {
+                    tracing::warn!(error = %e, "sweeping orphaned objects failed; will retry");
+                }
             }
         }
     });
@@ -426,7 +463,6 @@ async fn sweep(state: &AppState) -> anyhow::Result<()> {
         .execute(&state.db.pool)
         .await?;
     crate::ratelimit::sweep(&state.db, now).await?;
-    crate::files::sweep(state).await?;
     Ok(())
 }
 
@@ -450,10 +486,13 @@ async fn serve(
     client_timeout: Duration,
 ) -> std::io::Result<()> {
     use axum::serve::Listener;
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    // HTTP/1.1 only. hyper's auto-detecting builder waits for a connection's first bytes (to
+    // tell HTTP/1 from HTTP/2) with no timeout, so a connection that never sent anything was
+    // held for ever, and HTTP/2 connections had no idle limit. Clients reach the server through
+    // nginx (HTTP/1.1 upstream) or directly over HTTP/1.1; nothing here needs HTTP/2.
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .max_buf_size(MAX_READ_BUF)
         .timer(TokioTimer::new())
         .header_read_timeout(client_timeout);
@@ -470,9 +509,7 @@ async fn serve(
                 .insert(axum::extract::ConnectInfo(peer));
             tower::ServiceExt::oneshot(app.clone(), req)
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
-            .into_owned();
+        let conn = builder.serve_connection(TokioIo::new(io), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

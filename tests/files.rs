@@ -1002,20 +1002,25 @@ async fn sweep_removes_only_old_orphans() {
     let owner = app.signup("Asha", "patient").await;
     let file = upload(&app, &owner, pdf(1000), "kept.pdf").await;
     let tmp = app.state.storage.tmp_dir().join("orphan");
-    std::fs::write(&tmp, b"%PDF-orphan").unwrap();
-    app.state
-        .storage
-        .put_file("files/orphan0000", &tmp, 11)
-        .await
-        .unwrap();
+    // More orphans than one lookup query checks (256), around the one object a row points at.
+    for i in 0..300 {
+        // (Storing moves the temporary file.)
+        std::fs::write(&tmp, b"%PDF-orphan").unwrap();
+        app.state
+            .storage
+            .put_file(&format!("files/orphan{i:04}"), &tmp, 11)
+            .await
+            .unwrap();
+    }
     assert_eq!(
         auravita::files::sweep(&app.state).await.unwrap(),
         0,
         "young orphans stay"
     );
     app.clock().advance(Duration::from_secs(61 * 60));
-    assert_eq!(auravita::files::sweep(&app.state).await.unwrap(), 1);
+    assert_eq!(auravita::files::sweep(&app.state).await.unwrap(), 300);
     assert!(!app.state.storage.exists("files/orphan0000").await.unwrap());
+    assert!(!app.state.storage.exists("files/orphan0299").await.unwrap());
     let owner = User {
         cookie: app.signin(&owner.phone).await,
         ..owner
@@ -1087,6 +1092,17 @@ async fn s3_roundtrip_sharing_and_ready() {
     let app = spawn_s3(&env).await;
     assert!(app.state.storage.is_s3());
     app.get("/health/ready", "").await.expect(200, "");
+    // Readiness asks the store about one object (no listing): with a wrong key the store's
+    // refusal is not "not found", and the instance is not ready.
+    let wrong = TestApp::spawn_with(|cfg| {
+        cfg.storage_url = Some(format!("s3://{}", env.bucket));
+        cfg.s3_endpoint = Some(env.endpoint.clone());
+        cfg.s3_access_key_id = Some(env.key_id.clone());
+        cfg.s3_secret_access_key = Some("not-the-secret".to_string().into());
+    })
+    .await;
+    let r = wrong.get("/health/ready", "").await;
+    assert_eq!(r.status.as_u16(), 503, "{}", r.body);
     roundtrip(&app).await;
 
     let owner = app.signup("Asha", "patient").await;

@@ -13,9 +13,30 @@ async fn health_metrics_docs_and_web_client_are_served() {
     r.expect(200, "");
     assert_eq!(r.data()["status"], "ready");
 
+    // Made-up methods are counted as one, whatever their names (no series per name).
+    for name in ["FOOBARBAZ", "QUUXLONGMETHOD1"] {
+        let method = reqwest::Method::from_bytes(name.as_bytes()).unwrap();
+        let r = app
+            .http
+            .request(method, app.url("/health/live"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+    }
     let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
+    assert!(
+        !text.contains("FOOBARBAZ") && !text.contains("QUUX"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "auravita_http_requests_total{method=\"OTHER\",route=\"/health/live\",status=\"405\"} 2"
+        ),
+        "{text}"
+    );
     assert!(
         text.contains(
             "auravita_http_requests_total{method=\"GET\",route=\"/health/live\",status=\"200\"} 1"
@@ -45,6 +66,26 @@ async fn every_response_carries_a_request_id_even_errors() {
     let ida = a.headers["x-request-id"].to_str().unwrap().to_string();
     let idb = b.headers["x-request-id"].to_str().unwrap().to_string();
     assert!(!ida.is_empty() && ida != idb);
+    // A proxy's id is kept; one that could carry text into the logs is replaced.
+    let sent = |id: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .http
+                .get(app.url("/health/live"))
+                .header("x-request-id", id)
+                .send()
+                .await
+                .unwrap();
+            r.headers()["x-request-id"].to_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(sent("4f1c2a9e-nginx.1".into()).await, "4f1c2a9e-nginx.1");
+    for bad in ["1 method=DELETE user_id=victim", "a\"b", &"x".repeat(65)] {
+        let got = sent(bad.to_string()).await;
+        assert_ne!(got, bad);
+        assert!(!got.is_empty() && !got.contains(' '), "{got}");
+    }
 }
 
 #[tokio::test]
@@ -319,6 +360,22 @@ async fn slow_heads_and_idle_connections_are_closed_requests_under_way_are_not()
     let addr = app.base.trim_start_matches("http://").to_string();
     // Every connection here may be cut while bytes are still coming: a reset is a close.
     let closed_within = |conn, secs| read_to_close(conn, secs, true);
+
+    // Nothing at all: closed after about a second. And an HTTP/2 preface is not served
+    // (HTTP/1.1 only), so it cannot open a connection without an idle limit either.
+    let conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (after, answer) = closed_within(conn, 5).await;
+    assert!(answer.is_empty(), "{answer:?}");
+    assert!(after >= Duration::from_millis(800), "{after:?}");
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let (_, answer) = closed_within(conn, 5).await;
+    assert!(
+        !answer.starts_with("HTTP/2") && !answer.contains("HTTP/1.1 200"),
+        "{answer:?}"
+    );
 
     // Half a head, then nothing: closed after about a second, nothing answered.
     let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();

@@ -1316,13 +1316,25 @@ pub async fn delete_objects(state: &AppState, keys: &[String]) -> anyhow::Result
 pub async fn sweep(state: &AppState) -> anyhow::Result<usize> {
     let cutoff = state.clock.now() - ORPHAN_AGE_MS;
     let mut removed = 0;
-    for key in state.storage.list_older_than("files", cutoff).await? {
-        let row: Option<(String,)> = sqlx::query_as("SELECT id FROM files WHERE object_key = $1")
-            .bind(&key)
-            .fetch_optional(&state.db.pool)
-            .await?;
-        if row.is_none() {
-            state.storage.delete(&key).await?;
+    let old = state.storage.list_older_than("files", cutoff).await?;
+    // One query per 256 keys, not one per stored object.
+    for chunk in old.chunks(256) {
+        let sql = format!(
+            "SELECT object_key FROM files WHERE object_key IN ({})",
+            crate::batch::placeholders(state.db.dialect, 1, chunk.len())
+        );
+        let mut q = sqlx::query_as::<_, (String,)>(&sql);
+        for key in chunk {
+            q = q.bind(key);
+        }
+        let known: std::collections::HashSet<String> = q
+            .fetch_all(&state.db.pool)
+            .await?
+            .into_iter()
+            .map(|(k,)| k)
+            .collect();
+        for key in chunk.iter().filter(|k| !known.contains(*k)) {
+            state.storage.delete(key).await?;
             removed += 1;
         }
     }
