@@ -51,7 +51,12 @@ function match(path) {
     const names = [];
     const re = new RegExp('^' + r.path.replace(/:(\w+)/g, (_, n) => { names.push(n); return '([^/]+)'; }) + '$');
     const m = path.match(re);
-    if (m) return { route: r, params: Object.fromEntries(names.map((n, i) => [n, decodeURIComponent(m[i + 1])])) };
+    if (!m) continue;
+    try {
+      return { route: r, params: Object.fromEntries(names.map((n, i) => [n, decodeURIComponent(m[i + 1])])) };
+    } catch {
+      return null; // A malformed escape (#/patients/%E0): the page for unknown addresses.
+    }
   }
   return null;
 }

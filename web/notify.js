@@ -3,6 +3,7 @@
 // unread badge in the header, and a change event the notifications view listens to.
 
 import { notifications as api, notification, has } from './endpoints.js';
+import { get, ApiError } from './api.js';
 import { announce } from './ui.js';
 
 const store = new Map();
@@ -87,9 +88,20 @@ function connect() {
     if (source && source.readyState === EventSource.CLOSED) {
       document.body.classList.add('stream-down');
       source = null;
-      retryTimer = setTimeout(connect, 10000);
+      retryTimer = setTimeout(retry, 10000);
     }
   });
+}
+
+/** Reconnects unless the session has ended: an EventSource does not say why it closed, so one
+ *  request asks (a 401 there signs the page out, which stops the stream for good). */
+async function retry() {
+  try {
+    await get('/protected/user/sessionDetail');
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return;
+  }
+  if (!source) connect();
 }
 
 export function stop() {

@@ -126,6 +126,11 @@ describe('web client', { concurrency: false }, () => {
     await page.getByRole('heading', { name: 'My profile', level: 1 }).waitFor();
   });
 
+  test('an address with a broken escape shows the page for unknown addresses', async () => {
+    await go(doctor, '/patients/%E0');
+    await doctor.page.getByRole('heading', { name: 'Page not found', level: 1 }).waitFor();
+  });
+
   // ---- the story ----
 
   test('the patient finds the doctor and asks to connect', async (t) => {
