@@ -21,6 +21,7 @@ struct Frame {
     id: Option<String>,
     data: String,
     comment: bool,
+    retry: Option<String>,
 }
 
 enum Next {
@@ -69,6 +70,7 @@ impl Sse {
                         match k {
                             "event" => f.event = Some(v),
                             "id" => f.id = Some(v),
+                            "retry" => f.retry = Some(v),
                             "data" => {
                                 if !f.data.is_empty() {
                                     f.data.push('\n');
@@ -127,12 +129,14 @@ impl Sse {
     }
 
     /// Asserts that the stream ends within `d` without delivering another notification.
-    async fn closes(&mut self, d: Duration) {
+    /// Waits for the stream to end; returns the last reconnection delay (`retry:`) it set.
+    async fn closes(&mut self, d: Duration) -> Option<String> {
+        let mut retry = None;
         loop {
             match self.next(d).await {
-                Next::Frame(f) if f.comment => continue,
+                Next::Frame(f) if f.comment => retry = f.retry.or(retry),
                 Next::Frame(f) => panic!("expected the stream to close, got {f:?}"),
-                Next::Ended => return,
+                Next::Ended => return retry,
                 Next::Timeout => panic!("the stream is still open after {d:?}"),
             }
         }
@@ -551,7 +555,12 @@ async fn too_many_streams_close_the_oldest() {
     let mut s2 = Sse::open(&app, &alice.cookie, None).await;
     let mut b1 = Sse::open(&app, &bob.cookie, None).await;
     let mut s3 = Sse::open(&app, &alice.cookie, None).await;
-    s1.closes(Duration::from_secs(5)).await;
+    // Told to wait an hour before reconnecting: a browser reconnecting at once would close the
+    // next-oldest stream, and so on round the tabs.
+    assert_eq!(
+        s1.closes(Duration::from_secs(5)).await.as_deref(),
+        Some("3600000")
+    );
     raise_for(&app, &alice.id, "hello").await;
     assert_eq!(s2.event().await["message"], "hello");
     assert_eq!(s3.event().await["message"], "hello");

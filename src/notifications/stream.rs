@@ -29,6 +29,7 @@ pub struct Feed {
     reg: Registration,
     keepalive: tokio::time::Interval,
     fetch_now: bool,
+    farewell_sent: bool,
 }
 
 /// Where a new stream starts.
@@ -66,6 +67,7 @@ impl Feed {
             reg,
             keepalive: tick,
             fetch_now: true,
+            farewell_sent: false,
         }
     }
 
@@ -81,8 +83,11 @@ impl Feed {
 
     async fn next(&mut self) -> Option<Event> {
         loop {
-            if self.state.shutdown.is_cancelled() || self.reg.close.is_cancelled() {
+            if self.state.shutdown.is_cancelled() {
                 return None;
+            }
+            if self.reg.close.is_cancelled() {
+                return self.farewell();
             }
             if let Some(e) = self.buf.pop_front() {
                 return Some(e);
@@ -107,7 +112,7 @@ impl Feed {
             tokio::select! {
                 biased;
                 _ = self.state.shutdown.cancelled() => return None,
-                _ = self.reg.close.cancelled() => return None,
+                _ = self.reg.close.cancelled() => return self.farewell(),
                 _ = self.reg.wake.notified() => self.fetch_now = true,
                 _ = self.keepalive.tick() => {
                     if !self.session_alive().await {
@@ -165,6 +170,22 @@ impl Feed {
             self.fetch_now = true;
         }
         Ok(n)
+    }
+
+    /// The last frame of a stream closed for a newer one of the same user (beyond
+    /// `max_streams_per_user`): a browser reconnects a stream that ended after its `retry`
+    /// delay, and reconnecting at once would close the next-oldest, and so on round the tabs.
+    /// An hour's delay ends that; the tab's notifications come back when it is reloaded or the
+    /// hour is over, and nothing is lost (the reconnect replays).
+    fn farewell(&mut self) -> Option<Event> {
+        if std::mem::replace(&mut self.farewell_sent, true) {
+            return None;
+        }
+        Some(
+            Event::default()
+                .retry(Duration::from_secs(3600))
+                .comment("replaced by a newer stream of this account"),
+        )
     }
 
     /// Whether the identity-provider token the stream was opened with has run out (a stream on
