@@ -950,9 +950,16 @@ async fn ended_connection_and_erased_account_end_access() {
         user_agent: "test".into(),
     };
     let now = app.clock().now();
-    auravita::files::end_access(&mut tx, &owner.id, &doctor.id, &owner.id, now, &client)
-        .await
-        .unwrap();
+    auravita::files::end_access(
+        &mut tx,
+        Some(&owner.id),
+        &doctor.id,
+        &owner.id,
+        now,
+        &client,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let r = app
         .get("/protected/resource/sharedWithMe", &doctor.cookie)
@@ -1336,6 +1343,45 @@ async fn an_erased_account_takes_its_latest_ledger_rows_along() {
     assert_eq!(left, 0);
 }
 
+/// A doctor who erases the account loses what was shared, and each owner's ledger says so: an
+/// `end` row per live grant or share, about that doctor (whose name is gone with the account).
+#[tokio::test]
+async fn an_erased_doctor_leaves_end_rows_in_the_owners_ledgers() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let other = app.signup("Bela", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    connect(&app, &owner, &doctor).await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    let theirs = upload(&app, &other, pdf(1000), "scan.pdf").await;
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(200, "");
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("tempFileShare", &theirs), doctor.id),
+        &other.cookie,
+    )
+    .await
+    .expect(200, "");
+    app.post_empty("/protected/user/deleteProfile", &doctor.cookie)
+        .await
+        .expect(200, "");
+    for (who, name) in [(&owner, "report.pdf"), (&other, "scan.pdf")] {
+        let r = app
+            .get("/protected/resource/accessLog?page=1", &who.cookie)
+            .await;
+        let entries = r.data()["entries"].as_array().unwrap();
+        let ended: Vec<&Value> = entries.iter().filter(|e| e["action"] == "end").collect();
+        assert_eq!(ended.len(), 1, "{entries:?}");
+        assert_eq!(ended[0]["subject"]["id"], doctor.id.as_str());
+        assert_eq!(ended[0]["actor"]["id"], doctor.id.as_str());
+        assert_eq!(ended[0]["file_name"], name);
+    }
+}
+
 /// A NUL character in a path or query parameter is refused before any statement runs: the same
 /// 4xx on both databases (PostgreSQL cannot store it), and a batched `fileURL` read shared with
 /// other requests never fails for them.
@@ -1410,7 +1456,7 @@ async fn a_grant_racing_the_end_of_its_connection_is_refused() {
     };
     auravita::files::end_access(
         &mut tx,
-        &owner.id,
+        Some(&owner.id),
         &doctor.id,
         &doctor.id,
         app.clock().now(),

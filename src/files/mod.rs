@@ -1224,31 +1224,35 @@ async fn access_log(
 // ---------------------------------------------------------------------------------------------
 // Hooks other features call, and housekeeping
 
-/// Ends every grant and live share `doctor_id` holds on `patient_id`'s files, inside the caller's
-/// transaction (called when a connection ends, by `actor`, either side). The rows go: the
-/// ledger keeps their history, with an `end` row for each one that was live.
+/// Ends every grant and live share `doctor_id` holds on `patient_id`'s files (on every
+/// patient's, with `None`), inside the caller's transaction: called when a connection ends (by
+/// `actor`, either side) and when the doctor's account is erased. The rows go: the owners'
+/// ledgers keep their history, with an `end` row for each one that was live.
 pub async fn end_access(
     tx: &mut sqlx::AnyConnection,
-    patient_id: &str,
+    patient_id: Option<&str>,
     doctor_id: &str,
     actor: &str,
     now: Millis,
     client: &ClientInfo,
 ) -> Result<(), AppError> {
-    let ended: Vec<(String, String, String)> = sqlx::query_as(&format!(
-        "SELECT g.id, g.file_id, f.file_name FROM file_grants g JOIN files f ON f.id = g.file_id \
-         WHERE g.owner_id = $1 AND g.grantee_id = $2 AND {} ORDER BY g.created_at, g.id",
+    let patient = patient_id.unwrap_or("");
+    let ended: Vec<(String, String, String, String)> = sqlx::query_as(&format!(
+        "SELECT g.id, g.owner_id, g.file_id, f.file_name FROM file_grants g \
+         JOIN files f ON f.id = g.file_id \
+         WHERE ($1 = '' OR g.owner_id = $1) AND g.grantee_id = $2 AND {} \
+         ORDER BY g.created_at, g.id",
         live("$3")
     ))
-    .bind(patient_id)
+    .bind(patient)
     .bind(doctor_id)
     .bind(now)
     .fetch_all(&mut *tx)
     .await?;
-    for (grant_id, file_id, file_name) in &ended {
+    for (grant_id, owner, file_id, file_name) in &ended {
         record(
             tx,
-            patient_id,
+            owner,
             file_id,
             file_name,
             actor,
@@ -1260,8 +1264,8 @@ pub async fn end_access(
         )
         .await?;
     }
-    sqlx::query("DELETE FROM file_grants WHERE owner_id = $1 AND grantee_id = $2")
-        .bind(patient_id)
+    sqlx::query("DELETE FROM file_grants WHERE ($1 = '' OR owner_id = $1) AND grantee_id = $2")
+        .bind(patient)
         .bind(doctor_id)
         .execute(&mut *tx)
         .await?;

@@ -613,7 +613,15 @@ pub async fn delete_connection(
     .fetch_optional(&mut *tx)
     .await?;
     let (patient_id, doctor_id) = ended.ok_or_else(|| not_found("connection"))?;
-    crate::files::end_access(&mut tx, &patient_id, &doctor_id, &me.user_id, now, &client).await?;
+    crate::files::end_access(
+        &mut tx,
+        Some(&patient_id),
+        &doctor_id,
+        &me.user_id,
+        now,
+        &client,
+    )
+    .await?;
     let other = if me.user_id == patient_id {
         &doctor_id
     } else {

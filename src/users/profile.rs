@@ -255,8 +255,12 @@ pub struct Deleted {
 /// peer's lists, your files go, and the phone can sign up again as a new account.
 #[utoipa::path(post, path = "/protected/user/deleteProfile", tag = "user", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<Deleted>), (status = 401, body = ErrorEnvelope)))]
-pub async fn delete_profile(State(state): State<AppState>, me: AuthUser) -> ApiResult<Deleted> {
-    erase_account(&state, &me.user_id).await?;
+pub async fn delete_profile(
+    State(state): State<AppState>,
+    me: AuthUser,
+    client: crate::auth::ClientInfo,
+) -> ApiResult<Deleted> {
+    erase_account(&state, &me.user_id, &client).await?;
     let message = "your account has been deleted".to_string();
     Ok(ApiOk::new(
         Deleted {
@@ -270,7 +274,11 @@ pub async fn delete_profile(State(state): State<AppState>, me: AuthUser) -> ApiR
 
 /// Removes every row of `user_id` in one transaction and leaves the durable record that drives
 /// the purge of their stored objects.
-pub async fn erase_account(state: &AppState, user_id: &str) -> Result<(), AppError> {
+pub async fn erase_account(
+    state: &AppState,
+    user_id: &str,
+    client: &crate::auth::ClientInfo,
+) -> Result<(), AppError> {
     let now = state.clock.now();
     // The ledger rows still in its journal go with the rest.
     state.ledger.flush().await?;
@@ -292,6 +300,8 @@ pub async fn erase_account(state: &AppState, user_id: &str) -> Result<(), AppErr
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
+    // What a doctor was given ends, in each owner's ledger, before the rows go.
+    crate::files::end_access(&mut tx, None, user_id, user_id, now, client).await?;
     let keys = crate::files::forget_user(&mut tx, user_id).await?;
     // Raising takes a lock on each recipient's notification head: a fixed order (by user id)
     // keeps two such transactions from locking the same heads in opposite orders.
