@@ -122,7 +122,7 @@ pub struct SharedFiles {
 pub struct LogEntry {
     pub id: String,
     /// `read` (a download link issued), `grant`, `revoke`, `share`, `delete`, or `end` (a grant
-    /// or share that ended with its connection).
+    /// or share that ended with its connection or with the doctor's account).
     pub action: String,
     pub actor: PersonView,
     pub file_id: String,
