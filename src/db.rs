@@ -302,6 +302,11 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     }
 }
 
+/// PostgreSQL refusing a NUL character in text (SQLite stores it).
+pub fn is_nul_in_text(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("22021"))
+}
+
 /// A foreign-key violation, on either database (SQLite: SQLITE_CONSTRAINT_FOREIGNKEY).
 pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     match e {

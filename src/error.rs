@@ -150,15 +150,10 @@ impl From<sqlx::Error> for AppError {
         if crate::db::is_unique_violation(&e) {
             return AppError::conflict("ALREADY_EXISTS", "that already exists");
         }
-        if let sqlx::Error::Database(db) = &e {
-            // PostgreSQL refusing a NUL in text (the extractors refuse it first; this is for any
-            // text that reaches a statement another way): the client's input, not a fault.
-            if db.code().as_deref() == Some("22021") {
-                return AppError::bad_request(
-                    "BAD_TEXT",
-                    "text must not contain the NUL character",
-                );
-            }
+        if crate::db::is_nul_in_text(&e) {
+            // The extractors refuse a NUL first; this is for any text that reaches a statement
+            // another way: the client's input, not a fault.
+            return AppError::bad_request("BAD_TEXT", "text must not contain the NUL character");
         }
         if crate::db::is_foreign_key_violation(&e) {
             // A row this request refers to (the caller's own account, a file, a doctor) was

@@ -1433,6 +1433,19 @@ async fn a_nul_in_an_id_or_parameter_is_refused_and_fails_no_one_else() {
     }
 }
 
+/// Sends `request` while `tx` (the other side of a race) is still open, and commits `tx` 300 ms
+/// later: the request must wait for it, or miss it.
+async fn while_open<T>(
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    request: impl std::future::Future<Output = T>,
+) -> T {
+    let committing = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.commit().await.unwrap();
+    };
+    tokio::join!(request, committing).0
+}
+
 /// A grant asked for while its connection is being ended: the grant waits for the end and is
 /// refused, instead of outliving the connection (on PostgreSQL it used to land unseen).
 #[tokio::test]
@@ -1465,12 +1478,7 @@ async fn a_grant_racing_the_end_of_its_connection_is_refused() {
     .await
     .unwrap();
     let grant = format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id);
-    let asking = app.post_empty(&grant, &owner.cookie);
-    let ending = async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        tx.commit().await.unwrap();
-    };
-    let (r, ()) = tokio::join!(asking, ending);
+    let r = while_open(tx, app.post_empty(&grant, &owner.cookie)).await;
     r.expect(403, "NOT_CONNECTED");
     let r = app
         .get("/protected/resource/sharedWithMe", &doctor.cookie)
@@ -1499,12 +1507,7 @@ async fn a_share_racing_the_delete_of_its_file_is_not_found() {
         .await
         .unwrap();
     let share = format!("{}?p={}&t=r", path("tempFileShare", &file), doctor.id);
-    let asking = app.post_empty(&share, &owner.cookie);
-    let deleting = async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        tx.commit().await.unwrap();
-    };
-    let (r, ()) = tokio::join!(asking, deleting);
+    let r = while_open(tx, app.post_empty(&share, &owner.cookie)).await;
     r.expect(404, "NOT_FOUND");
 }
 

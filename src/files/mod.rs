@@ -265,12 +265,14 @@ struct OwnedFile {
 /// row, or keep a grant the delete did not see), and a delete waits for them and ends them.
 async fn owned_file(
     conn: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    lock: RowLock,
     file_id: &str,
     owner: &str,
-    lock: &str,
 ) -> Result<OwnedFile, AppError> {
     let row: Option<(String, String, String)> = sqlx::query_as(&format!(
-        "SELECT object_key, file_name, content_type FROM files WHERE id = $1 AND owner_id = $2{lock}",
+        "SELECT object_key, file_name, content_type FROM files WHERE id = $1 AND owner_id = $2{}",
+        dialect.lock_rows(lock)
     ))
     .bind(file_id)
     .bind(owner)
@@ -322,6 +324,21 @@ async fn target_doctor(
         }
     }
     Ok(())
+}
+
+/// The caller's file and the doctor a grant or share of it is for (with their connection when
+/// `need_connection`), each row held against a delete until the caller commits.
+async fn to_give(
+    conn: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    file_id: &str,
+    owner: &str,
+    doctor: &str,
+    need_connection: bool,
+) -> Result<OwnedFile, AppError> {
+    let file = owned_file(conn, dialect, RowLock::KeyShare, file_id, owner).await?;
+    target_doctor(conn, dialect, owner, doctor, need_connection).await?;
+    Ok(file)
 }
 
 /// One ledger entry, in the caller's transaction.
@@ -782,14 +799,7 @@ async fn create_file_access(
     let now = state.clock.now();
     let expires_at = q.e.map(|m| now + m * 60_000);
     let mut tx = state.db.begin().await?;
-    let file = owned_file(
-        &mut tx,
-        &file_id,
-        &me.user_id,
-        state.db.dialect.lock_rows(RowLock::KeyShare),
-    )
-    .await?;
-    target_doctor(&mut tx, state.db.dialect, &me.user_id, &q.p, true).await?;
+    let file = to_give(&mut tx, state.db.dialect, &file_id, &me.user_id, &q.p, true).await?;
     // A new grant replaces the doctor's open one (e.g. to change its end time).
     sqlx::query(
         "UPDATE file_grants SET ended_at = $1, ended_reason = 'replaced' \
@@ -864,9 +874,10 @@ async fn revoke_file_access(
     let mut tx = state.db.begin().await?;
     let file = owned_file(
         &mut tx,
+        state.db.dialect,
+        RowLock::KeyShare,
         &file_id,
         &me.user_id,
-        state.db.dialect.lock_rows(RowLock::KeyShare),
     )
     .await?;
     let ended: Vec<(String,)> = sqlx::query_as(&format!(
@@ -932,14 +943,15 @@ async fn temp_file_share(
     let now = state.clock.now();
     let expires_at = now + SHARE_TTL_MS;
     let mut tx = state.db.begin().await?;
-    let file = owned_file(
+    let file = to_give(
         &mut tx,
+        state.db.dialect,
         &file_id,
         &me.user_id,
-        state.db.dialect.lock_rows(RowLock::KeyShare),
+        &q.p,
+        false,
     )
     .await?;
-    target_doctor(&mut tx, state.db.dialect, &me.user_id, &q.p, false).await?;
     let id = crate::db::new_id();
     sqlx::query(
         "INSERT INTO file_grants (id, file_id, owner_id, grantee_id, kind, access, created_at, expires_at) \
@@ -1081,9 +1093,10 @@ async fn delete_file(
     let mut tx = state.db.begin().await?;
     let file = owned_file(
         &mut tx,
+        state.db.dialect,
+        RowLock::Update,
         &file_id,
         &me.user_id,
-        state.db.dialect.lock_rows(RowLock::Update),
     )
     .await?;
     let holders: Vec<(String,)> = sqlx::query_as(&format!(
