@@ -106,6 +106,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_oidc"),
     migration!(6, "0006_search"),
     migration!(7, "0007_totp"),
+    migration!(8, "0008_totp_sms"),
 ];
 
 impl Db {

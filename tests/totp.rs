@@ -21,10 +21,11 @@ async fn turn_on(app: &TestApp, user: &User) -> Vec<u8> {
     r.expect(200, "");
     let secret = base32_decode(r.data()["secret"].as_str().unwrap()).unwrap();
     assert_eq!(secret.len(), 20);
+    let sms = app.last_code(&user.phone).await;
     app.post(
         "/protected/user/totp/enable",
         &user.cookie,
-        json!({"code": code(app, &secret, 0)}),
+        json!({"code": code(app, &secret, 0), "sms_code": sms}),
     )
     .await
     .expect(200, "");
@@ -81,7 +82,7 @@ async fn set_up_turn_on_sign_in_with_both_steps_and_turn_off() {
     app.post(
         "/protected/user/totp/enable",
         &me.cookie,
-        json!({"code": "123456"}),
+        json!({"code": "123456", "sms_code": "123456"}),
     )
     .await
     .expect(404, "NOT_FOUND");
@@ -98,6 +99,7 @@ async fn set_up_turn_on_sign_in_with_both_steps_and_turn_off() {
         uri.contains("issuer=Auravita") && uri.contains("period=30") && uri.contains("digits=6")
     );
     let secret = base32_decode(&b32).unwrap();
+    let sms = app.last_code(&me.phone).await;
     let r = app.get("/protected/user/totp", &me.cookie).await;
     assert_eq!(r.data()["pending"], true);
     assert_eq!(r.data()["enabled"], false);
@@ -120,7 +122,7 @@ async fn set_up_turn_on_sign_in_with_both_steps_and_turn_off() {
     app.post(
         "/protected/user/totp/enable",
         &me.cookie,
-        json!({ "code": wrong }),
+        json!({ "code": wrong, "sms_code": sms }),
     )
     .await
     // Signed in and refused: 403, so no client mistakes it for a session that ended.
@@ -129,7 +131,7 @@ async fn set_up_turn_on_sign_in_with_both_steps_and_turn_off() {
         .post(
             "/protected/user/totp/enable",
             &me.cookie,
-            json!({"code": "12ab56"}),
+            json!({"code": "12ab56", "sms_code": sms}),
         )
         .await;
     r.expect(422, "VALIDATION_FAILED");
@@ -138,7 +140,17 @@ async fn set_up_turn_on_sign_in_with_both_steps_and_turn_off() {
         .post(
             "/protected/user/totp/enable",
             &me.cookie,
-            json!({"code": code(&app, &secret, 0)}),
+            json!({"code": code(&app, &secret, 0), "sms_code": "12 456"}),
+        )
+        .await;
+    r.expect(422, "VALIDATION_FAILED");
+    assert_eq!(r.body["error"]["details"]["field"], "sms_code");
+    // The wrong authenticator code above did not use up the SMS code.
+    let r = app
+        .post(
+            "/protected/user/totp/enable",
+            &me.cookie,
+            json!({"code": code(&app, &secret, 0), "sms_code": sms}),
         )
         .await;
     r.expect(200, "");
@@ -157,7 +169,7 @@ async fn set_up_turn_on_sign_in_with_both_steps_and_turn_off() {
     app.post(
         "/protected/user/totp/enable",
         &me.cookie,
-        json!({"code": code(&app, &secret, 1)}),
+        json!({"code": code(&app, &secret, 1), "sms_code": sms}),
     )
     .await
     .expect(409, "TOTP_ALREADY_ENABLED");
@@ -382,9 +394,11 @@ async fn every_totp_route_needs_a_session_and_erasing_the_account_removes_the_se
     app.get("/protected/user/totp", "")
         .await
         .expect(401, "UNAUTHENTICATED");
-    app.post_empty("/protected/user/totp/setup", "")
-        .await
-        .expect(401, "UNAUTHENTICATED");
+    for path in ["/protected/user/totp/setup", "/protected/user/totp/sms"] {
+        app.post_empty(path, "")
+            .await
+            .expect(401, "UNAUTHENTICATED");
+    }
     for path in [
         "/protected/user/totp/enable",
         "/protected/user/totp/disable",
@@ -433,6 +447,7 @@ async fn turning_it_on_needs_a_recent_sign_in() {
     let r = app.post_empty("/protected/user/totp/setup", &fresh).await;
     r.expect(200, "");
     let secret = base32_decode(r.data()["secret"].as_str().unwrap()).unwrap();
+    let sms = app.last_code(&me.phone).await;
     app.clock().advance(Duration::from_secs(9 * 60));
     app.get("/protected/user/sessionDetail", &fresh)
         .await
@@ -442,7 +457,7 @@ async fn turning_it_on_needs_a_recent_sign_in() {
         .post(
             "/protected/user/totp/enable",
             &fresh,
-            json!({"code": code(&app, &secret, 0)}),
+            json!({"code": code(&app, &secret, 0), "sms_code": sms}),
         )
         .await;
     r.expect(403, "REAUTH_REQUIRED");
@@ -453,10 +468,11 @@ async fn turning_it_on_needs_a_recent_sign_in() {
     let r = app.post_empty("/protected/user/totp/setup", &again).await;
     r.expect(200, "");
     let secret = base32_decode(r.data()["secret"].as_str().unwrap()).unwrap();
+    let sms = app.last_code(&me.phone).await;
     app.post(
         "/protected/user/totp/enable",
         &again,
-        json!({"code": code(&app, &secret, 0)}),
+        json!({"code": code(&app, &secret, 0), "sms_code": sms}),
     )
     .await
     .expect(200, "");
@@ -510,4 +526,138 @@ async fn a_sign_in_racing_turn_on_asks_for_the_second_step() {
         .await
         .unwrap();
     assert_eq!(n, 0);
+}
+
+/// Turning the second step on also takes a code sent by SMS to the account's phone, so a session
+/// used by someone else (who has the cookie, not the phone) cannot turn it on with an
+/// authenticator of their own and lock the owner out.
+#[tokio::test]
+async fn turning_it_on_takes_the_code_sent_to_the_phone() {
+    let app = TestApp::spawn().await;
+    let me = app.signup("Meera Iyer", "patient").await;
+    let sent_before = app.sms().await.len();
+    let r = app
+        .post_empty("/protected/user/totp/setup", &me.cookie)
+        .await;
+    r.expect(200, "");
+    let secret = base32_decode(r.data()["secret"].as_str().unwrap()).unwrap();
+    let sms = app.sms().await;
+    assert_eq!(sms.len(), sent_before + 1, "one SMS for the set-up");
+    assert_eq!(sms.last().unwrap()["to"], me.phone.as_str());
+    let first = app.last_code(&me.phone).await;
+    let shown = r.data()["sms"]["sent_to"].as_str().unwrap();
+    assert!(shown.ends_with(&me.phone[me.phone.len() - 4..]), "{shown}");
+    assert!(!shown.contains(&me.phone[3..me.phone.len() - 4]), "{shown}");
+    assert!(r.data()["sms"]["expires_at"].is_string());
+    let enable = |totp: String, sms: &str| {
+        app.post(
+            "/protected/user/totp/enable",
+            &me.cookie,
+            json!({"code": totp, "sms_code": sms}),
+        )
+    };
+    let wrong = if first == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+
+    // Without the SMS code the authenticator's code is not enough.
+    let r = app
+        .post(
+            "/protected/user/totp/enable",
+            &me.cookie,
+            json!({"code": code(&app, &secret, 0)}),
+        )
+        .await;
+    r.expect(422, "VALIDATION_FAILED");
+    let r = enable(code(&app, &secret, 0), wrong).await;
+    r.expect(403, "OTP_INVALID");
+    assert_eq!(r.body["error"]["details"]["field"], "sms_code");
+    assert_eq!(r.body["error"]["details"]["attempts_left"], 4);
+    let r = app.get("/protected/user/totp", &me.cookie).await;
+    assert_eq!(r.data()["enabled"], false);
+
+    // A new code replaces the first; the resend keeps the 60 s cooldown.
+    app.post_empty("/protected/user/totp/sms", &me.cookie)
+        .await
+        .expect(429, "OTP_COOLDOWN");
+    app.clock().advance(Duration::from_secs(61));
+    let r = app.post_empty("/protected/user/totp/sms", &me.cookie).await;
+    r.expect(200, "");
+    assert_eq!(r.data()["sent_to"], shown);
+    let second = app.last_code(&me.phone).await;
+    // The count starts again with the new code.
+    let mut left = 5;
+    if second != first {
+        let r = enable(code(&app, &secret, 0), &first).await;
+        r.expect(403, "OTP_INVALID");
+        left -= 1;
+        assert_eq!(r.body["error"]["details"]["attempts_left"], left);
+    }
+    // Wrong until the code dies: then even the right one is refused, and the phone is not
+    // backed off for sign-in (the owner can still sign in).
+    while left > 1 {
+        let r = enable(code(&app, &secret, 0), wrong).await;
+        r.expect(403, "OTP_INVALID");
+        left -= 1;
+        assert_eq!(r.body["error"]["details"]["attempts_left"], left);
+    }
+    let r = enable(code(&app, &secret, 0), wrong).await;
+    r.expect(410, "OTP_DEAD");
+    enable(code(&app, &secret, 0), &second)
+        .await
+        .expect(410, "OTP_DEAD");
+    app.clock().advance(Duration::from_secs(61));
+    app.post("/auth/signin", "", json!({"phone": me.phone}))
+        .await
+        .expect(200, "");
+
+    let r = app.get("/protected/user/totp", &me.cookie).await;
+    assert_eq!(r.data()["enabled"], false);
+}
+
+/// An SMS code past its 5 minutes is refused; a resent one turns the second step on.
+#[tokio::test]
+async fn an_expired_sms_code_is_refused_and_a_resent_one_works() {
+    let app = TestApp::spawn().await;
+    let me = app.signup("Meera Iyer", "patient").await;
+    let r = app
+        .post_empty("/protected/user/totp/setup", &me.cookie)
+        .await;
+    r.expect(200, "");
+    let secret = base32_decode(r.data()["secret"].as_str().unwrap()).unwrap();
+    let late = app.last_code(&me.phone).await;
+    app.clock().advance(Duration::from_secs(5 * 60 + 1));
+    let enable = |sms: String| {
+        app.post(
+            "/protected/user/totp/enable",
+            &me.cookie,
+            json!({"code": code(&app, &secret, 0), "sms_code": sms}),
+        )
+    };
+    enable(late.clone()).await.expect(410, "OTP_EXPIRED");
+    app.post_empty("/protected/user/totp/sms", &me.cookie)
+        .await
+        .expect(200, "");
+    let fresh = app.last_code(&me.phone).await;
+    let r = enable(fresh).await;
+    r.expect(200, "");
+    assert_eq!(r.data()["enabled"], true);
+}
+
+/// The resend route needs a set-up waiting, and refuses once the second step is on.
+#[tokio::test]
+async fn the_sms_code_is_resent_only_for_a_waiting_set_up() {
+    let app = TestApp::spawn().await;
+    let me = app.signup("Meera Iyer", "patient").await;
+    app.clock().advance(Duration::from_secs(61));
+    app.post_empty("/protected/user/totp/sms", &me.cookie)
+        .await
+        .expect(404, "NOT_FOUND");
+    turn_on(&app, &me).await;
+    app.clock().advance(Duration::from_secs(61));
+    app.post_empty("/protected/user/totp/sms", &me.cookie)
+        .await
+        .expect(409, "TOTP_ALREADY_ENABLED");
 }

@@ -140,15 +140,25 @@ function totpState(d) {
   };
 }
 
+function smsSent(d) {
+  d = d || {};
+  return { sentTo: String(d.sent_to || ''), expiresAt: d.expires_at || null };
+}
+
 export const totp = {
   status: async () => totpState(await get('/protected/user/totp')),
-  /** `{secret, otpauth_uri}`: a new setup replaces an unconfirmed one (409 TOTP_ALREADY_ENABLED when on). */
+  /**
+   * `{secret, otpauth_uri, sms: {sent_to, expires_at}}`: a new setup replaces an unconfirmed one
+   * (409 TOTP_ALREADY_ENABLED when on) and sends a code by SMS, which turning it on takes too.
+   */
   async setup() {
     const d = await post('/protected/user/totp/setup');
-    return { secret: String(d.secret || ''), uri: d.otpauth_uri || '' };
+    return { secret: String(d.secret || ''), uri: d.otpauth_uri || '', sms: smsSent(d.sms) };
   },
+  /** `{sent_to, expires_at}`: a new SMS code for the waiting setup (the one before stops working). */
+  resendSms: async () => smsSent(await post('/protected/user/totp/sms')),
   /** `{enabled: true, enabled_at, pending: false, signed_out_sessions}`: every other device is signed out. */
-  enable: async (code) => totpState(await post('/protected/user/totp/enable', { code })),
+  enable: async (code, smsCode) => totpState(await post('/protected/user/totp/enable', { code, sms_code: smsCode })),
   /** `{enabled: false, enabled_at: null, pending: false}` */
   disable: async (code) => totpState(await post('/protected/user/totp/disable', { code })),
 };

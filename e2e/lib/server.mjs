@@ -42,6 +42,9 @@ export async function startServer(extraEnv = {}) {
       AURAVITA_SMS_OUTBOX: outbox,
       // A person waits out the 60 s resend cooldown; a test signing the same phone in again should not.
       AURAVITA_OTP_COOLDOWN_SECS: '2',
+      // The two-step story sends its phone six codes in a minute (sign-up, a second device, set-up,
+      // a resend, two sign-ins); the product allows 5 an hour.
+      AURAVITA_OTP_PER_HOUR: '20',
       AURAVITA_AUTH_IP_PER_MINUTE: '600',
       RUST_LOG: 'warn',
       ...extraEnv,

@@ -17,6 +17,7 @@ let routes;
 let patient;
 const P = { name: 'Kavya Rao', phone: newPhone(), role: 'patient' };
 const CODE_LABEL = '6-digit code from your authenticator app';
+const SMS_LABEL = 'Code from the SMS we sent you';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // What the page showed and which 30-second steps' codes were used (each works only once).
@@ -102,6 +103,7 @@ describe('two-step sign-in', { concurrency: false }, () => {
     const focusedText = () => page.evaluate(() => document.activeElement && document.activeElement.textContent);
     for (let i = 0; i < 60 && (await focusedText()) !== 'Set up'; i++) await page.keyboard.press('Tab');
     assert.equal(await focusedText(), 'Set up', 'Set up is reachable with Tab');
+    const smsBefore = server.count(P.phone.e164);
     await page.keyboard.press('Enter');
 
     const key = page.locator('#totp-secret');
@@ -123,6 +125,15 @@ describe('two-step sign-in', { concurrency: false }, () => {
     assert.equal(await input.getAttribute('inputmode'), 'numeric');
     assert.equal(await input.getAttribute('autocomplete'), 'one-time-code');
 
+    // Turning it on also takes a code sent by SMS to the account's phone, shown masked.
+    patient.smsCode = await server.code(P.phone.e164, smsBefore);
+    const sent = await card.locator('.sms-sent').innerText();
+    const digits = P.phone.e164;
+    assert.match(sent, /^We sent a 6-digit code by SMS to \+\d\d•+\d{4}\./, sent);
+    assert.ok(sent.includes(digits.slice(-4)) && !sent.includes(digits.slice(3, -4)), `only the last digits show: ${sent}`);
+    const smsInput = page.getByLabel(SMS_LABEL);
+    assert.equal(await smsInput.getAttribute('inputmode'), 'numeric');
+
     // At 375 px nothing sticks out sideways.
     await page.setViewportSize({ width: 375, height: 812 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
@@ -131,6 +142,7 @@ describe('two-step sign-in', { concurrency: false }, () => {
     await check(patient, 'two-step-setup');
 
     // Too short: said next to the field, nothing sent.
+    await smsInput.fill(patient.smsCode);
     await input.fill('12');
     await card.getByRole('button', { name: 'Turn on' }).click();
     assert.match(await card.locator('[data-field="code"] > .field-error').innerText(), /6 digits/);
@@ -145,12 +157,32 @@ describe('two-step sign-in', { concurrency: false }, () => {
     assert.doesNotMatch(await page.locator('main').innerText(), /[{}]|"code"|TOTP_/, 'no raw JSON on the page');
     assert.equal(await page.locator('#user-tools').isVisible(), true, 'still signed in');
     await check(patient, 'two-step-setup-wrong-code');
+
+    // A wrong SMS code is refused next to its own field, with the tries left.
+    const wrongSms = patient.smsCode === '000000' ? '111111' : '000000';
+    await smsInput.fill(wrongSms);
+    await input.fill(totp(secret, Date.now()));
+    patient.expectConsoleError(/status of 403/);
+    await card.getByRole('button', { name: 'Turn on' }).click();
+    const smsErr = card.locator('[data-field="sms_code"] > .field-error:not([hidden])');
+    await smsErr.waitFor();
+    assert.match(await smsErr.innerText(), /SMS code is not right.*4 tries left/);
+    assert.equal(await smsInput.evaluate((el) => el === document.activeElement), true, 'focus is on the SMS field');
+    await check(patient, 'two-step-setup-wrong-sms-code');
+
+    // A new SMS code on request (after the test server's 2 s cooldown); it replaces the first.
+    await sleep(2100);
+    const beforeResend = server.count(P.phone.e164);
+    await card.getByRole('button', { name: 'Send the SMS code again' }).click();
+    await card.locator('.sms-sent', { hasText: /^A new code is on its way\. We sent a 6-digit code by SMS to / }).waitFor();
+    patient.smsCode = await server.code(P.phone.e164, beforeResend);
   });
 
   test('the right code turns it on and signs the other device out', async () => {
     const { page } = patient;
     const card = page.locator('section.two-step');
     const now = Date.now();
+    await page.getByLabel(SMS_LABEL).fill(patient.smsCode);
     await page.getByLabel(CODE_LABEL).fill(totp(secret, now));
     lastUsedStep = stepOf(now);
     await page.getByLabel(CODE_LABEL).press('Enter');
@@ -242,13 +274,15 @@ describe('two-step sign-in', { concurrency: false }, () => {
     const me = { name: 'Arjun Nair', phone: newPhone(), role: 'patient' };
     await signUp(server, who, me);
     // The screens to turn it on are tested above; here the API does it, as the page would.
+    const smsBefore = server.count(me.phone.e164);
     const key = await who.page.evaluate(async () => {
       const r = await fetch('/protected/user/totp/setup', { method: 'POST', headers: { Accept: 'application/json' } });
       return (await r.json()).data.secret;
     });
-    const status = await who.page.evaluate(async (code) => (await fetch('/protected/user/totp/enable', {
-      method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify({ code }),
-    })).status, totp(key));
+    const smsCode = await server.code(me.phone.e164, smsBefore);
+    const status = await who.page.evaluate(async ([code, sms]) => (await fetch('/protected/user/totp/enable', {
+      method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify({ code, sms_code: sms }),
+    })).status, [totp(key), smsCode]);
     assert.equal(status, 200);
     await signOut(who);
     await sleep(2100);

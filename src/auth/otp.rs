@@ -40,10 +40,10 @@ pub struct NewChallenge<'a> {
 /// Returns the challenge id the client verifies against.
 pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppError> {
     let now = state.clock.now();
-    reserve_send(state, c.phone, now).await?;
+    reserve_send(state, c.phone, now, true).await?;
 
     let id = crate::db::new_id();
-    let code = format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32));
+    let code = new_code();
     let deliver = c.purpose == Purpose::Signup || c.user_id.is_some();
     let code_hash = if deliver {
         state.keys.otp_hash(&id, &code)
@@ -77,10 +77,7 @@ pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppE
     tx.commit().await?;
 
     if deliver {
-        let body = format!(
-            "{code} is your Auravita code. It expires in {} minutes. Never share it: Auravita staff will not ask for it.",
-            (state.config.limits.otp_ttl_secs + 59) / 60
-        );
+        let body = message(state, &code);
         let validity = Duration::from_secs(state.config.limits.otp_ttl_secs as u64);
         if c.purpose == Purpose::Signin {
             // An unknown phone sends nothing. Were a known phone's answer to wait for the SMS
@@ -115,7 +112,20 @@ pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppE
     Ok(id)
 }
 
-fn sms_error(e: SmsError) -> AppError {
+/// Six random digits.
+pub(crate) fn new_code() -> String {
+    format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32))
+}
+
+/// The SMS that carries a code: the code first, so phones can offer to fill it in.
+pub(crate) fn message(state: &AppState, code: &str) -> String {
+    format!(
+        "{code} is your Auravita code. It expires in {} minutes. Never share it: Auravita staff will not ask for it.",
+        (state.config.limits.otp_ttl_secs + 59) / 60
+    )
+}
+
+pub(crate) fn sms_error(e: SmsError) -> AppError {
     match e {
         SmsError::Undeliverable(why) => AppError::invalid(
             "phone",
@@ -137,10 +147,22 @@ fn sms_error(e: SmsError) -> AppError {
     }
 }
 
-/// One conditional UPDATE: the send is allowed only if the cooldown has passed, the phone is not
-/// backing off and the hourly allowance is not used up; concurrent requests cannot exceed it.
-async fn reserve_send(state: &AppState, phone: &str, now: i64) -> Result<(), AppError> {
+/// One conditional UPDATE: the send is allowed only if the cooldown has passed (when `cooldown`),
+/// the phone is not backing off and the hourly allowance is not used up; concurrent requests
+/// cannot exceed it. The code that confirms turning two-step sign-in on skips the cooldown: it
+/// follows a sign-in's code by moments, and the hourly allowance still bounds it.
+pub(crate) async fn reserve_send(
+    state: &AppState,
+    phone: &str,
+    now: i64,
+    cooldown: bool,
+) -> Result<(), AppError> {
     let l = &state.config.limits;
+    let cooldown_ms = if cooldown {
+        l.otp_cooldown_secs * 1000
+    } else {
+        0
+    };
     let hour_ago = now - 3_600_000;
     sqlx::query("INSERT INTO phone_limits (phone) VALUES ($1) ON CONFLICT (phone) DO NOTHING")
         .bind(phone)
@@ -157,7 +179,7 @@ async fn reserve_send(state: &AppState, phone: &str, now: i64) -> Result<(), App
     .bind(phone)
     .bind(now)
     .bind(hour_ago)
-    .bind(now - l.otp_cooldown_secs * 1000)
+    .bind(now - cooldown_ms)
     .bind(l.otp_per_hour)
     .fetch_optional(&state.db.pool)
     .await?;
@@ -177,11 +199,11 @@ async fn reserve_send(state: &AppState, phone: &str, now: i64) -> Result<(), App
             "too many wrong codes for this phone; wait before asking for a new one",
             secs(locked_until),
         ))
-    } else if last_sent + l.otp_cooldown_secs * 1000 > now {
+    } else if last_sent + cooldown_ms > now {
         Err(AppError::rate_limited(
             "OTP_COOLDOWN",
             "a code was sent to this phone moments ago; wait before asking for another",
-            secs(last_sent + l.otp_cooldown_secs * 1000),
+            secs(last_sent + cooldown_ms),
         ))
     } else {
         Err(AppError::rate_limited(

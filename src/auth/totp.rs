@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(status))
         .routes(routes!(setup))
+        .routes(routes!(resend))
         .routes(routes!(enable))
         .routes(routes!(disable))
 }
@@ -209,6 +210,27 @@ pub struct TotpSetup {
     pub secret: String,
     /// The same secret as an `otpauth://` link, which authenticator apps open.
     pub otpauth_uri: String,
+    /// The code sent by SMS, which turning it on takes too.
+    pub sms: SmsSent,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SmsSent {
+    /// The account's phone, all but its first three and last four characters hidden.
+    #[schema(example = "+91•••••43210")]
+    pub sent_to: String,
+    /// RFC 3339: when the SMS code stops working.
+    pub expires_at: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct EnableRequest {
+    /// The 6-digit code the authenticator app shows now.
+    #[schema(example = "123456")]
+    pub code: String,
+    /// The 6-digit code sent by SMS when the set-up started (or resent).
+    #[schema(example = "654321")]
+    pub sms_code: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -233,7 +255,8 @@ pub const RECENT_SIGNIN_MS: i64 = 10 * 60_000;
 
 /// Turning the second step on signs every other device out and makes the authenticator needed
 /// to sign in: done with a stolen session, it would lock the owner out. So it takes a session
-/// signed into within the last 10 minutes (with the phone's code), as a thief's old cookie is not.
+/// signed into within the last 10 minutes (with the phone's code), as a thief's old cookie is
+/// not, and a fresh code sent by SMS to the account's phone, which a thief does not have.
 async fn recent_signin(
     conn: &mut sqlx::AnyConnection,
     state: &AppState,
@@ -296,59 +319,180 @@ async fn status(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSt
 }
 
 /// Start setting up two-step sign-in: a new secret for your authenticator app (it replaces one
-/// set up but not confirmed). Nothing changes until you confirm it with a code.
+/// set up but not confirmed), and a code sent by SMS to your phone. Nothing changes until you
+/// confirm with both codes.
 #[utoipa::path(post, path = "/protected/user/totp/setup", tag = "user", security(("session" = [])),
     responses((status = 200, body = crate::api::Envelope<TotpSetup>),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)))]
 async fn setup(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSetup> {
     session_only(&me)?;
     limit(&state, &me).await?;
+    // Said before a key is added to an app only to be refused at the end, and before the SMS
+    // allowance is spent.
+    let phone = confirmable(&state, &me).await?;
+    if current(&state, &me.user_id).await?.enabled {
+        return Err(already_enabled());
+    }
+    crate::auth::otp::reserve_send(&state, &phone, state.clock.now(), false).await?;
     let mut secret = [0u8; SECRET_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
-    // Said before a key is added to an app only to be refused at the end.
-    recent_signin(&mut tx, &state, &me).await?;
+    let sms = SmsCode::new(&state, &me.user_id, now);
     let written = sqlx::query(
-        "INSERT INTO user_totp (user_id, secret_enc, enabled_at, last_step, created_at) \
-         VALUES ($1, $2, NULL, 0, $3) \
+        "INSERT INTO user_totp (user_id, secret_enc, enabled_at, last_step, created_at, \
+           sms_code_hash, sms_attempts, sms_expires_at) \
+         VALUES ($1, $2, NULL, 0, $3, $4, 0, $5) \
          ON CONFLICT (user_id) DO UPDATE SET secret_enc = excluded.secret_enc, \
-           last_step = 0, created_at = excluded.created_at \
+           last_step = 0, created_at = excluded.created_at, \
+           sms_code_hash = excluded.sms_code_hash, sms_attempts = 0, \
+           sms_expires_at = excluded.sms_expires_at \
          WHERE user_totp.enabled_at IS NULL",
     )
     .bind(&me.user_id)
     .bind(state.keys.seal_totp(&me.user_id, &secret))
     .bind(now)
-    .execute(&mut *tx)
+    .bind(&sms.hash)
+    .bind(sms.expires_at)
+    .execute(&state.db.pool)
     .await?;
     if written.rows_affected() != 1 {
         return Err(already_enabled());
     }
-    let phone: Option<(Option<String>,)> = sqlx::query_as("SELECT phone FROM users WHERE id = $1")
-        .bind(&me.user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    let account = phone
-        .and_then(|p| p.0)
-        .unwrap_or_else(|| me.user_id.clone());
+    let sent = sms.send(&state, &me.user_id, &phone).await?;
     let b32 = base32_encode(&secret);
     let enc = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
     let otpauth_uri = format!(
         "otpauth://totp/Auravita:{}?secret={b32}&issuer=Auravita&algorithm=SHA1&digits={DIGITS}&period={}",
-        enc(&account),
+        enc(&phone),
         STEP_MS / 1000
     );
     Ok(ApiOk::new(
         TotpSetup {
             secret: b32,
             otpauth_uri,
+            sms: sent,
         },
-        "add this key to your authenticator app, then confirm with the code it shows",
+        "add this key to your authenticator app, then confirm with the code it shows and the code we sent by SMS",
     ))
+}
+
+/// Send the set-up's SMS code again (a new code; the one before stops working). The
+/// authenticator key stays as it is.
+#[utoipa::path(post, path = "/protected/user/totp/sms", tag = "user", security(("session" = [])),
+    responses((status = 200, body = crate::api::Envelope<SmsSent>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+async fn resend(State(state): State<AppState>, me: AuthUser) -> ApiResult<SmsSent> {
+    session_only(&me)?;
+    limit(&state, &me).await?;
+    let phone = confirmable(&state, &me).await?;
+    let now_state = current(&state, &me.user_id).await?;
+    if now_state.enabled {
+        return Err(already_enabled());
+    }
+    if !now_state.pending {
+        return Err(AppError::not_found("two-step sign-in set-up"));
+    }
+    // This one keeps the cooldown: nothing else was sent to the phone just before it.
+    crate::auth::otp::reserve_send(&state, &phone, state.clock.now(), true).await?;
+    let sms = SmsCode::new(&state, &me.user_id, state.clock.now());
+    let written = sqlx::query(
+        "UPDATE user_totp SET sms_code_hash = $2, sms_attempts = 0, sms_expires_at = $3 \
+         WHERE user_id = $1 AND enabled_at IS NULL",
+    )
+    .bind(&me.user_id)
+    .bind(&sms.hash)
+    .bind(sms.expires_at)
+    .execute(&state.db.pool)
+    .await?;
+    if written.rows_affected() != 1 {
+        return Err(AppError::not_found("two-step sign-in set-up"));
+    }
+    let sent = sms.send(&state, &me.user_id, &phone).await?;
+    Ok(ApiOk::new(sent, "a new code is on its way by SMS"))
+}
+
+/// The phone a set-up's SMS code goes to, once the session is recent enough to turn the second
+/// step on.
+async fn confirmable(state: &AppState, me: &AuthUser) -> Result<String, AppError> {
+    let mut conn = state.db.pool.acquire().await?;
+    recent_signin(&mut conn, state, me).await?;
+    let phone: Option<(Option<String>,)> = sqlx::query_as("SELECT phone FROM users WHERE id = $1")
+        .bind(&me.user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    phone.and_then(|p| p.0).ok_or_else(|| {
+        AppError::forbidden(
+            "TOTP_NOT_AVAILABLE",
+            "two-step sign-in needs a phone on the account to confirm it",
+        )
+    })
+}
+
+/// The code that confirms, by SMS, that the phone's owner is the one turning the second step on.
+struct SmsCode {
+    code: String,
+    hash: String,
+    expires_at: Millis,
+}
+
+impl SmsCode {
+    fn new(state: &AppState, user_id: &str, now: Millis) -> SmsCode {
+        let code = crate::auth::otp::new_code();
+        SmsCode {
+            hash: sms_hash(state, user_id, &code),
+            code,
+            expires_at: now + state.config.limits.otp_ttl_secs * 1000,
+        }
+    }
+
+    /// Sends it; when the provider fails, the stored code is killed and the cooldown given back,
+    /// as for a sign-in code.
+    async fn send(self, state: &AppState, user_id: &str, phone: &str) -> Result<SmsSent, AppError> {
+        let body = crate::auth::otp::message(state, &self.code);
+        let validity = std::time::Duration::from_secs(state.config.limits.otp_ttl_secs as u64);
+        if let Err(e) = state.sms.send(phone, &body, validity).await {
+            sqlx::query(
+                "UPDATE user_totp SET sms_code_hash = NULL WHERE user_id = $1 AND sms_code_hash = $2",
+            )
+            .bind(user_id)
+            .bind(&self.hash)
+            .execute(&state.db.pool)
+            .await?;
+            sqlx::query("UPDATE phone_limits SET last_sent_at = 0 WHERE phone = $1")
+                .bind(phone)
+                .execute(&state.db.pool)
+                .await?;
+            return Err(crate::auth::otp::sms_error(e));
+        }
+        Ok(SmsSent {
+            sent_to: mask_phone(phone),
+            expires_at: crate::clock::rfc3339(self.expires_at),
+        })
+    }
+}
+
+fn sms_hash(state: &AppState, user_id: &str, code: &str) -> String {
+    state.keys.otp_hash(&format!("totp-enable:{user_id}"), code)
+}
+
+/// `+91••••••3210`: enough to recognise one's own number, not to read it off a screen.
+pub fn mask_phone(phone: &str) -> String {
+    let chars: Vec<char> = phone.chars().collect();
+    let keep_tail = 4.min(chars.len());
+    let keep_head = 3.min(chars.len() - keep_tail);
+    let hidden = chars.len() - keep_head - keep_tail;
+    let mut out: String = chars[..keep_head].iter().collect();
+    out.extend(std::iter::repeat_n('•', hidden));
+    out.extend(&chars[chars.len() - keep_tail..]);
+    out
 }
 
 fn already_enabled() -> AppError {
@@ -358,41 +502,95 @@ fn already_enabled() -> AppError {
     )
 }
 
-/// Turn two-step sign-in on with the code your authenticator shows. Every other device is signed
-/// out, since it signed in without the second step.
+/// Turn two-step sign-in on with the code your authenticator shows and the code sent by SMS at
+/// set-up. Every other device is signed out, since it signed in without the second step.
 #[utoipa::path(post, path = "/protected/user/totp/enable", tag = "user", security(("session" = [])),
-    request_body = CodeRequest,
+    request_body = EnableRequest,
     responses((status = 200, body = crate::api::Envelope<TotpEnabled>),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
-        (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
+        (status = 409, body = ErrorEnvelope), (status = 410, body = ErrorEnvelope),
+        (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope)))]
 async fn enable(
     State(state): State<AppState>,
     me: AuthUser,
-    ApiJson(req): ApiJson<CodeRequest>,
+    ApiJson(req): ApiJson<EnableRequest>,
 ) -> ApiResult<TotpEnabled> {
     session_only(&me)?;
     let code = check_format(&req.code)?;
+    let sms_code = req.sms_code.trim();
+    if sms_code.len() != 6 || !sms_code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AppError::invalid(
+            "sms_code",
+            "the code sent by SMS is 6 digits",
+        ));
+    }
     limit(&state, &me).await?;
     let now = state.clock.now();
+    let max = state.config.limits.otp_max_attempts;
     let mut tx = state.db.begin().await?;
-    let row: Option<(Option<i64>,)> =
-        sqlx::query_as("SELECT enabled_at FROM user_totp WHERE user_id = $1")
-            .bind(&me.user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    match row {
+    let row: Option<PendingRow> = sqlx::query_as(&format!(
+        "SELECT enabled_at, sms_code_hash, sms_attempts, sms_expires_at FROM user_totp \
+         WHERE user_id = $1{}",
+        state.db.dialect.lock_rows(crate::db::RowLock::Update)
+    ))
+    .bind(&me.user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (stored, attempts, expires_at) = match row {
         None => return Err(AppError::not_found("two-step sign-in set-up")),
-        Some((Some(_),)) => return Err(already_enabled()),
-        Some((None,)) => {}
-    }
+        Some((Some(_), ..)) => return Err(already_enabled()),
+        Some((None, stored, attempts, expires_at)) => (stored, attempts, expires_at),
+    };
     recent_signin(&mut tx, &state, &me).await?;
+    // The SMS code first: a wrong one is counted (and committed) whatever the other code is.
+    match stored {
+        _ if attempts >= max => return Err(sms_dead()),
+        Some(_) if expires_at <= now => {
+            return Err(AppError::gone(
+                "OTP_EXPIRED",
+                "the code sent by SMS has expired; ask for a new one",
+            ))
+        }
+        None => {
+            return Err(AppError::gone(
+                "OTP_EXPIRED",
+                "no code sent by SMS is waiting; ask for a new one",
+            ))
+        }
+        Some(stored) => {
+            let right: bool = sms_hash(&state, &me.user_id, sms_code)
+                .as_bytes()
+                .ct_eq(stored.as_bytes())
+                .into();
+            if !right {
+                sqlx::query(
+                    "UPDATE user_totp SET sms_attempts = sms_attempts + 1 WHERE user_id = $1",
+                )
+                .bind(&me.user_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let left = max - attempts - 1;
+                if left <= 0 {
+                    return Err(sms_dead());
+                }
+                return Err(AppError::forbidden(
+                    "OTP_INVALID",
+                    "the code sent by SMS is not right",
+                )
+                .with_details(json!({ "field": "sms_code", "attempts_left": left })));
+            }
+        }
+    }
+    // A wrong authenticator code rolls back: the SMS code stays good for the next try.
     if !spend_code(&mut tx, &state, &me.user_id, code, false).await? {
         return Err(invalid_code(axum::http::StatusCode::FORBIDDEN));
     }
     let on = sqlx::query(
-        "UPDATE user_totp SET enabled_at = $2 WHERE user_id = $1 AND enabled_at IS NULL",
+        "UPDATE user_totp SET enabled_at = $2, sms_code_hash = NULL \
+         WHERE user_id = $1 AND enabled_at IS NULL",
     )
     .bind(&me.user_id)
     .bind(now)
@@ -416,6 +614,19 @@ async fn enable(
         },
         "two-step sign-in is on",
     ))
+}
+
+/// enabled_at, sms_code_hash, sms_attempts, sms_expires_at
+type PendingRow = (Option<i64>, Option<String>, i64, i64);
+
+/// Too many wrong SMS codes for this set-up. The phone is not backed off (as a dead sign-in code
+/// backs it off): a stolen session must not be able to keep the owner from signing in.
+fn sms_dead() -> AppError {
+    AppError::gone(
+        "OTP_DEAD",
+        "too many wrong codes: the code sent by SMS no longer works; ask for a new one",
+    )
+    .with_details(json!({ "field": "sms_code" }))
 }
 
 /// Turn two-step sign-in off, with a current code from your authenticator.

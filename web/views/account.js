@@ -7,6 +7,7 @@ import { ApiError } from '../api.js';
 import * as notify from '../notify.js';
 import {
   h, field, onSubmit, fill, empty, announce, confirmDialog, timeEl, verifiedBadge, badge, errorText,
+  setFieldError,
 } from '../ui.js';
 import { totpField, totpValue, totpError } from './auth.js';
 
@@ -129,18 +130,48 @@ function twoStepCard() {
 
   function setupView(key) {
     const code = totpField('Enter the code the app now shows for Auravita, to check that it is set up right.');
+    const sms = field({
+      label: 'Code from the SMS we sent you', name: 'sms_code', required: true, inputmode: 'numeric',
+      autocomplete: 'one-time-code', maxlength: 7, class: 'code-input', spellcheck: false,
+      hint: 'So that only the person with your phone can turn this on.',
+    });
+    const sentTo = h('p', { class: 'sms-sent', role: 'status' }, smsSentText(key.sms));
+    const resend = h('button', { type: 'button', class: 'link-button' }, 'Send the SMS code again');
     const cancel = h('button', { type: 'button', class: 'secondary' }, 'Cancel');
     const form = h('form', { 'aria-labelledby': 'totp-confirm' },
-      h('h3', { id: 'totp-confirm' }, '2. Enter a code to turn it on'),
+      h('h3', { id: 'totp-confirm' }, '2. Enter both codes to turn it on'),
       code,
+      sentTo,
+      sms,
+      h('p', {}, resend),
       h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Turn on'), cancel));
     cancel.addEventListener('click', () => load().then(() => card.querySelector('button')?.focus()));
+    resend.addEventListener('click', async () => {
+      resend.disabled = true;
+      resend.setAttribute('aria-busy', 'true');
+      try {
+        sentTo.textContent = `A new code is on its way. ${smsSentText(await totp.resendSms())}`;
+        sentTo.classList.remove('error');
+      } catch (err) {
+        sentTo.textContent = errorText(smsError(err));
+        sentTo.classList.add('error');
+      } finally {
+        resend.disabled = false;
+        resend.removeAttribute('aria-busy');
+      }
+    });
     onSubmit(form, async (fd) => {
       const value = totpValue(form, code, fd);
       if (!value) return;
+      const smsValue = String(fd.get('sms_code') || '').replace(/\s/g, '');
+      if (!/^\d{6}$/.test(smsValue)) {
+        setFieldError(form, 'sms_code', 'Enter the 6 digits of the code we sent by SMS.');
+        sms.control.focus();
+        return;
+      }
       let state;
       try {
-        state = await totp.enable(value);
+        state = await totp.enable(value, smsValue);
       } catch (err) {
         if (err instanceof ApiError && err.code === 'TOTP_ALREADY_ENABLED') {
           await load({ text: errorText(totpError(err)) });
@@ -149,7 +180,7 @@ function twoStepCard() {
         if (err instanceof ApiError && err.code === 'NOT_FOUND') {
           throw new ApiError({ status: err.status, code: err.code, details: err.details, message: 'This setup is no longer waiting for a code. Press Cancel, then Set up again.' });
         }
-        throw totpError(err);
+        throw smsError(totpError(err));
       }
       const n = state.signedOutSessions;
       const others = n === null ? 'Every other device was signed out.'
@@ -350,4 +381,29 @@ export async function notifications(ctx) {
     }, 'Loading notifications…');
   }
   draw();
+}
+
+/** Where the setup's SMS code went, and until when it works. */
+function smsSentText(sent) {
+  const until = sent && sent.expiresAt ? new Date(sent.expiresAt) : null;
+  const when = until && !Number.isNaN(until.getTime())
+    ? ` It works until ${until.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })}.` : '';
+  return `We sent a 6-digit code by SMS to ${sent && sent.sentTo ? sent.sentTo : 'your phone'}.${when}`;
+}
+
+/** The SMS code's refusals in words; the field they concern is `sms_code`. */
+const SMS_WORDS = {
+  OTP_INVALID: 'That SMS code is not right. Check the latest SMS from Auravita.',
+  OTP_DEAD: 'There were too many wrong SMS codes. Use "Send the SMS code again" for a new one.',
+  OTP_EXPIRED: 'The SMS code has expired. Use "Send the SMS code again" for a new one.',
+  OTP_COOLDOWN: 'A code was sent moments ago. Wait a little before asking for another.',
+  OTP_HOURLY_LIMIT: 'Too many codes were sent to your phone this hour.',
+};
+
+function smsError(err) {
+  if (!(err instanceof ApiError) || !SMS_WORDS[err.code]) return err;
+  return new ApiError({
+    status: err.status, code: err.code, message: SMS_WORDS[err.code],
+    details: { ...err.details, field: 'sms_code' }, retryAfter: err.retryAfter,
+  });
 }
