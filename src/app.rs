@@ -479,11 +479,14 @@ const MAX_READ_BUF: usize = 64 * 1024;
 /// that takes longer than `client_timeout` to send a request head or stays that long idle
 /// between requests, fails a body read that waits that long (`crate::stall`), gives each request
 /// its peer's address (`ConnectInfo`), then lets open connections finish what they are doing.
+/// At most `max_connections` are served at once: at the cap it accepts nothing until one
+/// closes (the kernel queues the rest).
 async fn serve(
     mut listener: tokio::net::TcpListener,
     app: Router,
     token: tokio_util::sync::CancellationToken,
     client_timeout: Duration,
+    max_connections: usize,
 ) -> std::io::Result<()> {
     use axum::serve::Listener;
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -497,7 +500,12 @@ async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(client_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = token.cancelled() => break,
+        };
         let (io, peer) = tokio::select! {
             accepted = Listener::accept(&mut listener) => accepted,
             _ = token.cancelled() => break,
@@ -515,6 +523,7 @@ async fn serve(
             if let Err(e) = conn.await {
                 tracing::trace!("connection from {peer} ended: {e}");
             }
+            drop(slot);
         });
     }
     drop(listener);
@@ -539,7 +548,8 @@ impl Server {
         let app = router(state.clone());
         let token = state.shutdown.clone();
         let timeout = Duration::from_secs(state.config.limits.client_timeout_secs.max(1));
-        let handle = tokio::spawn(serve(listener, app, token, timeout));
+        let cap = state.config.limits.max_connections;
+        let handle = tokio::spawn(serve(listener, app, token, timeout, cap));
         Ok(Server {
             addr,
             state,

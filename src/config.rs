@@ -266,6 +266,16 @@ pub struct Limits {
         global = true
     )]
     pub client_timeout_secs: u64,
+    /// Connections served at once. Past it the server stops accepting until one closes, and new
+    /// connections wait in the kernel's queue: a flood of connections cannot use up the file
+    /// descriptors the database, the object store and open streams need.
+    #[arg(
+        long,
+        env = "AURAVITA_MAX_CONNECTIONS",
+        default_value_t = 16_384,
+        global = true
+    )]
+    pub max_connections: usize,
     /// Database pool size.
     #[arg(
         long,

@@ -528,3 +528,69 @@ async fn slow_heads_and_idle_connections_are_closed_requests_under_way_are_not()
     // And the server still serves.
     app.get("/health/live", "").await.expect(200, "");
 }
+
+/// At `AURAVITA_MAX_CONNECTIONS` open connections the server accepts no more until one closes:
+/// the next waits (in the kernel's queue) and is served as soon as a slot frees.
+#[tokio::test]
+async fn past_the_connection_cap_new_connections_wait_for_a_slot() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::timeout;
+    let app = TestApp::spawn_with(|c| {
+        c.limits.max_connections = 2;
+        c.limits.client_timeout_secs = 30;
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    async fn health(conn: &mut tokio::net::TcpStream) -> String {
+        conn.write_all(b"GET /health/live HTTP/1.1\r\nhost: a\r\n\r\n")
+            .await
+            .unwrap();
+        read_response(conn).await
+    }
+    /// One whole response (head and a `content-length` body); its status line's start.
+    async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
+        let mut got = Vec::new();
+        loop {
+            let mut chunk = [0u8; 1024];
+            let n = conn.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "closed mid-response: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    return text[..12].to_string();
+                }
+            }
+        }
+    }
+    // Two connections, served and kept open: the cap is reached.
+    let mut a = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut b = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(health(&mut a).await, "HTTP/1.1 200");
+    assert_eq!(health(&mut b).await, "HTTP/1.1 200");
+    // A third connects (the kernel queues it) but is not served while both stay open.
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let waiting = timeout(Duration::from_millis(1500), health(&mut c)).await;
+    assert!(waiting.is_err(), "served past the cap: {waiting:?}");
+    // The open ones keep working.
+    assert_eq!(health(&mut a).await, "HTTP/1.1 200");
+    // One closes: the waiting connection is served (its request was already sent).
+    drop(b);
+    let served = timeout(Duration::from_secs(5), read_response(&mut c))
+        .await
+        .expect("the waiting connection was not served after a slot freed");
+    assert_eq!(served, "HTTP/1.1 200");
+}
