@@ -165,10 +165,6 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api(&state);
-    let hsts = state
-        .config
-        .https()
-        .then(|| HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     let openapi = Arc::new(openapi);
     let doc = openapi.clone();
     let app = api
@@ -180,18 +176,32 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .route("/metrics", axum::routing::get(metrics))
-        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").config(
-            utoipa_swagger_ui::Config::from("/openapi.json"),
-        ))
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .config(utoipa_swagger_ui::Config::from("/openapi.json")),
+        )
         .merge(crate::storage::router())
         .merge(crate::web::router())
         .fallback(unknown_route)
-        .method_not_allowed_fallback(wrong_method)
+        .method_not_allowed_fallback(wrong_method);
+    layered(app, state)
+}
+
+/// Every route's middleware, around `routes`: the body limit, the origin check, error envelopes,
+/// panics answered as 500 (inside the metrics, so they are counted), metrics, security headers,
+/// request ids and tracing. Public so tests can put a route of their own (one that panics, say)
+/// behind exactly this stack.
+pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
+    let hsts = state
+        .config
+        .https()
+        .then(|| HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    let app = routes
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.clone(), check_origin))
         .layer(axum::middleware::from_fn(envelope_errors))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), record_metrics))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

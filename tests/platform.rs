@@ -594,3 +594,40 @@ async fn past_the_connection_cap_new_connections_wait_for_a_slot() {
         .expect("the waiting connection was not served after a slot freed");
     assert_eq!(served, "HTTP/1.1 200");
 }
+
+/// A handler that panics is answered 500 in the envelope, with the security headers, and is
+/// counted in `/metrics` like any other answer (the panic is caught inside the metrics layer).
+#[tokio::test]
+async fn a_panicking_handler_is_answered_500_and_counted() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let app = TestApp::spawn().await;
+    let routes = axum::Router::new().route(
+        "/boom",
+        axum::routing::get(|| async {
+            if std::hint::black_box(true) {
+                panic!("a handler's bug");
+            }
+            "never"
+        }),
+    );
+    let svc = auravita::app::layered(routes, app.state.clone());
+    let res = svc
+        .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert!(res.headers().contains_key("x-request-id"));
+    let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "INTERNAL", "{body}");
+    let text = app.state.metrics.render(0, 0);
+    assert!(
+        text.contains(r#"auravita_http_requests_total{method="GET",route="/boom",status="500"} 1"#),
+        "{text}"
+    );
+}
