@@ -164,6 +164,47 @@ async fn malformed_codes_and_unknown_or_cross_purpose_ids_are_refused() {
     verify(&app, "signup", &id, &code).await.expect(200, "");
 }
 
+/// Guesses sent at the same moment are each compared and counted in one statement, so however
+/// they interleave, no more than five are ever compared with the code: four are told "wrong",
+/// one kills the code, the rest are refused without a comparison, and the right code no longer
+/// opens it. (When comparing and counting were two statements, concurrent guesses were all
+/// compared before their counts landed: seven wrong, then the right code accepted.)
+#[tokio::test]
+async fn concurrent_guesses_are_compared_at_most_five_times() {
+    let app = TestApp::spawn().await;
+    let (_, id, code) = start_signup(&app).await;
+    let n: u32 = code.parse().unwrap();
+    let guesses: Vec<String> = (1..=12)
+        .map(|k| format!("{:06}", (n + k) % 1_000_000))
+        .collect();
+    let answers =
+        futures::future::join_all(guesses.iter().map(|g| verify(&app, "signup", &id, g))).await;
+    let mut told_wrong = 0;
+    let mut dead = 0;
+    for r in &answers {
+        match (r.status.as_u16(), r.code()) {
+            (401, "OTP_INVALID") => told_wrong += 1,
+            (410, "OTP_DEAD") => dead += 1,
+            other => panic!("unexpected answer {other:?}: {}", r.body),
+        }
+    }
+    assert_eq!(
+        (told_wrong, dead),
+        (4, 8),
+        "compared more than five guesses"
+    );
+    let attempts = count(
+        &app,
+        "SELECT attempts FROM otp_challenges WHERE id = $1",
+        &id,
+    )
+    .await;
+    assert_eq!(attempts, 5);
+    verify(&app, "signup", &id, &code)
+        .await
+        .expect(410, "OTP_DEAD");
+}
+
 #[tokio::test]
 async fn five_wrong_codes_kill_the_code_and_the_phone_backs_off_without_resend_resetting_it() {
     let app = TestApp::spawn().await;
