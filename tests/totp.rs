@@ -544,6 +544,11 @@ async fn turning_it_on_takes_the_code_sent_to_the_phone() {
     let sms = app.sms().await;
     assert_eq!(sms.len(), sent_before + 1, "one SMS for the set-up");
     assert_eq!(sms.last().unwrap()["to"], me.phone.as_str());
+    let text = sms.last().unwrap()["body"].as_str().unwrap();
+    assert!(
+        text.contains("to turn on two-step sign-in") && text.contains("sign out everywhere"),
+        "the SMS says what its code is for: {text}"
+    );
     let first = app.last_code(&me.phone).await;
     let shown = r.data()["sms"]["sent_to"].as_str().unwrap();
     assert!(shown.ends_with(&me.phone[me.phone.len() - 4..]), "{shown}");

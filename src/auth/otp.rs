@@ -118,7 +118,7 @@ pub(crate) fn new_code() -> String {
 }
 
 /// The SMS that carries a code: the code first, so phones can offer to fill it in.
-pub(crate) fn message(state: &AppState, code: &str) -> String {
+fn message(state: &AppState, code: &str) -> String {
     format!(
         "{code} is your Auravita code. It expires in {} minutes. Never share it: Auravita staff will not ask for it.",
         (state.config.limits.otp_ttl_secs + 59) / 60

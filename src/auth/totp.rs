@@ -456,7 +456,13 @@ impl SmsCode {
     /// Sends it; when the provider fails, the stored code is killed and the cooldown given back,
     /// as for a sign-in code.
     async fn send(self, state: &AppState, user_id: &str, phone: &str) -> Result<SmsSent, AppError> {
-        let body = crate::auth::otp::message(state, &self.code);
+        // Says what the code is for: a person asked to read it out by someone holding their
+        // session learns that this is not a sign-in.
+        let body = format!(
+            "{} is your Auravita code to turn on two-step sign-in. It expires in {} minutes. If you did not ask for it, do not share it, and sign out everywhere from your profile.",
+            self.code,
+            (state.config.limits.otp_ttl_secs + 59) / 60
+        );
         let validity = std::time::Duration::from_secs(state.config.limits.otp_ttl_secs as u64);
         if let Err(e) = state.sms.send(phone, &body, validity).await {
             sqlx::query(
