@@ -328,8 +328,6 @@ async fn status(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSt
         (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
         (status = 503, body = ErrorEnvelope)))]
 async fn setup(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSetup> {
-    session_only(&me)?;
-    limit(&state, &me).await?;
     // Said before a key is added to an app only to be refused at the end, and before the SMS
     // allowance is spent.
     let phone = confirmable(&state, &me).await?;
@@ -390,8 +388,6 @@ async fn setup(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSet
         (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 async fn resend(State(state): State<AppState>, me: AuthUser) -> ApiResult<SmsSent> {
-    session_only(&me)?;
-    limit(&state, &me).await?;
     let phone = confirmable(&state, &me).await?;
     let now_state = current(&state, &me.user_id).await?;
     if now_state.enabled {
@@ -419,9 +415,11 @@ async fn resend(State(state): State<AppState>, me: AuthUser) -> ApiResult<SmsSen
     Ok(ApiOk::new(sent, "a new code is on its way by SMS"))
 }
 
-/// The phone a set-up's SMS code goes to, once the session is recent enough to turn the second
-/// step on.
+/// The phone a set-up's SMS code goes to, once the caller may start turning the second step on:
+/// a session (not a provider's token), within the attempt limit, signed into recently.
 async fn confirmable(state: &AppState, me: &AuthUser) -> Result<String, AppError> {
+    session_only(me)?;
+    limit(state, me).await?;
     let mut conn = state.db.pool.acquire().await?;
     recent_signin(&mut conn, state, me).await?;
     let phone: Option<(Option<String>,)> = sqlx::query_as("SELECT phone FROM users WHERE id = $1")
