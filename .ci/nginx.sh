@@ -82,6 +82,13 @@ assert b["success"] is False and b["error"]["code"] == "RATE_LIMITED", b
 assert b["error"]["details"]["retry_after"] == 1 and b["timestamp"], b
 PY
 
+# Sign-out is never limited: 40 at once on one connection, right after that 429, all answer 200
+# (past the /auth zone's burst of 20 at 10 a second).
+args=()
+for _ in $(seq 1 40); do args+=(-o /dev/null "$BASE/auth/signout"); done
+codes=$("${CURL[@]}" -X POST -w '%{http_code}\n' "${args[@]}" | sort | uniq -c | tr -s ' ')
+[ "$codes" = " 40 200" ] || fail "40 quick sign-outs answered: $codes"
+
 # A body over client_max_body_size (6 MB): nginx's 413, in the envelope.
 head -c 7000000 /dev/zero > "$WORK/big"
 status=$("${CURL[@]}" -o "$WORK/b" -w '%{http_code}' -X POST -H 'content-type: application/json' \
@@ -94,4 +101,4 @@ python3 -c "import json,sys; b=json.load(open(sys.argv[1])); assert b['error']['
 status=$("${CURL[@]}" -o /dev/null -w '%{http_code}' "$BASE/metrics")
 [ "$status" = 200 ] || fail "/metrics from loopback answered $status"
 
-echo "nginx: deploy/nginx.conf loads and behaves (TLS, 429 and 413 envelopes, /metrics)"
+echo "nginx: deploy/nginx.conf loads and behaves (TLS, 429 and 413 envelopes, sign-out unlimited, /metrics)"

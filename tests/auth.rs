@@ -404,10 +404,11 @@ async fn five_codes_per_phone_per_hour() {
 }
 
 #[tokio::test]
-async fn auth_requests_are_limited_per_client_ip() {
-    let app = TestApp::spawn_with(|cfg| cfg.limits.auth_ip_per_minute = 3).await;
-    // Every /auth request counts, refused ones too.
-    for _ in 0..3 {
+async fn auth_requests_are_limited_per_client_ip_but_sign_out_always_works() {
+    let app = TestApp::spawn_with(|cfg| cfg.limits.auth_ip_per_minute = 4).await;
+    let user = app.signup("Kiran", "patient").await; // two requests
+                                                     // Every /auth request counts, refused ones too.
+    for _ in 0..2 {
         app.post("/auth/signin", "", json!({"phone": "nope"}))
             .await
             .expect(422, "VALIDATION_FAILED");
@@ -417,15 +418,52 @@ async fn auth_requests_are_limited_per_client_ip() {
         .await;
     r.expect(429, "RATE_LIMITED");
     assert!((1..=60).contains(&retry_after(&r)));
-    app.post_empty("/auth/signout", "")
+    // Signing out is not limited: from an address whose allowance someone else used up (a
+    // clinic's shared one), the session still ends and the cookie is cleared.
+    let r = app.post_empty("/auth/signout", &user.cookie).await;
+    r.expect(200, "");
+    assert!(r.cookie.is_some(), "the cookie is cleared");
+    app.get("/protected/user/sessionDetail", &user.cookie)
         .await
-        .expect(429, "RATE_LIMITED");
+        .expect(401, "UNAUTHENTICATED");
     // Other routes are not under the /auth limit.
     app.get("/health/live", "").await.expect(200, "");
     app.clock().advance(Duration::from_secs(61));
     app.post("/auth/signin", "", json!({"phone": random_phone()}))
         .await
         .expect(200, "");
+}
+
+/// Behind a trusted proxy, IPv6 clients are counted by their /64: one host's many addresses
+/// share one allowance.
+#[tokio::test]
+async fn ipv6_clients_share_their_64s_allowance() {
+    let app = TestApp::spawn_with(|cfg| {
+        cfg.limits.auth_ip_per_minute = 3;
+        cfg.trust_proxy = true;
+    })
+    .await;
+    let app = &app;
+    let signin = |from: String| async move {
+        app.call_with_headers(
+            reqwest::Method::POST,
+            "/auth/signin",
+            &[("x-forwarded-for", from.as_str())],
+            Some(json!({"phone": "nope"})),
+        )
+        .await
+    };
+    for k in 1..=3 {
+        signin(format!("2001:db8:1:2::{k}"))
+            .await
+            .expect(422, "VALIDATION_FAILED");
+    }
+    signin("2001:db8:1:2:abcd::9".into())
+        .await
+        .expect(429, "RATE_LIMITED");
+    signin("2001:db8:1:3::1".into())
+        .await
+        .expect(422, "VALIDATION_FAILED");
 }
 
 #[tokio::test]

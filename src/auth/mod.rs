@@ -25,11 +25,15 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
         ))
 }
 
-/// Per-client-IP limit on everything under `/auth`.
+/// Per-client limit on everything under `/auth` but sign-out: signing out must always work (from
+/// a clinic's shared address, say, while someone else there is using up the allowance).
 async fn limit_by_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/auth/signout" {
+        return next.run(req).await;
+    }
     let (parts, body) = req.into_parts();
     let client = session::client_info(&parts, state.config.trust_proxy);
-    let key = format!("auth-ip:{}", client.ip);
+    let key = format!("auth-ip:{}", client_key(&client.ip));
     let now = state.clock.now();
     if let Err(e) = crate::ratelimit::hit(
         &state.db,
@@ -43,4 +47,33 @@ async fn limit_by_ip(State(state): State<AppState>, req: Request, next: Next) ->
         return e.into_response();
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// What a per-client limit counts by: an IPv4 address, or an IPv6 address's /64 (one host
+/// normally has a whole /64, so counting each address would cost it nothing to get around).
+pub fn client_key(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        _ => ip.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        use super::client_key;
+        assert_eq!(client_key("2001:db8:1:2::5"), "2001:db8:1:2::/64");
+        assert_eq!(client_key("2001:db8:1:2:ffff::1"), "2001:db8:1:2::/64");
+        assert_ne!(client_key("2001:db8:1:3::5"), client_key("2001:db8:1:2::5"));
+        assert_eq!(client_key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(client_key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(client_key("unknown"), "unknown");
+    }
 }
