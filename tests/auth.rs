@@ -164,6 +164,55 @@ async fn malformed_codes_and_unknown_or_cross_purpose_ids_are_refused() {
     verify(&app, "signup", &id, &code).await.expect(200, "");
 }
 
+/// A new code carries the wrong tries of the one it replaces: asking for a new code before the
+/// fifth wrong guess does not dodge the phone's back-off.
+#[tokio::test]
+async fn a_resend_does_not_reset_the_wrong_tries() {
+    let app = TestApp::spawn().await;
+    let user = app.signup("Kiran", "patient").await;
+    app.clock().advance(Duration::from_secs(61));
+    let r = app
+        .post("/auth/signin", "", json!({"phone": user.phone}))
+        .await;
+    r.expect(200, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let code = app.last_code(&user.phone).await;
+    for _ in 0..4 {
+        verify(&app, "signin", &id, &wrong(&code))
+            .await
+            .expect(401, "OTP_INVALID");
+    }
+    app.clock().advance(Duration::from_secs(61));
+    let r = app
+        .post("/auth/signin/resendotp", "", json!({"phone": user.phone}))
+        .await;
+    r.expect(200, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let code = app.last_code(&user.phone).await;
+    // One wrong try left on the new code: it dies, and the phone backs off.
+    verify(&app, "signin", &id, &wrong(&code))
+        .await
+        .expect(410, "OTP_DEAD");
+    verify(&app, "signin", &id, &code)
+        .await
+        .expect(410, "OTP_DEAD");
+    app.post("/auth/signin", "", json!({"phone": user.phone}))
+        .await
+        .expect(429, "OTP_BACKOFF");
+    // After the back-off (and the cooldown), a new code starts with all five tries.
+    app.clock().advance(Duration::from_secs(61));
+    let r = app
+        .post("/auth/signin", "", json!({"phone": user.phone}))
+        .await;
+    r.expect(200, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let code = app.last_code(&user.phone).await;
+    let r = verify(&app, "signin", &id, &wrong(&code)).await;
+    r.expect(401, "OTP_INVALID");
+    assert_eq!(r.body["error"]["details"]["attempts_left"], 4);
+    verify(&app, "signin", &id, &code).await.expect(200, "");
+}
+
 /// Guesses sent at the same moment are each compared and counted in one statement, so however
 /// they interleave, no more than five are ever compared with the code: four are told "wrong",
 /// one kills the code, the rest are refused without a comparison, and the right code no longer

@@ -55,13 +55,19 @@ pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppE
     };
     let ttl_ms = state.config.limits.otp_ttl_secs * 1000;
     let mut tx = state.db.begin().await?;
-    sqlx::query("UPDATE otp_challenges SET state = 'replaced' WHERE phone = $1 AND state = 'live'")
-        .bind(c.phone)
-        .execute(&mut *tx)
-        .await?;
+    // The new code carries the wrong tries of the one it replaces: otherwise asking for a new
+    // code before the fifth wrong guess would never kill one, and the phone would never back off.
+    let replaced: Vec<(i64,)> = sqlx::query_as(
+        "UPDATE otp_challenges SET state = 'replaced' WHERE phone = $1 AND state = 'live' \
+         RETURNING attempts",
+    )
+    .bind(c.phone)
+    .fetch_all(&mut *tx)
+    .await?;
+    let carried = replaced.iter().map(|r| r.0).max().unwrap_or(0);
     sqlx::query(
         "INSERT INTO otp_challenges (id, purpose, phone, user_id, name, role, code_hash, attempts, state, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 'live', $8, $9)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $10, 'live', $8, $9)",
     )
     .bind(&id)
     .bind(c.purpose.as_str())
@@ -72,6 +78,7 @@ pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppE
     .bind(&code_hash)
     .bind(now)
     .bind(now + ttl_ms)
+    .bind(carried)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
