@@ -33,10 +33,13 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum AdminCommand {
-    /// Mark a doctor as verified after checking the registration number.
+    /// Mark a doctor as verified after checking the registration number. The number you checked
+    /// must be the one the doctor has on file now.
     VerifyDoctor {
         #[arg(long)]
         phone: String,
+        #[arg(long)]
+        registration_number: String,
     },
     /// Take a doctor's verification back.
     UnverifyDoctor {

@@ -100,13 +100,26 @@ async fn shutdown_signal() {
 async fn admin(config: auravita::Config, cmd: AdminCommand) -> anyhow::Result<()> {
     let db = auravita::db::Db::connect(&config.database_url(), 2).await?;
     db.migrate().await?;
-    let (phone, verified) = match cmd {
-        AdminCommand::VerifyDoctor { phone } => (phone, true),
-        AdminCommand::UnverifyDoctor { phone } => (phone, false),
+    use auravita::users::admin::{set_doctor_verified, Verification};
+    let (phone, what) = match &cmd {
+        AdminCommand::VerifyDoctor {
+            phone,
+            registration_number,
+        } => (
+            phone,
+            Verification::Verify {
+                registration_number,
+            },
+        ),
+        AdminCommand::UnverifyDoctor { phone } => (phone, Verification::Unverify),
     };
-    let phone = auravita::users::admin::set_doctor_verified(&db, &phone, verified).await?;
+    let verified = matches!(what, Verification::Verify { .. });
+    let doctor = set_doctor_verified(&db, phone, what).await?;
     println!(
-        "doctor {phone} is now {}",
+        "doctor {} ({}, registration number {}) is now {}",
+        doctor.name,
+        doctor.phone,
+        doctor.registration_number.as_deref().unwrap_or("none"),
         if verified { "verified" } else { "unverified" }
     );
     Ok(())

@@ -3,6 +3,7 @@
 
 mod common;
 
+use auravita::users::admin::{self, Verification};
 use common::{random_phone, Resp, TestApp, User};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -425,26 +426,38 @@ async fn doctor_search_by_name_and_number() {
         .await
         .expect(422, "VALIDATION_FAILED");
 
-    // Verification by the operator shows everywhere a doctor is seen.
+    // Verification by the operator shows everywhere a doctor is seen. It pins the registration
+    // number the operator checked: none on file, or another one, verifies nothing.
     let state = &app.state;
-    auravita::users::admin::set_doctor_verified(&state.db, &d1.phone, true)
+    let verify = |phone: String, number: &'static str| async move {
+        admin::set_doctor_verified(
+            &state.db,
+            &phone,
+            Verification::Verify {
+                registration_number: number,
+            },
+        )
         .await
-        .unwrap();
-    assert!(
-        auravita::users::admin::set_doctor_verified(&state.db, &p1.phone, true)
-            .await
-            .is_err()
-    );
-    assert!(
-        auravita::users::admin::set_doctor_verified(&state.db, &random_phone(), true)
-            .await
-            .is_err()
-    );
-    assert!(
-        auravita::users::admin::set_doctor_verified(&state.db, "not a phone", true)
-            .await
-            .is_err()
-    );
+    };
+    let err = verify(d1.phone.clone(), "KMC-12345").await.unwrap_err();
+    assert!(err.to_string().contains("no registration number"), "{err}");
+    app.post(
+        "/protected/user/updateProfile",
+        &d1.cookie,
+        json!({"registration_number": "KMC-12345"}),
+    )
+    .await
+    .expect(200, "");
+    let err = verify(d1.phone.clone(), "KMC-99999").await.unwrap_err();
+    assert!(err.to_string().contains("not KMC-99999"), "{err}");
+    let r = app.get(&search("name=meera"), &p1.cookie).await;
+    assert_eq!(r.data()["doctors"][0]["verified"], false);
+    let doctor = verify(d1.phone.clone(), " kmc-12345 ").await.unwrap();
+    assert_eq!(doctor.name, "Dr. Meera Iyer");
+    assert_eq!(doctor.registration_number.as_deref(), Some("KMC-12345"));
+    assert!(verify(p1.phone.clone(), "KMC-12345").await.is_err());
+    assert!(verify(random_phone(), "KMC-12345").await.is_err());
+    assert!(verify("not a phone".into(), "KMC-12345").await.is_err());
     let r = app.get(&search("name=meera"), &p1.cookie).await;
     assert_eq!(r.data()["doctors"][0]["verified"], true);
     assert_eq!(
@@ -468,7 +481,7 @@ async fn doctor_search_by_name_and_number() {
     assert_eq!(connections_of(&app, &p1).await[0]["peer"]["verified"], true);
     let me = app.get("/protected/user/sessionDetail", &d1.cookie).await;
     assert_eq!(me.data()["profile"]["verified"], true);
-    auravita::users::admin::set_doctor_verified(&state.db, &d1.phone, false)
+    admin::set_doctor_verified(&state.db, &d1.phone, Verification::Unverify)
         .await
         .unwrap();
     assert_eq!(
@@ -570,9 +583,18 @@ async fn profiles_are_updated_with_field_errors() {
     assert_eq!(r.data()["profile"]["specialization"], "Orthopaedics");
 
     // A verified doctor who changes the registration number must be checked again.
-    auravita::users::admin::set_doctor_verified(&app.state.db, &d1.phone, true)
-        .await
-        .unwrap();
+    let r = update(&d1, json!({"registration_number": "KMC-12345"})).await;
+    r.expect(200, "");
+    let verified = || {
+        admin::set_doctor_verified(
+            &app.state.db,
+            &d1.phone,
+            Verification::Verify {
+                registration_number: "KMC-12345",
+            },
+        )
+    };
+    verified().await.unwrap();
     let r = update(
         &d1,
         json!({"registration_number": "KMC-12345", "years_of_experience": 13}),
@@ -582,9 +604,10 @@ async fn profiles_are_updated_with_field_errors() {
     let r = update(&d1, json!({"registration_number": "KMC-99999"})).await;
     assert_eq!(r.data()["profile"]["verified"], false);
     // So must one who changes the name (the same name sent again keeps the badge).
-    auravita::users::admin::set_doctor_verified(&app.state.db, &d1.phone, true)
+    update(&d1, json!({"registration_number": "KMC-12345"}))
         .await
-        .unwrap();
+        .expect(200, "");
+    verified().await.unwrap();
     let same = r.data()["user"]["name"].as_str().unwrap().to_string();
     let r = update(&d1, json!({"name": same})).await;
     assert_eq!(r.data()["profile"]["verified"], true);
