@@ -1021,3 +1021,96 @@ async fn doctor_search_follows_names_through_their_windows() {
     let r = app.get(&search("iyer"), &asker.cookie).await;
     assert_eq!(names(&r), vec!["Meera Iyer"]);
 }
+
+/// A doctor erasing their account while registering patients: every patient registered (201)
+/// either went with the erase's clean-up (connection ended, told the doctor closed their
+/// account) or was refused (409); none is left pointing at the erased doctor, and nothing is
+/// answered 500. (PostgreSQL: the erase now holds the account's row from its start.)
+#[tokio::test]
+async fn erasing_a_doctor_while_they_register_patients_leaves_nothing_behind() {
+    let app = TestApp::spawn().await;
+    for _ in 0..5 {
+        let doctor = app.signup("Dr. Leaving", "doctor").await;
+        let create = |_| {
+            let cookie = doctor.cookie.clone();
+            let app = &app;
+            async move {
+                app.post(
+                    "/protected/user/createPatient",
+                    &cookie,
+                    json!({"name": "Clinic Patient", "phone": random_phone()}),
+                )
+                .await
+            }
+        };
+        let erase = app.post_empty("/protected/user/deleteProfile", &doctor.cookie);
+        let (erased, created) = tokio::join!(erase, futures::future::join_all((0..6).map(create)));
+        erased.expect(200, "");
+        for r in &created {
+            assert!(
+                matches!(r.status.as_u16(), 201 | 401 | 409),
+                "createPatient answered {}: {}",
+                r.status,
+                r.body
+            );
+        }
+        let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users WHERE created_by = $1")
+            .bind(&doctor.id)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "patients still point at the erased doctor");
+        // Every patient that was registered was told the doctor left.
+        for r in created.iter().filter(|r| r.status.as_u16() == 201) {
+            let patient = r.data()["patient_id"].as_str().unwrap();
+            let (told,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND kind = 'connection_ended'",
+            )
+            .bind(patient)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+            assert_eq!(told, 1, "patient {patient} was not told the doctor left");
+        }
+    }
+}
+
+/// One doctor registers at most 30 patients an hour (answered or refused with 409): the 409
+/// says whether a phone has an account, so it must not be askable in bulk.
+#[tokio::test]
+async fn registering_patients_is_limited_per_doctor() {
+    let app = TestApp::spawn().await;
+    let doctor = app.signup("Dr. Busy", "doctor").await;
+    let other = app.signup("Dr. Other", "doctor").await;
+    let taken = app.signup("Asha Rao", "patient").await;
+    let register = |who: &User, phone: String| {
+        let cookie = who.cookie.clone();
+        let app = &app;
+        async move {
+            app.post(
+                "/protected/user/createPatient",
+                &cookie,
+                json!({"name": "Clinic Patient", "phone": phone}),
+            )
+            .await
+        }
+    };
+    register(&doctor, taken.phone.clone())
+        .await
+        .expect(409, "PHONE_ALREADY_REGISTERED");
+    for _ in 1..auravita::users::profile::CREATE_PATIENT_PER_HOUR {
+        register(&doctor, random_phone()).await.expect(201, "");
+    }
+    let r = register(&doctor, taken.phone.clone()).await;
+    r.expect(429, "RATE_LIMITED");
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=3600).contains(&wait), "{wait}");
+    register(&other, random_phone()).await.expect(201, "");
+    // An hour later (signed in again: the session idled out meanwhile) it is allowed again.
+    app.clock().advance(std::time::Duration::from_secs(3601));
+    let again = User {
+        cookie: app.signin(&doctor.phone).await,
+        ..doctor
+    };
+    register(&again, random_phone()).await.expect(201, "");
+}

@@ -8,7 +8,9 @@ pub enum Verification<'a> {
     /// Verified only if the doctor's stored registration number is this one (compared as typed,
     /// ignoring case and surrounding spaces): a doctor who changed it between the operator's
     /// check and the command is not verified with a number nobody checked.
-    Verify { registration_number: &'a str },
+    Verify {
+        registration_number: &'a str,
+    },
     Unverify,
 }
 
@@ -44,7 +46,10 @@ pub async fn set_doctor_verified(
             registration_number,
         } => {
             let given = registration_number.trim();
-            anyhow::ensure!(!given.is_empty(), "give the registration number you checked");
+            anyhow::ensure!(
+                !given.is_empty(),
+                "give the registration number you checked"
+            );
             let Some(stored) = number.as_deref() else {
                 anyhow::bail!("{name} ({phone}) has no registration number to verify");
             };
@@ -64,12 +69,10 @@ pub async fn set_doctor_verified(
             .await?
         }
         Verification::Unverify => {
-            sqlx::query(
-                "UPDATE users SET doctor_verified = 0 WHERE phone = $1 AND role = 'doctor'",
-            )
-            .bind(&phone)
-            .execute(&db.pool)
-            .await?
+            sqlx::query("UPDATE users SET doctor_verified = 0 WHERE phone = $1 AND role = 'doctor'")
+                .bind(&phone)
+                .execute(&db.pool)
+                .await?
         }
     };
     anyhow::ensure!(

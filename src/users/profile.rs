@@ -165,6 +165,9 @@ pub struct PatientCreated {
     pub connection: ConnectionView,
 }
 
+/// Patients one doctor may register (or try to) per hour: a clinic's day, not a scan of phones.
+pub const CREATE_PATIENT_PER_HOUR: i64 = 30;
+
 /// Register a patient at the clinic (doctors only). The account exists at once, unverified and
 /// connected to you; the patient takes it over by signing up or in with a code on that phone.
 #[utoipa::path(post, path = "/protected/user/createPatient", tag = "user", security(("session" = [])),
@@ -174,7 +177,7 @@ pub struct PatientCreated {
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
         (status = 413, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
-        (status = 422, body = ErrorEnvelope)))]
+        (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
 pub async fn create_patient(
     State(state): State<AppState>,
     me: AuthUser,
@@ -184,6 +187,16 @@ pub async fn create_patient(
     let name = clean_name(&req.name, "name")?;
     let phone = crate::auth::phone::normalize(&req.phone, "phone")?;
     let now = state.clock.now();
+    // Its 409 tells whether a phone has an account, and each 201 holds a phone for a patient:
+    // bounded per doctor, so neither can be done in bulk.
+    crate::ratelimit::hit(
+        &state.db,
+        &format!("create-patient:{}", me.user_id),
+        CREATE_PATIENT_PER_HOUR,
+        3600,
+        now,
+    )
+    .await?;
     let patient_id = crate::db::new_id();
     let mut tx = state.db.begin().await?;
     sqlx::query(
@@ -233,7 +246,10 @@ pub async fn create_patient(
         .await?
         .into_iter()
         .find(|c| c.id == connection_id)
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("new connection vanished")))?;
+        // Ended between the commit and this read (the doctor's account erased meanwhile, say).
+        .ok_or_else(|| {
+            AppError::conflict("GONE_MEANWHILE", "the new connection was ended meanwhile")
+        })?;
     Ok(ApiOk::new(
         PatientCreated {
             success: true,
@@ -288,6 +304,17 @@ pub async fn erase_account(
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
+    // PostgreSQL: the account's row is held from here, so a write that refers to it (a patient
+    // registered, a request sent, a grant made) either committed before and is cleaned up
+    // below, or waits and then finds the account gone (409 GONE_MEANWHILE). Without it, such a
+    // write could land between the clean-up and the final DELETE and outlive the account.
+    sqlx::query(&format!(
+        "SELECT id FROM users WHERE id = $1{}",
+        state.db.dialect.lock_rows(crate::db::RowLock::Update)
+    ))
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
     let name = super::connections::name_of(&mut tx, user_id).await?;
     let peers: Vec<(String, String)> = sqlx::query_as(
         "DELETE FROM connections WHERE patient_id = $1 OR doctor_id = $1 RETURNING id, \
