@@ -540,6 +540,12 @@ async fn every_forged_or_misdirected_token_is_refused() {
         .await
         .expect(401, "INVALID_TOKEN");
 
+    // A subject with a control character (NUL here): refused on both databases alike.
+    let c = claims(&app, &issuer, "user\u{0}1");
+    app.get_bearer(detail, &rs256("rsa-1", &c))
+        .await
+        .expect(401, "INVALID_TOKEN");
+
     // Malformed headers and garbage.
     app.get_bearer(detail, "")
         .await

@@ -197,9 +197,11 @@ impl Oidc {
             return Err(invalid_token("the bearer token is not valid yet"));
         }
         let subject = claims.sub.unwrap_or_default();
-        if subject.is_empty() || subject.len() > 255 {
+        // Control characters (NUL, which PostgreSQL cannot store, among them) are no identifier
+        // a provider issues: refused alike on both databases.
+        if subject.is_empty() || subject.len() > 255 || subject.chars().any(char::is_control) {
             return Err(invalid_token(
-                "the bearer token's subject is empty or too long",
+                "the bearer token's subject is empty, too long or not printable",
             ));
         }
         Ok(Identity {
