@@ -101,4 +101,26 @@ python3 -c "import json,sys; b=json.load(open(sys.argv[1])); assert b['error']['
 status=$("${CURL[@]}" -o /dev/null -w '%{http_code}' "$BASE/metrics")
 [ "$status" = 200 ] || fail "/metrics from loopback answered $status"
 
-echo "nginx: deploy/nginx.conf loads and behaves (TLS, 429 and 413 envelopes, sign-out unlimited, /metrics)"
+# nginx's own answers carry the instances' security headers, and no version anywhere.
+grep -qi '^x-content-type-options: nosniff' "$WORK/h" || fail "nginx's 429 lacks nosniff: $(cat "$WORK/h")"
+grep -qi '^content-security-policy: ' "$WORK/h" || fail "nginx's 429 lacks a CSP: $(cat "$WORK/h")"
+"${CURL[@]}" -D "$WORK/h" -o /dev/null "$BASE/health/live"
+if grep -qi '^server: .*[0-9]' "$WORK/h"; then fail "the Server header names a version: $(grep -i '^server' "$WORK/h")"; fi
+
+# A request head past nginx's buffers (a 20 KB header, over HTTP/1.1; HTTP/2 ends such a stream
+# instead): 400 in the envelope, not an HTML page.
+big=$(head -c 20000 /dev/zero | tr '\0' a)
+status=$("${CURL[@]}" --http1.1 -o "$WORK/b" -w '%{http_code}' -H "x-big: $big" "$BASE/health/live" || true)
+[ "$status" = 400 ] || fail "a 20 KB header answered $status"
+python3 -c "import json,sys; b=json.load(open(sys.argv[1])); assert b['error']['code']=='BAD_REQUEST', b" "$WORK/b" \
+  || fail "nginx's 400 is not the envelope: $(cat "$WORK/b")"
+
+# No instance answering: 503 in the envelope with Retry-After, not nginx's 502 page.
+kill "$APP"; wait "$APP" 2>/dev/null || true; APP=""
+status=$("${CURL[@]}" -D "$WORK/h" -o "$WORK/b" -w '%{http_code}' "$BASE/protected/user/sessionDetail")
+[ "$status" = 503 ] || fail "with the instance down, nginx answered $status: $(cat "$WORK/b")"
+grep -qi '^retry-after: 5' "$WORK/h" || fail "nginx's 503 has no Retry-After: $(cat "$WORK/h")"
+python3 -c "import json,sys; b=json.load(open(sys.argv[1])); assert b['error']['code']=='DEPENDENCY_UNAVAILABLE', b" "$WORK/b" \
+  || fail "nginx's 503 is not the envelope: $(cat "$WORK/b")"
+
+echo "nginx: deploy/nginx.conf loads and behaves (TLS; 429, 413, 400 and 503 envelopes with security headers; no version; sign-out unlimited; /metrics)"
