@@ -1114,3 +1114,32 @@ async fn registering_patients_is_limited_per_doctor() {
     };
     register(&again, random_phone()).await.expect(201, "");
 }
+
+/// Sending and withdrawing a request in a loop cannot bury a doctor in notices: a patient sends
+/// at most 20 requests an hour.
+#[tokio::test]
+async fn connection_requests_are_limited_per_patient() {
+    let app = TestApp::spawn().await;
+    let Cast { p1, p2, d1, .. } = cast(&app).await;
+    for _ in 0..auravita::users::connections::REQUESTS_PER_HOUR {
+        let r = request(&app, &p1, &d1.id).await;
+        r.expect(201, "");
+        let id = r.data()["request_id"].as_str().unwrap().to_string();
+        app.post_empty(
+            &format!("/protected/user/deletePendingRequest/{id}"),
+            &p1.cookie,
+        )
+        .await
+        .expect(200, "");
+    }
+    request(&app, &p1, &d1.id).await.expect(429, "RATE_LIMITED");
+    let (notices,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM notifications WHERE user_id = $1")
+            .bind(&d1.id)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(notices, auravita::users::connections::REQUESTS_PER_HOUR);
+    // Another patient is not held back.
+    request(&app, &p2, &d1.id).await.expect(201, "");
+}

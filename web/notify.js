@@ -52,9 +52,17 @@ export function markAllRead() {
   changed();
 }
 
+/** Redraws at most once per 50 ms: a stream replaying hundreds of unread notifications on
+ *  connect arrives as hundreds of events, and a redraw of the whole list for each one froze the
+ *  page (600 unread: 20 s). */
+let pending = null;
 function changed() {
-  renderBadge();
-  events.dispatchEvent(new Event('change'));
+  if (pending) return;
+  pending = setTimeout(() => {
+    pending = null;
+    renderBadge();
+    events.dispatchEvent(new Event('change'));
+  }, 50);
 }
 
 function renderBadge() {
@@ -106,6 +114,8 @@ async function retry() {
 
 export function stop() {
   clearTimeout(retryTimer);
+  clearTimeout(pending);
+  pending = null;
   if (source) source.close();
   source = null;
   store.clear();

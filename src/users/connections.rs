@@ -227,6 +227,9 @@ fn clean_note(note: Option<String>) -> Result<Option<String>, AppError> {
     Ok(Some(note.to_string()))
 }
 
+/// Connection requests one patient may send per hour (to any doctors).
+pub const REQUESTS_PER_HOUR: i64 = 20;
+
 /// Ask a doctor to connect (patients only). The body (`{note}`) may be left out.
 #[utoipa::path(post, path = "/protected/user/connectionRequest/{doctor_id}", tag = "user", security(("session" = [])),
     params(("doctor_id" = String, Path, description = "the doctor's user id")),
@@ -236,7 +239,8 @@ fn clean_note(note: Option<String>) -> Result<Option<String>, AppError> {
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
         (status = 409, body = ErrorEnvelope), (status = 413, body = ErrorEnvelope),
-        (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+        (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope)))]
 pub async fn connection_request(
     State(state): State<AppState>,
     me: AuthUser,
@@ -246,6 +250,16 @@ pub async fn connection_request(
     me.require_role(Role::Patient)?;
     let note = clean_note(body.and_then(|b| b.note))?;
     let now = state.clock.now();
+    // Each request raises a notice for the doctor: sending and withdrawing in a loop must not
+    // bury a doctor in notices.
+    crate::ratelimit::hit(
+        &state.db,
+        &format!("connection-request:{}", me.user_id),
+        REQUESTS_PER_HOUR,
+        3600,
+        now,
+    )
+    .await?;
     let request_id = crate::db::new_id();
     let mut tx = state.db.begin().await?;
     // Writing first takes SQLite's write lock before any read, so a concurrent writer makes this
