@@ -541,6 +541,25 @@ async fn serve(
     Ok(())
 }
 
+/// File descriptors kept free of connections: the database pool, the object store's and the
+/// SMS provider's connections, the ledger's journal, files being uploaded.
+const FD_RESERVE: u64 = 256;
+
+/// The connection cap that fits `fd_limit` open files with `FD_RESERVE` kept for the rest (at
+/// least 64 connections however low the limit).
+pub fn connection_cap(requested: usize, fd_limit: u64) -> usize {
+    let room = fd_limit.saturating_sub(FD_RESERVE).max(64);
+    requested.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
+
+/// Raises this process's open-file limit to its hard limit (a service's soft limit is often
+/// 1,024) and returns it, so the connection cap can be fitted under it: connections past the
+/// limit would take the descriptors the database needs, and every request would fail.
+pub fn raise_fd_limit() -> Option<u64> {
+    // `rlimit` wraps getrlimit/setrlimit safely (this crate forbids `unsafe`).
+    rlimit::increase_nofile_limit(u64::MAX).ok()
+}
+
 /// A running server: what `serve` runs and what tests start on port 0.
 pub struct Server {
     pub addr: SocketAddr,
@@ -576,5 +595,18 @@ impl Server {
     pub async fn wait(&mut self) -> anyhow::Result<()> {
         (&mut self.handle).await??;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::connection_cap;
+
+    #[test]
+    fn the_connection_cap_leaves_room_under_the_open_file_limit() {
+        assert_eq!(connection_cap(16_384, 1_048_576), 16_384);
+        assert_eq!(connection_cap(16_384, 1_024), 768);
+        assert_eq!(connection_cap(16_384, 256), 64);
+        assert_eq!(connection_cap(10, 1_024), 10);
     }
 }

@@ -194,9 +194,11 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Io(_)
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
+        // SQLite's 14 (CANTOPEN): it could not open a file, as when the process is out of file
+        // descriptors.
         sqlx::Error::Database(db) => db
             .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P") || code == "14"),
         _ => false,
     }
 }

@@ -42,8 +42,19 @@ fn init_logging() {
     }
 }
 
-async fn serve(config: auravita::Config) -> anyhow::Result<()> {
+async fn serve(mut config: auravita::Config) -> anyhow::Result<()> {
     let started = Instant::now();
+    if let Some(fds) = auravita::app::raise_fd_limit() {
+        let cap = auravita::app::connection_cap(config.limits.max_connections, fds);
+        if cap < config.limits.max_connections {
+            tracing::warn!(
+                open_file_limit = fds,
+                max_connections = cap,
+                "AURAVITA_MAX_CONNECTIONS lowered to fit the open-file limit"
+            );
+            config.limits.max_connections = cap;
+        }
+    }
     tracing::info!(
         bind = %config.bind,
         database = %auravita::config::redact_url(&config.database_url()),
