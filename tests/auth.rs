@@ -109,15 +109,6 @@ async fn verify(app: &TestApp, purpose: &str, id: &str, otp: &str) -> Resp {
     .await
 }
 
-async fn count(app: &TestApp, sql: &str, bind: &str) -> i64 {
-    let (n,): (i64,) = sqlx::query_as(sql)
-        .bind(bind)
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap();
-    n
-}
-
 // ---- one-time codes ----
 
 #[tokio::test]
@@ -242,12 +233,9 @@ async fn concurrent_guesses_are_compared_at_most_five_times() {
         (4, 8),
         "compared more than five guesses"
     );
-    let attempts = count(
-        &app,
-        "SELECT attempts FROM otp_challenges WHERE id = $1",
-        &id,
-    )
-    .await;
+    let attempts = app
+        .count("SELECT attempts FROM otp_challenges WHERE id = $1", &[&id])
+        .await;
     assert_eq!(attempts, 5);
     verify(&app, "signup", &id, &code)
         .await
@@ -754,10 +742,9 @@ async fn an_idle_session_expires_after_30_minutes_and_activity_keeps_it_alive() 
         .await
         .expect(401, "UNAUTHENTICATED");
     assert_eq!(
-        count(
-            &app,
+        app.count(
             "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
-            &user.id
+            &[&user.id]
         )
         .await,
         0
@@ -806,10 +793,9 @@ async fn every_sign_in_makes_a_new_token_and_tokens_are_stored_only_hashed() {
             .expect(200, "");
     }
     assert_eq!(
-        count(
-            &app,
+        app.count(
             "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
-            &user.id
+            &[&user.id]
         )
         .await,
         3
@@ -894,14 +880,14 @@ async fn two_concurrent_verifies_of_one_code_make_one_session() {
     let loser = if a.status.as_u16() == 410 { &a } else { &b };
     loser.expect(410, "OTP_USED");
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM users WHERE phone = $1", &phone).await,
+        app.count("SELECT COUNT(*) FROM users WHERE phone = $1", &[&phone])
+            .await,
         1
     );
     assert_eq!(
-        count(
-            &app,
+        app.count(
             "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.phone = $1",
-            &phone
+            &[&phone]
         )
         .await,
         1
@@ -924,10 +910,9 @@ async fn two_concurrent_verifies_of_one_code_make_one_session() {
         r.expect(410, "OTP_USED");
     }
     assert_eq!(
-        count(
-            &app,
+        app.count(
             "SELECT COUNT(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.phone = $1",
-            &phone
+            &[&phone]
         )
         .await,
         2

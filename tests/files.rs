@@ -1334,12 +1334,12 @@ async fn an_erased_account_takes_its_latest_ledger_rows_along() {
         .await
         .expect(200, "");
     app.state.ledger.flush().await.unwrap();
-    let (left,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM file_access_log WHERE owner_id = $1")
-            .bind(&owner.id)
-            .fetch_one(&app.state.db.pool)
-            .await
-            .unwrap();
+    let left = app
+        .count(
+            "SELECT COUNT(*) FROM file_access_log WHERE owner_id = $1",
+            &[&owner.id],
+        )
+        .await;
     assert_eq!(left, 0);
 }
 
@@ -1484,10 +1484,7 @@ async fn a_grant_racing_the_end_of_its_connection_is_refused() {
         .get("/protected/resource/sharedWithMe", &doctor.cookie)
         .await;
     assert_eq!(r.data()["files"].as_array().unwrap().len(), 0);
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM file_grants")
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap();
+    let n = app.count("SELECT COUNT(*) FROM file_grants", &[]).await;
     assert_eq!(n, 0);
 }
 
@@ -1545,10 +1542,7 @@ content-type: application/pdf\r\n\r\n"
     let (r, ()) = tokio::join!(uploading, erasing);
     let r = common::Resp::from(r.unwrap()).await;
     r.expect(409, "GONE_MEANWHILE");
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM files")
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap();
+    let n = app.count("SELECT COUNT(*) FROM files", &[]).await;
     assert_eq!(n, 0);
     let left = app
         .state

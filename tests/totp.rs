@@ -315,11 +315,12 @@ async fn one_code_opens_one_session_however_it_is_raced() {
     let mut statuses = [a.status.as_u16(), b.status.as_u16()];
     statuses.sort();
     assert_eq!(statuses, [200, 401], "{} / {}", a.body, b.body);
-    let (sessions,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions WHERE user_id = $1")
-        .bind(&me.id)
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap();
+    let sessions = app
+        .count(
+            "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
+            &[&me.id],
+        )
+        .await;
     // The sign-up session, and one from each race.
     assert_eq!(sessions, 3);
 }
@@ -412,11 +413,12 @@ async fn every_totp_route_needs_a_session_and_erasing_the_account_removes_the_se
     app.post_empty("/protected/user/deleteProfile", &me.cookie)
         .await
         .expect(200, "");
-    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM user_totp WHERE user_id = $1")
-        .bind(&me.id)
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap();
+    let left = app
+        .count(
+            "SELECT COUNT(*) FROM user_totp WHERE user_id = $1",
+            &[&me.id],
+        )
+        .await;
     assert_eq!(left, 0);
     // The phone signs up again as a new account, with one step.
     app.clock().advance(Duration::from_secs(61));
@@ -520,11 +522,12 @@ async fn a_sign_in_racing_turn_on_asks_for_the_second_step() {
     assert_eq!(r.data()["success"], false, "{}", r.body);
     assert!(r.cookie.is_none(), "no session without the second step");
     assert_eq!(r.data()["second_factor"]["method"], "totp");
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sessions WHERE user_id = $1")
-        .bind(&me.id)
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap();
+    let n = app
+        .count(
+            "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
+            &[&me.id],
+        )
+        .await;
     assert_eq!(n, 0);
 }
 

@@ -1054,22 +1054,17 @@ async fn erasing_a_doctor_while_they_register_patients_leaves_nothing_behind() {
                 r.body
             );
         }
-        let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users WHERE created_by = $1")
-            .bind(&doctor.id)
-            .fetch_one(&app.state.db.pool)
-            .await
-            .unwrap();
+        let left = app
+            .count(
+                "SELECT COUNT(*) FROM users WHERE created_by = $1",
+                &[&doctor.id],
+            )
+            .await;
         assert_eq!(left, 0, "patients still point at the erased doctor");
         // Every patient that was registered was told the doctor left.
         for r in created.iter().filter(|r| r.status.as_u16() == 201) {
             let patient = r.data()["patient_id"].as_str().unwrap();
-            let (told,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND kind = 'connection_ended'",
-            )
-            .bind(patient)
-            .fetch_one(&app.state.db.pool)
-            .await
-            .unwrap();
+            let told = app.count("SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND kind = 'connection_ended'", &[patient]).await;
             assert_eq!(told, 1, "patient {patient} was not told the doctor left");
         }
     }
@@ -1133,12 +1128,12 @@ async fn connection_requests_are_limited_per_patient() {
         .expect(200, "");
     }
     request(&app, &p1, &d1.id).await.expect(429, "RATE_LIMITED");
-    let (notices,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM notifications WHERE user_id = $1")
-            .bind(&d1.id)
-            .fetch_one(&app.state.db.pool)
-            .await
-            .unwrap();
+    let notices = app
+        .count(
+            "SELECT COUNT(*) FROM notifications WHERE user_id = $1",
+            &[&d1.id],
+        )
+        .await;
     assert_eq!(notices, auravita::users::connections::REQUESTS_PER_HOUR);
     // Another patient is not held back.
     request(&app, &p2, &d1.id).await.expect(201, "");

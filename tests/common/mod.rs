@@ -202,6 +202,16 @@ impl TestApp {
             .collect()
     }
 
+    /// One number straight from the database (a `SELECT COUNT(*) ...`, say), with the query's
+    /// `$1, $2, ...` bound to `binds` in order.
+    pub async fn count(&self, sql: &str, binds: &[&str]) -> i64 {
+        let mut q = sqlx::query_as::<_, (i64,)>(sql);
+        for b in binds {
+            q = q.bind(*b);
+        }
+        q.fetch_one(&self.state.db.pool).await.unwrap().0
+    }
+
     /// The code in the latest SMS to `phone`.
     pub async fn last_code(&self, phone: &str) -> String {
         let msgs = self.sms().await;
