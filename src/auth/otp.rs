@@ -109,10 +109,7 @@ pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppE
                 .bind(&id)
                 .execute(&state.db.pool)
                 .await?;
-            sqlx::query("UPDATE phone_limits SET last_sent_at = 0 WHERE phone = $1")
-                .bind(c.phone)
-                .execute(&state.db.pool)
-                .await?;
+            give_cooldown_back(state, c.phone).await?;
             return Err(sms_error(e));
         }
     }
@@ -128,8 +125,23 @@ pub(crate) fn new_code() -> String {
 fn message(state: &AppState, code: &str) -> String {
     format!(
         "{code} is your Auravita code. It expires in {} minutes. Never share it: Auravita staff will not ask for it.",
-        (state.config.limits.otp_ttl_secs + 59) / 60
+        ttl_minutes(state)
     )
+}
+
+/// A code's lifetime in whole minutes (rounded up), as its SMS says it.
+pub(crate) fn ttl_minutes(state: &AppState) -> i64 {
+    (state.config.limits.otp_ttl_secs + 59) / 60
+}
+
+/// A code was never delivered: the phone's cooldown is given back so the person can try again at
+/// once (the hourly count stays, so this cannot be used to flood).
+pub(crate) async fn give_cooldown_back(state: &AppState, phone: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE phone_limits SET last_sent_at = 0 WHERE phone = $1")
+        .bind(phone)
+        .execute(&state.db.pool)
+        .await?;
+    Ok(())
 }
 
 pub(crate) fn sms_error(e: SmsError) -> AppError {

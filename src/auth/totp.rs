@@ -112,9 +112,14 @@ pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
 
 /// A code must be 6 digits before anything is looked up.
 pub fn check_format(code: &str) -> Result<&str, AppError> {
-    let code = code.trim();
+    six_digits(code, "code", "the code is 6 digits")
+}
+
+/// `text` without surrounding spaces if it is 6 digits; otherwise 422 naming `field`.
+fn six_digits<'a>(text: &'a str, field: &str, message: &str) -> Result<&'a str, AppError> {
+    let code = text.trim();
     if code.len() != DIGITS as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AppError::invalid("code", "the code is 6 digits"));
+        return Err(AppError::invalid(field, message));
     }
     Ok(code)
 }
@@ -334,10 +339,10 @@ async fn setup(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSet
     if current(&state, &me.user_id).await?.enabled {
         return Err(already_enabled());
     }
-    crate::auth::otp::reserve_send(&state, &phone, state.clock.now(), false).await?;
+    let now = state.clock.now();
+    crate::auth::otp::reserve_send(&state, &phone, now, false).await?;
     let mut secret = [0u8; SECRET_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut secret);
-    let now = state.clock.now();
     let sms = SmsCode::new(&state, &me.user_id, now);
     let written = sqlx::query(
         "INSERT INTO user_totp (user_id, secret_enc, enabled_at, last_step, created_at, \
@@ -397,8 +402,9 @@ async fn resend(State(state): State<AppState>, me: AuthUser) -> ApiResult<SmsSen
         return Err(AppError::not_found("two-step sign-in set-up"));
     }
     // This one keeps the cooldown: nothing else was sent to the phone just before it.
-    crate::auth::otp::reserve_send(&state, &phone, state.clock.now(), true).await?;
-    let sms = SmsCode::new(&state, &me.user_id, state.clock.now());
+    let now = state.clock.now();
+    crate::auth::otp::reserve_send(&state, &phone, now, true).await?;
+    let sms = SmsCode::new(&state, &me.user_id, now);
     let written = sqlx::query(
         "UPDATE user_totp SET sms_code_hash = $2, sms_attempts = 0, sms_expires_at = $3 \
          WHERE user_id = $1 AND enabled_at IS NULL",
@@ -459,7 +465,7 @@ impl SmsCode {
         let body = format!(
             "{} is your Auravita code to turn on two-step sign-in. It expires in {} minutes. If you did not ask for it, do not share it, and sign out everywhere from your profile.",
             self.code,
-            (state.config.limits.otp_ttl_secs + 59) / 60
+            crate::auth::otp::ttl_minutes(state)
         );
         let validity = std::time::Duration::from_secs(state.config.limits.otp_ttl_secs as u64);
         if let Err(e) = state.sms.send(phone, &body, validity).await {
@@ -470,10 +476,7 @@ impl SmsCode {
             .bind(&self.hash)
             .execute(&state.db.pool)
             .await?;
-            sqlx::query("UPDATE phone_limits SET last_sent_at = 0 WHERE phone = $1")
-                .bind(phone)
-                .execute(&state.db.pool)
-                .await?;
+            crate::auth::otp::give_cooldown_back(state, phone).await?;
             return Err(crate::auth::otp::sms_error(e));
         }
         Ok(SmsSent {
@@ -523,13 +526,11 @@ async fn enable(
 ) -> ApiResult<TotpEnabled> {
     session_only(&me)?;
     let code = check_format(&req.code)?;
-    let sms_code = req.sms_code.trim();
-    if sms_code.len() != 6 || !sms_code.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(AppError::invalid(
-            "sms_code",
-            "the code sent by SMS is 6 digits",
-        ));
-    }
+    let sms_code = six_digits(
+        &req.sms_code,
+        "sms_code",
+        "the code sent by SMS is 6 digits",
+    )?;
     limit(&state, &me).await?;
     let now = state.clock.now();
     let max = state.config.limits.otp_max_attempts;
