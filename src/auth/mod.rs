@@ -23,14 +23,11 @@ pub fn router(state: &AppState) -> OpenApiRouter<AppState> {
             state.clone(),
             limit_by_ip,
         ))
+        .merge(routes::unlimited_router())
 }
 
-/// Per-client limit on everything under `/auth` but sign-out: signing out must always work (from
-/// a clinic's shared address, say, while someone else there is using up the allowance).
+/// Per-client limit on everything under `/auth` but sign-out (`routes::unlimited_router`).
 async fn limit_by_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/auth/signout" {
-        return next.run(req).await;
-    }
     let (parts, body) = req.into_parts();
     let client = session::client_info(&parts, state.config.trust_proxy);
     let key = format!("auth-ip:{}", client_key(&client.ip));
