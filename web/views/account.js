@@ -7,7 +7,6 @@ import { ApiError } from '../api.js';
 import * as notify from '../notify.js';
 import {
   h, field, onSubmit, fill, empty, announce, confirmDialog, timeEl, verifiedBadge, badge, errorText,
-  setFieldError,
 } from '../ui.js';
 import { totpField, totpValue, totpError } from './auth.js';
 
@@ -130,11 +129,8 @@ function twoStepCard() {
 
   function setupView(key) {
     const code = totpField('Enter the code the app now shows for Auravita, to check that it is set up right.');
-    const sms = field({
-      label: 'Code from the SMS we sent you', name: 'sms_code', required: true, inputmode: 'numeric',
-      autocomplete: 'one-time-code', maxlength: 7, class: 'code-input', spellcheck: false,
-      hint: 'So that only the person with your phone can turn this on.',
-    });
+    const sms = totpField('So that only the person with your phone can turn this on.',
+      { label: 'Code from the SMS we sent you', name: 'sms_code' });
     const sentTo = h('p', { class: 'sms-sent', role: 'status' }, smsSentText(key.sms));
     const resend = h('button', { type: 'button', class: 'link-button' }, 'Send the SMS code again');
     const cancel = h('button', { type: 'button', class: 'secondary' }, 'Cancel');
@@ -163,12 +159,8 @@ function twoStepCard() {
     onSubmit(form, async (fd) => {
       const value = totpValue(form, code, fd);
       if (!value) return;
-      const smsValue = String(fd.get('sms_code') || '').replace(/\s/g, '');
-      if (!/^\d{6}$/.test(smsValue)) {
-        setFieldError(form, 'sms_code', 'Enter the 6 digits of the code we sent by SMS.');
-        sms.control.focus();
-        return;
-      }
+      const smsValue = totpValue(form, sms, fd, 'Enter the 6 digits of the code we sent by SMS.');
+      if (!smsValue) return;
       let state;
       try {
         state = await totp.enable(value, smsValue);

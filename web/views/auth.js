@@ -181,19 +181,23 @@ export function totpError(err) {
   return new ApiError({ status: err.status, code: err.code, message: TOTP_WORDS[err.code], details: err.details, retryAfter: err.retryAfter });
 }
 
-/** The labelled code input; its name is the API's, so a refusal blaming `code` lands below it. */
-export function totpField(hint) {
+/**
+ * A labelled 6-digit code input; its name is the API's, so a refusal blaming that field lands
+ * below it. By default the authenticator app's `code`.
+ */
+export function totpField(hint, { label = '6-digit code from your authenticator app', name = 'code' } = {}) {
   return field({
-    label: '6-digit code from your authenticator app', name: 'code', required: true, inputmode: 'numeric',
+    label, name, required: true, inputmode: 'numeric',
     autocomplete: 'one-time-code', maxlength: 7, class: 'code-input', spellcheck: false, hint,
   });
 }
 
 /** The 6 digits typed (spaces dropped), or null after saying what is wrong next to the field. */
-export function totpValue(form, wrap, fd) {
-  const value = String(fd.get('code') || '').replace(/\s/g, '');
+export function totpValue(form, wrap, fd, missing = 'Enter the 6 digits your authenticator app shows.') {
+  const name = wrap.control.name;
+  const value = String(fd.get(name) || '').replace(/\s/g, '');
   if (/^\d{6}$/.test(value)) return value;
-  setFieldError(form, 'code', 'Enter the 6 digits your authenticator app shows.');
+  setFieldError(form, name, missing);
   wrap.control.focus();
   return null;
 }
