@@ -490,13 +490,15 @@ const MAX_READ_BUF: usize = 64 * 1024;
 /// between requests, fails a body read that waits that long (`crate::stall`), gives each request
 /// its peer's address (`ConnectInfo`), then lets open connections finish what they are doing.
 /// At most `max_connections` are served at once: at the cap it accepts nothing until one
-/// closes (the kernel queues the rest).
+/// closes (the kernel queues the rest). One client holds at most `per_client` of them (0: no
+/// limit): past that its new connections are answered 429 and closed.
 async fn serve(
     mut listener: tokio::net::TcpListener,
     app: Router,
     token: tokio_util::sync::CancellationToken,
     client_timeout: Duration,
     max_connections: usize,
+    per_client: usize,
 ) -> std::io::Result<()> {
     use axum::serve::Listener;
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -511,6 +513,7 @@ async fn serve(
         .header_read_timeout(client_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let clients = PerClient::new(per_client);
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
@@ -519,6 +522,14 @@ async fn serve(
         let (io, peer) = tokio::select! {
             accepted = Listener::accept(&mut listener) => accepted,
             _ = token.cancelled() => break,
+        };
+        let Some(client_slot) = clients.take(peer.ip()) else {
+            // Answered and closed at once, holding its global slot only for that.
+            tokio::spawn(async move {
+                refuse_connection(io).await;
+                drop(slot);
+            });
+            continue;
         };
         let app = app.clone();
         let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -533,12 +544,104 @@ async fn serve(
             if let Err(e) = conn.await {
                 tracing::trace!("connection from {peer} ended: {e}");
             }
+            drop(client_slot);
             drop(slot);
         });
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Open connections per client: an IPv4 address, or an IPv6 /64 (one host has a whole /64), as
+/// the `/auth` limits count them. Without it one client could hold every connection slot (idle
+/// keep-alives, or request heads sent a byte at a time) and nobody else would be served.
+struct PerClient {
+    limit: usize,
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open connection of a client; closing it (drop) gives the client's slot back.
+struct ClientSlot {
+    key: String,
+    table: std::sync::Arc<PerClient>,
+}
+
+impl PerClient {
+    fn new(limit: usize) -> std::sync::Arc<PerClient> {
+        std::sync::Arc::new(PerClient {
+            limit,
+            open: Default::default(),
+        })
+    }
+
+    /// A slot for `ip`'s new connection, or none when it already holds `limit` (never none with
+    /// no limit).
+    fn take(self: &std::sync::Arc<Self>, ip: std::net::IpAddr) -> Option<Option<ClientSlot>> {
+        if self.limit == 0 {
+            return Some(None);
+        }
+        let key = crate::auth::client_key(&ip.to_string());
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key.clone()).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(Some(ClientSlot {
+            key,
+            table: self.clone(),
+        }))
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// How long a refused connection is given to take its answer.
+const REFUSAL_GRACE: Duration = Duration::from_secs(2);
+
+/// Answers a connection past its client's limit with 429 in the envelope, without reading its
+/// request: written at once, then the write side is closed and what the client sent is read and
+/// dropped until it closes too (so the kernel does not reset the connection over unread bytes
+/// and lose the answer), for at most `REFUSAL_GRACE` in all.
+async fn refuse_connection(mut io: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = serde_json::json!({
+        "success": false,
+        "error": {
+            "code": "TOO_MANY_CONNECTIONS",
+            "message": "too many open connections from your address; close some and try again",
+            "details": {"retry_after": 1},
+        },
+        "timestamp": crate::clock::rfc3339_now(),
+    })
+    .to_string();
+    let head = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\ncache-control: no-store\r\n\
+         x-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\n\
+         x-frame-options: DENY\r\ncontent-security-policy: {CSP}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let answer = async {
+        io.write_all(head.as_bytes()).await?;
+        io.write_all(body.as_bytes()).await?;
+        io.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while io.read(&mut sink).await? > 0 {}
+        std::io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(REFUSAL_GRACE, answer).await;
 }
 
 /// File descriptors kept free of connections: the database pool, the object store's and the
@@ -577,8 +680,14 @@ impl Server {
         let app = router(state.clone());
         let token = state.shutdown.clone();
         let timeout = Duration::from_secs(state.config.limits.client_timeout_secs.max(1));
-        let cap = state.config.limits.max_connections;
-        let handle = tokio::spawn(serve(listener, app, token, timeout, cap));
+        let limits = &state.config.limits;
+        let cap = limits.max_connections;
+        // Behind a proxy every connection comes from the proxy, which limits clients itself.
+        let per_client = match state.config.trust_proxy {
+            true => 0,
+            false => limits.max_connections_per_client,
+        };
+        let handle = tokio::spawn(serve(listener, app, token, timeout, cap, per_client));
         Ok(Server {
             addr,
             state,

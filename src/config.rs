@@ -279,6 +279,17 @@ pub struct Limits {
         global = true
     )]
     pub max_connections: usize,
+    /// Connections one client (an IPv4 address, or an IPv6 /64) may hold open at once; past it a
+    /// new connection is answered 429 and closed. 0 lifts the limit. Not applied with
+    /// `AURAVITA_TRUST_PROXY`: there every connection comes from the proxy, which limits clients
+    /// itself (`limit_conn` in `deploy/nginx.conf`).
+    #[arg(
+        long,
+        env = "AURAVITA_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 256,
+        global = true
+    )]
+    pub max_connections_per_client: usize,
     /// Database pool size.
     #[arg(
         long,

@@ -529,12 +529,49 @@ async fn slow_heads_and_idle_connections_are_closed_requests_under_way_are_not()
     app.get("/health/live", "").await.expect(200, "");
 }
 
+/// `/health/live` over a raw connection, kept open; the answer's status line's start.
+async fn raw_health(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncWriteExt;
+    conn.write_all(b"GET /health/live HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    read_response(conn).await
+}
+/// One whole response (head and a `content-length` body); its status line's start.
+async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    loop {
+        let mut chunk = [0u8; 1024];
+        let n = conn.read(&mut chunk).await.unwrap();
+        assert!(
+            n > 0,
+            "closed mid-response: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return text[..12].to_string();
+            }
+        }
+    }
+}
+
 /// At `AURAVITA_MAX_CONNECTIONS` open connections the server accepts no more until one closes:
 /// the next waits (in the kernel's queue) and is served as soon as a slot frees.
 #[tokio::test]
 async fn past_the_connection_cap_new_connections_wait_for_a_slot() {
     use std::time::Duration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::time::timeout;
     let app = TestApp::spawn_with(|c| {
         c.limits.max_connections = 2;
@@ -542,57 +579,108 @@ async fn past_the_connection_cap_new_connections_wait_for_a_slot() {
     })
     .await;
     let addr = app.base.trim_start_matches("http://").to_string();
-    async fn health(conn: &mut tokio::net::TcpStream) -> String {
-        conn.write_all(b"GET /health/live HTTP/1.1\r\nhost: a\r\n\r\n")
-            .await
-            .unwrap();
-        read_response(conn).await
-    }
-    /// One whole response (head and a `content-length` body); its status line's start.
-    async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
-        let mut got = Vec::new();
-        loop {
-            let mut chunk = [0u8; 1024];
-            let n = conn.read(&mut chunk).await.unwrap();
-            assert!(
-                n > 0,
-                "closed mid-response: {:?}",
-                String::from_utf8_lossy(&got)
-            );
-            got.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&got).into_owned();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let len: usize = text[..end]
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                if got.len() >= end + 4 + len {
-                    return text[..12].to_string();
-                }
-            }
-        }
-    }
     // Two connections, served and kept open: the cap is reached.
     let mut a = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let mut b = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    assert_eq!(health(&mut a).await, "HTTP/1.1 200");
-    assert_eq!(health(&mut b).await, "HTTP/1.1 200");
+    assert_eq!(raw_health(&mut a).await, "HTTP/1.1 200");
+    assert_eq!(raw_health(&mut b).await, "HTTP/1.1 200");
     // A third connects (the kernel queues it) but is not served while both stay open.
     let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let waiting = timeout(Duration::from_millis(1500), health(&mut c)).await;
+    let waiting = timeout(Duration::from_millis(1500), raw_health(&mut c)).await;
     assert!(waiting.is_err(), "served past the cap: {waiting:?}");
     // The open ones keep working.
-    assert_eq!(health(&mut a).await, "HTTP/1.1 200");
+    assert_eq!(raw_health(&mut a).await, "HTTP/1.1 200");
     // One closes: the waiting connection is served (its request was already sent).
     drop(b);
     let served = timeout(Duration::from_secs(5), read_response(&mut c))
         .await
         .expect("the waiting connection was not served after a slot freed");
     assert_eq!(served, "HTTP/1.1 200");
+}
+
+/// A connection from `ip` (any address of the loopback network, so one test can be two clients).
+async fn connect_from(ip: &str, addr: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+/// One client holds at most `AURAVITA_MAX_CONNECTIONS_PER_CLIENT` connections: the next is
+/// answered 429 in the envelope and closed, while other clients are served; a closed connection
+/// gives its slot back. Behind a proxy (`AURAVITA_TRUST_PROXY`) the limit is the proxy's.
+#[tokio::test]
+async fn one_client_cannot_hold_more_than_its_share_of_connections() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|c| c.limits.max_connections_per_client = 2).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut a = connect_from("127.0.0.1", &addr).await;
+    let mut b = connect_from("127.0.0.1", &addr).await;
+    assert_eq!(raw_health(&mut a).await, "HTTP/1.1 200");
+    assert_eq!(raw_health(&mut b).await, "HTTP/1.1 200");
+
+    // The same client's third: refused with an answer, then closed.
+    let mut c = connect_from("127.0.0.1", &addr).await;
+    c.write_all(b"GET /health/live HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut got))
+        .await
+        .expect("the refused connection was not closed")
+        .unwrap();
+    let text = String::from_utf8(got).unwrap();
+    assert!(text.starts_with("HTTP/1.1 429 "), "{text}");
+    assert!(text.contains("x-content-type-options: nosniff"), "{text}");
+    let (_, body) = text.split_once("\r\n\r\n").unwrap();
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["success"], false);
+    assert_eq!(body["error"]["code"], "TOO_MANY_CONNECTIONS");
+
+    // Another client is served meanwhile, and the first client's open ones keep working.
+    let mut other = connect_from("127.0.0.2", &addr).await;
+    assert_eq!(raw_health(&mut other).await, "HTTP/1.1 200");
+    assert_eq!(raw_health(&mut a).await, "HTTP/1.1 200");
+
+    // One closes: the client may open another (once the server has seen the close).
+    drop(b);
+    let mut served = false;
+    for _ in 0..50 {
+        let mut d = connect_from("127.0.0.1", &addr).await;
+        if raw_health_or_refused(&mut d).await == "HTTP/1.1 200" {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "the closed connection's slot never came back");
+
+    // Behind a proxy every connection has the proxy's address: no limit of this kind.
+    let proxied = TestApp::spawn_with(|c| {
+        c.limits.max_connections_per_client = 2;
+        c.trust_proxy = true;
+    })
+    .await;
+    let addr = proxied.base.trim_start_matches("http://").to_string();
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let mut conn = connect_from("127.0.0.1", &addr).await;
+        assert_eq!(raw_health(&mut conn).await, "HTTP/1.1 200");
+        open.push(conn);
+    }
+}
+
+/// `/health/live` on a connection that may be refused: the status line's start either way.
+async fn raw_health_or_refused(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = conn
+        .write_all(b"GET /health/live HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await;
+    let mut head = [0u8; 12];
+    match conn.read_exact(&mut head).await {
+        Ok(_) => String::from_utf8_lossy(&head).into_owned(),
+        Err(e) => format!("error: {e}"),
+    }
 }
 
 /// A handler that panics is answered 500 in the envelope, with the security headers, and is
