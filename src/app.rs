@@ -112,9 +112,10 @@ pub async fn on_sign_in(
     state: &AppState,
     tx: &mut sqlx::AnyConnection,
     user_id: &str,
+    session_id: &str,
     client: &ClientInfo,
 ) -> Result<(), AppError> {
-    crate::notifications::on_sign_in(state, tx, user_id, client).await
+    crate::notifications::on_sign_in(state, tx, user_id, session_id, client).await
 }
 
 #[derive(OpenApi)]

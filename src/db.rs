@@ -107,6 +107,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_search"),
     migration!(7, "0007_totp"),
     migration!(8, "0008_totp_sms"),
+    migration!(9, "0009_alert_session"),
 ];
 
 impl Db {

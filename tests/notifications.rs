@@ -629,6 +629,74 @@ async fn a_new_sign_in_is_announced_with_device_and_ip() {
     assert_eq!(l.data()["unread"], 1);
 }
 
+/// A sign-in alert warns the account's other devices. The session it reports (whoever holds a
+/// stolen code, say) cannot mark it read, one by one or all at once, and is not shown it as
+/// unread; any other session of the account can mark it read.
+#[tokio::test]
+async fn a_sign_in_alert_cannot_be_dismissed_by_the_session_it_reports() {
+    let app = TestApp::spawn().await;
+    let alice = app.signup("Alice", "patient").await;
+    let bob = app.signup("Bob", "patient").await;
+    app.clock().advance(Duration::from_secs(61));
+    let newcomer = app.signin(&alice.phone).await;
+    let list = |cookie: &str| {
+        let cookie = cookie.to_string();
+        let app = &app;
+        async move { app.get("/protected/notification/list", &cookie).await }
+    };
+
+    // The new session sees the alert as its own, not as unread news.
+    let l = list(&newcomer).await;
+    assert_eq!(l.status, 200, "{}", l.body);
+    assert_eq!(l.data()["total"], 1);
+    assert_eq!(l.data()["unread"], 0);
+    let alert = l.data()["notifications"][0].clone();
+    assert_eq!(alert["kind"], "new_sign_in");
+    assert_eq!(alert["this_session"], true);
+    assert_eq!(alert["read"], false);
+    let id = alert["id"].as_i64().unwrap();
+    let read_path = format!("/protected/notification/readNotification/{id}");
+
+    // It cannot mark it read, singly or with the rest.
+    let r = app.post(&read_path, &newcomer, json!({})).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.code(), "OWN_SIGN_IN_ALERT", "{}", r.body);
+    let r = app
+        .post("/protected/notification/readAll", &newcomer, json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.data()["updated"], 0);
+    // Another account's session is told there is no such notification, as before.
+    let r = app.post(&read_path, &bob.cookie, json!({})).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // The owner's first device sees it as unread news, and can mark it read.
+    let l = list(&alice.cookie).await;
+    assert_eq!(l.data()["unread"], 1);
+    let seen = &l.data()["notifications"][0];
+    assert_eq!(seen["this_session"], false);
+    assert_eq!(seen["read"], false);
+    // Its stream does not replay the alert as unread; resumed from the start, it shows it as its own.
+    let mut fresh = Sse::open(&app, &newcomer, None).await;
+    fresh.quiet(Duration::from_millis(300)).await;
+    let mut resumed = Sse::open(&app, &newcomer, Some("0")).await;
+    let replayed = resumed.event().await;
+    assert_eq!(replayed["id"], id);
+    assert_eq!(replayed["this_session"], true);
+    // The first device's fresh stream replays it as unread news.
+    let mut first = Sse::open(&app, &alice.cookie, None).await;
+    let news = first.event().await;
+    assert_eq!(news["id"], id);
+    assert_eq!(news["this_session"], false);
+    let r = app.post(&read_path, &alice.cookie, json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let l = list(&newcomer).await;
+    assert_eq!(l.data()["notifications"][0]["read"], true);
+    // Read or not, the reported session is refused the same way: the rule is about who asks.
+    let r = app.post(&read_path, &newcomer, json!({})).await;
+    assert_eq!(r.code(), "OWN_SIGN_IN_ALERT", "{}", r.body);
+}
+
 #[tokio::test]
 async fn shutdown_ends_the_streams() {
     let app = TestApp::spawn().await;

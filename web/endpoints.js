@@ -283,9 +283,10 @@ export function deviceName(ua) {
 
 // ---------------------------------------------------------------- notifications (§6, branch `notify`)
 
-/** `{id, kind, message, data, created_at, read}` */
+/** `{id, kind, message, data, created_at, read, this_session}`: `this_session` marks a sign-in
+ *  alert about the session reading it, which that session cannot mark read. */
 export function notification(n) {
-  return { id: String(n.id), kind: n.kind || '', message: n.message || '', data: n.data || {}, createdAt: n.created_at, read: !!n.read };
+  return { id: String(n.id), kind: n.kind || '', message: n.message || '', data: n.data || {}, createdAt: n.created_at, read: !!n.read, thisSession: !!n.this_session };
 }
 
 export const notifications = {

@@ -404,6 +404,18 @@ describe('web client', { concurrency: false }, () => {
     const other = await person(browser, server.base, 'doctor-phone');
     await new Promise((r) => setTimeout(r, 2100)); // the test server's per-phone resend cooldown
     await signIn(server, other, D.phone);
+    // The new device's sign-in alert is for the doctor's other devices: the new one shows it as
+    // its own, with no way to mark it read, while the first device shows it as new.
+    await go(other, '/notifications');
+    const own = other.page.locator('li[data-kind="new_sign_in"]', { hasText: 'the device you are using now' });
+    await own.first().waitFor();
+    assert.equal(await own.count(), 1);
+    assert.equal(await own.getByRole('button', { name: /^Mark as read/ }).count(), 0);
+    assert.equal(await own.evaluate((li) => li.classList.contains('unread')), false);
+    await go(doctor, '/notifications');
+    const news = doctor.page.locator('li.unread[data-kind="new_sign_in"]');
+    await news.first().waitFor();
+    assert.equal(await news.first().getByRole('button', { name: /^Mark as read/ }).count(), 1);
     const { page } = doctor;
     await go(doctor, '/sessions');
     await page.locator('main').getByText('This device').waitFor();

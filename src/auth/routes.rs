@@ -281,7 +281,7 @@ async fn finish_sign_in(
 ) -> ApiResult<VerifyData> {
     otp::forgive(&mut tx, phone).await?;
     let new = session::create(&mut tx, &state, user_id, client, now).await?;
-    crate::app::on_sign_in(&state, &mut tx, user_id, client).await?;
+    crate::app::on_sign_in(&state, &mut tx, user_id, &new.info.id, client).await?;
     tx.commit().await?;
     Ok(ApiOk::new(
         VerifyData {

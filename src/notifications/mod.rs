@@ -90,6 +90,20 @@ pub async fn raise(
     message: &str,
     data: serde_json::Value,
 ) -> Result<(), AppError> {
+    raise_about(tx, state, user_id, kind, message, data, None).await
+}
+
+/// `raise`, for a notification about one of the user's sessions (`about`): that session cannot
+/// mark it read, and it is not counted as unread there.
+async fn raise_about(
+    tx: &mut sqlx::AnyConnection,
+    state: &AppState,
+    user_id: &str,
+    kind: Kind,
+    message: &str,
+    data: serde_json::Value,
+    about: Option<&str>,
+) -> Result<(), AppError> {
     let now = state.clock.now();
     // Taken first and held to commit: see the module comment (per-user commit order).
     sqlx::query(
@@ -106,14 +120,15 @@ pub async fn raise(
         data
     };
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO notifications (user_id, kind, message, data, created_at) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO notifications (user_id, kind, message, data, created_at, session_id) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(user_id)
     .bind(kind.as_str())
     .bind(message)
     .bind(data.to_string())
     .bind(now)
+    .bind(about)
     .fetch_one(&mut *tx)
     .await?;
     match state.db.dialect {

@@ -25,8 +25,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(read_all))
 }
 
-pub(crate) const COLS: &str = "id, kind, message, data, created_at, read_at";
-pub(crate) type NotificationRow = (i64, String, String, String, i64, Option<i64>);
+pub(crate) const COLS: &str = "id, kind, message, data, created_at, read_at, session_id";
+pub(crate) type NotificationRow = (
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
 
 /// One notification, as the list and each event's `data` show it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -42,10 +50,17 @@ pub struct NotificationView {
     /// RFC 3339.
     pub created_at: String,
     pub read: bool,
+    /// A sign-in alert about the session reading it. That session cannot mark it read (another
+    /// of the account's sessions can), and it is not counted as unread there.
+    pub this_session: bool,
 }
 
-impl From<NotificationRow> for NotificationView {
-    fn from((id, kind, message, data, created_at, read_at): NotificationRow) -> Self {
+impl NotificationView {
+    /// The row as the session `reader` (none for an identity-provider token) sees it.
+    pub(crate) fn new(
+        (id, kind, message, data, created_at, read_at, about): NotificationRow,
+        reader: Option<&str>,
+    ) -> Self {
         NotificationView {
             id,
             kind,
@@ -53,13 +68,25 @@ impl From<NotificationRow> for NotificationView {
             data: serde_json::from_str(&data).unwrap_or_else(|_| serde_json::json!({})),
             created_at: crate::clock::rfc3339(created_at),
             read: read_at.is_some(),
+            this_session: about.is_some() && about.as_deref() == reader,
         }
     }
 }
 
+/// Matches the rows the session bound at `$n` may mark read: all but the alerts about itself.
+/// Bound as `""` when the caller has no session (session ids are never empty).
+fn readable_by(n: u8) -> String {
+    format!("(session_id IS NULL OR session_id <> ${n})")
+}
+
+fn session_or_none(user: &AuthUser) -> &str {
+    user.session_id.as_deref().unwrap_or("")
+}
+
 /// The live event stream (Server-Sent Events).
 ///
-/// On connect: the unread notifications, oldest first, then new ones as they happen. With
+/// On connect: the unread notifications (but for a sign-in alert about this session), oldest
+/// first, then new ones as they happen. With
 /// `Last-Event-ID` (sent by browsers on reconnect): every notification after that id, read or
 /// not, then new ones. Each event is `event: notification`, `id: <id>`, `data: <notification as
 /// JSON>`; a comment line `: keep-alive` every 15 s. The stream ends when the session ends, when
@@ -129,11 +156,14 @@ fn bad_last_event_id() -> AppError {
 }
 
 /// Mark one notification as read.
+///
+/// A sign-in alert cannot be marked read by the session it reports (403 `OWN_SIGN_IN_ALERT`):
+/// it is meant for the account's other devices.
 #[utoipa::path(post, path = "/protected/notification/readNotification/{notification_id}", tag = "notification",
     params(("notification_id" = i64, Path, description = "the notification's id")),
     responses(
         (status = 200, body = crate::api::Envelope<Done>),
-        (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
         (status = 503, body = ErrorEnvelope)),
     security(("session" = [])))]
 async fn read_notification(
@@ -145,16 +175,31 @@ async fn read_notification(
         return Err(not_found("notification"));
     };
     // COALESCE keeps the first read time; the row counts as matched either way (idempotent).
-    let r = sqlx::query(
-        "UPDATE notifications SET read_at = COALESCE(read_at, $1) WHERE id = $2 AND user_id = $3",
-    )
+    let r = sqlx::query(&format!(
+        "UPDATE notifications SET read_at = COALESCE(read_at, $1) WHERE id = $2 AND user_id = $3 \
+         AND {}",
+        readable_by(4)
+    ))
     .bind(state.clock.now())
     .bind(id)
     .bind(&user.user_id)
+    .bind(session_or_none(&user))
     .execute(&state.db.pool)
     .await?;
     if r.rows_affected() == 0 {
-        return Err(not_found("notification"));
+        let (mine,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM notifications WHERE id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(&user.user_id)
+                .fetch_one(&state.db.pool)
+                .await?;
+        if mine == 0 {
+            return Err(not_found("notification"));
+        }
+        return Err(AppError::forbidden(
+            "OWN_SIGN_IN_ALERT",
+            "this alert reports the sign-in of the device you are using; it can be marked read from another of your devices",
+        ));
     }
     Ok(ApiOk::new(done(), "marked as read"))
 }
@@ -177,7 +222,7 @@ pub struct NotificationPage {
     pub page_size: i64,
     /// All of the caller's notifications.
     pub total: i64,
-    /// Of those, not yet read.
+    /// Of those, not yet read, leaving out sign-in alerts about the caller's own session.
     pub unread: i64,
 }
 
@@ -209,18 +254,26 @@ async fn list(
     .bind((page - 1) * PAGE_SIZE)
     .fetch_all(&state.db.pool)
     .await?;
-    let (total, read): (i64, i64) =
-        sqlx::query_as("SELECT COUNT(*), COUNT(read_at) FROM notifications WHERE user_id = $1")
-            .bind(&user.user_id)
-            .fetch_one(&state.db.pool)
-            .await?;
+    let (total, unread): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT COUNT(*), COUNT(CASE WHEN read_at IS NULL AND {} THEN 1 END) \
+         FROM notifications WHERE user_id = $1",
+        readable_by(2)
+    ))
+    .bind(&user.user_id)
+    .bind(session_or_none(&user))
+    .fetch_one(&state.db.pool)
+    .await?;
+    let reader = user.session_id.as_deref();
     Ok(ApiOk::new(
         NotificationPage {
-            notifications: rows.into_iter().map(NotificationView::from).collect(),
+            notifications: rows
+                .into_iter()
+                .map(|row| NotificationView::new(row, reader))
+                .collect(),
             page,
             page_size: PAGE_SIZE,
             total,
-            unread: total - read,
+            unread,
         },
         "notifications",
     ))
@@ -233,19 +286,23 @@ pub struct ReadAllData {
     pub updated: i64,
 }
 
-/// Mark every notification of the caller as read.
+/// Mark every notification of the caller as read, except sign-in alerts about the caller's own
+/// session (see `readNotification`).
 #[utoipa::path(post, path = "/protected/notification/readAll", tag = "notification",
     responses(
         (status = 200, body = crate::api::Envelope<ReadAllData>),
         (status = 401, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)),
     security(("session" = [])))]
 async fn read_all(State(state): State<AppState>, user: AuthUser) -> ApiResult<ReadAllData> {
-    let r =
-        sqlx::query("UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL")
-            .bind(state.clock.now())
-            .bind(&user.user_id)
-            .execute(&state.db.pool)
-            .await?;
+    let r = sqlx::query(&format!(
+        "UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL AND {}",
+        readable_by(3)
+    ))
+    .bind(state.clock.now())
+    .bind(&user.user_id)
+    .bind(session_or_none(&user))
+    .execute(&state.db.pool)
+    .await?;
     Ok(ApiOk::new(
         ReadAllData {
             success: true,

@@ -3,17 +3,20 @@
 
 use serde_json::json;
 
-use super::{raise, Kind};
+use super::{raise_about, Kind};
 use crate::app::AppState;
 use crate::auth::ClientInfo;
 use crate::error::AppError;
 
-/// Raises `new_sign_in` for `user_id`, unless this session is the one the account was created
-/// with (a sign-up is not news to its owner): that session and the account share one timestamp.
+/// Raises `new_sign_in` for `user_id` about the new session `session_id`, unless this session is
+/// the one the account was created with (a sign-up is not news to its owner): that session and
+/// the account share one timestamp. The alert is for the account's other devices: the session it
+/// reports cannot mark it read (see `routes`).
 pub async fn on_sign_in(
     state: &AppState,
     tx: &mut sqlx::AnyConnection,
     user_id: &str,
+    session_id: &str,
     client: &ClientInfo,
 ) -> Result<(), AppError> {
     let newest: Option<(i64, Option<i64>)> = sqlx::query_as(
@@ -29,7 +32,7 @@ pub async fn on_sign_in(
         }
     }
     let device = crate::auth::session::device_summary(&client.user_agent);
-    raise(
+    raise_about(
         tx,
         state,
         user_id,
@@ -39,6 +42,7 @@ pub async fn on_sign_in(
             client.ip
         ),
         json!({"device": device, "ip": client.ip, "user_agent": client.user_agent}),
+        Some(session_id),
     )
     .await
 }

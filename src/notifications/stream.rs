@@ -134,10 +134,12 @@ impl Feed {
             Some(upto) => (upto, 1i64),
             None => (i64::MAX, 0i64),
         };
+        // Unread for this stream: a sign-in alert about its own session is not news to it.
+        let unread_here = "(session_id IS NULL OR session_id <> $5)";
         let session = "($5 = '' OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $5 AND s.expires_at > $6 AND s.last_seen_at > $7))";
         let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
             "SELECT {COLS} FROM notifications WHERE user_id = $1 AND id > $2 AND id <= $3 \
-             AND ($4 = 0 OR read_at IS NULL) AND {session} ORDER BY id LIMIT $8"
+             AND ($4 = 0 OR (read_at IS NULL AND {unread_here})) AND {session} ORDER BY id LIMIT $8"
         ))
         .bind(&self.user_id)
         .bind(self.cursor)
@@ -153,7 +155,7 @@ impl Feed {
         let full = rows.len() as i64 == PAGE;
         for row in rows {
             self.cursor = row.0;
-            let view = NotificationView::from(row);
+            let view = NotificationView::new(row, self.session_id.as_deref());
             let data = serde_json::to_string(&view).unwrap_or_else(|_| "{}".into());
             self.buf.push_back(
                 Event::default()

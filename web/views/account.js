@@ -306,7 +306,7 @@ function linkFor(n) {
 function followLink(n, canRead) {
   const [href, text] = linkFor(n);
   const a = h('a', { href }, text);
-  if (!n.read && canRead) {
+  if (!n.read && canRead && !n.thisSession) {
     a.addEventListener('click', () => {
       notify.markRead(n.id);
       notifApi.read(n.id).catch(() => {});
@@ -337,7 +337,7 @@ export async function notifications(ctx) {
     const items = notify.all();
     if (!items.length) return list.replaceChildren(empty('No notifications yet.'));
     list.replaceChildren(h('ul', { class: 'cards notifications' }, items.map((n) => {
-      const mark = !n.read && canRead ? h('button', { type: 'button', class: 'secondary small', 'aria-label': `Mark as read: ${n.message}` }, 'Mark as read') : null;
+      const mark = !n.read && canRead && !n.thisSession ? h('button', { type: 'button', class: 'secondary small', 'aria-label': `Mark as read: ${n.message}` }, 'Mark as read') : null;
       mark?.addEventListener('click', async () => {
         try {
           await notifApi.read(n.id);
@@ -346,10 +346,12 @@ export async function notifications(ctx) {
           announce(errorText(err), true);
         }
       });
-      return h('li', { class: `card row${n.read ? '' : ' unread'}`, 'data-kind': n.kind },
+      const fresh = !n.read && !n.thisSession;
+      return h('li', { class: `card row${fresh ? ' unread' : ''}`, 'data-kind': n.kind },
         h('div', {},
-          h('p', { class: 'meta' }, n.read ? '' : h('span', { class: 'dot' }, 'New · '), KIND_LABEL[n.kind] || 'Notice', ' · ', timeEl(n.createdAt)),
+          h('p', { class: 'meta' }, fresh ? h('span', { class: 'dot' }, 'New · ') : '', KIND_LABEL[n.kind] || 'Notice', ' · ', timeEl(n.createdAt)),
           h('p', {}, n.message),
+          n.thisSession ? h('p', { class: 'meta' }, 'This is the sign-in of the device you are using now. Your other devices show it as new until one of them marks it read.') : null,
           linkFor(n) ? h('p', {}, followLink(n, canRead)) : null),
         mark);
     })));
