@@ -410,7 +410,17 @@ async fn ready(State(state): State<AppState>) -> ApiResult<Health> {
     ))
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus text, for the operator's scraper: served only to loopback and private addresses
+/// (behind a trusted proxy, the client's forwarded address), as `deploy/nginx.conf` allows it,
+/// so an instance reached directly does not show its traffic to the internet.
+async fn metrics(State(state): State<AppState>, client: ClientInfo) -> Response {
+    if !private_address(&client.ip) {
+        return AppError::forbidden(
+            "FORBIDDEN",
+            "metrics are served to the private network only",
+        )
+        .into_response();
+    }
     let pool = &state.db.pool;
     let mut body = state.metrics.render(pool.size(), pool.num_idle());
     body.push_str(&crate::batch::render(&[
@@ -552,6 +562,20 @@ async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Loopback, or a private network's: 10/8, 172.16/12, 192.168/16, fc00::/7 (an IPv4 address
+/// written as IPv6 counts as itself). Anything else, or no address at all, is not.
+pub fn private_address(ip: &str) -> bool {
+    use std::net::IpAddr;
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_loopback() || v4.is_private(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.is_loopback() || v4.is_private(),
+            None => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+        },
+        Err(_) => false,
+    }
 }
 
 /// Open connections per client: an IPv4 address, or an IPv6 /64 (one host has a whole /64), as

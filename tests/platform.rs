@@ -567,6 +567,62 @@ async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
     }
 }
 
+/// `/metrics` is for the operator's scraper: loopback and private addresses get it; behind a
+/// trusted proxy the client's forwarded address decides, and a public one is refused (403 in the
+/// envelope), as `deploy/nginx.conf` allows it.
+#[tokio::test]
+async fn metrics_are_served_to_private_addresses_only() {
+    let app = TestApp::spawn_with(|c| c.trust_proxy = true).await;
+    let from = |ip: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .http
+                .get(app.url("/metrics"))
+                .header("x-forwarded-for", ip)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    for ip in [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.9.9",
+        "192.168.1.20",
+        "fd00::7",
+        "::1",
+    ] {
+        let (status, body) = from(ip).await;
+        assert_eq!(status, 200, "{ip}: {body}");
+        assert!(body.contains("auravita_http_requests_total"), "{ip}");
+    }
+    for ip in [
+        "203.0.113.7",
+        "8.8.8.8",
+        "172.32.0.1",
+        "2001:db8::1",
+        "::ffff:8.8.8.8",
+    ] {
+        let (status, body) = from(ip).await;
+        assert_eq!(status, 403, "{ip}: {body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"]["code"], "FORBIDDEN", "{ip}");
+    }
+    // Without a proxy the peer decides: this test's loopback connection is served.
+    let direct = TestApp::spawn().await;
+    let r = direct
+        .http
+        .get(direct.url("/metrics"))
+        .header("x-forwarded-for", "8.8.8.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 /// At `AURAVITA_MAX_CONNECTIONS` open connections the server accepts no more until one closes:
 /// the next waits (in the kernel's queue) and is served as soon as a slot frees.
 #[tokio::test]
