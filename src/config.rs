@@ -36,16 +36,28 @@ pub enum AdminCommand {
     /// Mark a doctor as verified after checking the registration number. The number you checked
     /// must be the one the doctor has on file now.
     VerifyDoctor {
-        #[arg(long)]
-        phone: String,
+        #[command(flatten)]
+        doctor: DoctorArg,
         #[arg(long)]
         registration_number: String,
     },
     /// Take a doctor's verification back.
     UnverifyDoctor {
-        #[arg(long)]
-        phone: String,
+        #[command(flatten)]
+        doctor: DoctorArg,
     },
+}
+
+/// The doctor an admin command acts on: by phone, or by the identity provider's subject (for a
+/// doctor who signs in only through `AURAVITA_OIDC_ISSUER` and may have no phone).
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct DoctorArg {
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// The `sub` of the doctor's tokens from the configured issuer.
+    #[arg(long)]
+    pub oidc_subject: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -111,25 +111,33 @@ async fn shutdown_signal() {
 async fn admin(config: auravita::Config, cmd: AdminCommand) -> anyhow::Result<()> {
     let db = auravita::db::Db::connect(&config.database_url(), 2).await?;
     db.migrate().await?;
-    use auravita::users::admin::{set_doctor_verified, Verification};
-    let (phone, what) = match &cmd {
+    use auravita::users::admin::{set_doctor_verified, DoctorRef, Verification};
+    let (doctor, what) = match &cmd {
         AdminCommand::VerifyDoctor {
-            phone,
+            doctor,
             registration_number,
         } => (
-            phone,
+            doctor,
             Verification::Verify {
                 registration_number,
             },
         ),
-        AdminCommand::UnverifyDoctor { phone } => (phone, Verification::Unverify),
+        AdminCommand::UnverifyDoctor { doctor } => (doctor, Verification::Unverify),
+    };
+    let who = match (&doctor.phone, &doctor.oidc_subject) {
+        (Some(phone), _) => DoctorRef::Phone(phone),
+        (None, Some(subject)) => DoctorRef::Identity {
+            issuer: config.oidc_issuer.as_deref().unwrap_or(""),
+            subject,
+        },
+        (None, None) => anyhow::bail!("name the doctor with --phone or --oidc-subject"),
     };
     let verified = matches!(what, Verification::Verify { .. });
-    let doctor = set_doctor_verified(&db, phone, what).await?;
+    let doctor = set_doctor_verified(&db, who, what).await?;
     println!(
         "doctor {} ({}, registration number {}) is now {}",
         doctor.name,
-        doctor.phone,
+        doctor.named_by,
         doctor.registration_number.as_deref().unwrap_or("none"),
         if verified { "verified" } else { "unverified" }
     );

@@ -917,3 +917,69 @@ async fn an_issuer_over_plain_http_to_another_machine_is_refused_at_start() {
         assert_eq!(made.is_ok(), ok, "{issuer} {jwks:?}");
     }
 }
+
+/// A doctor who signs in only through the identity provider has no phone; the operator names
+/// them by the provider's subject (under the configured issuer) to verify them, with the same
+/// check of the registration number as by phone.
+#[tokio::test]
+async fn a_doctor_without_a_phone_is_verified_by_subject() {
+    use auravita::users::admin::{set_doctor_verified, DoctorRef, Verification};
+    let issuer = Issuer::start(default_keys()).await;
+    let app = spawn_for(&issuer).await;
+    let sub = "auth0|doctor-no-phone";
+    let token = rs256("rsa-1", &claims(&app, &issuer, sub));
+    register(&app, &token, "Dr. Meera", "doctor")
+        .await
+        .expect(201, "");
+    let patient = rs256("rsa-1", &claims(&app, &issuer, "auth0|a-patient"));
+    register(&app, &patient, "Asha", "patient")
+        .await
+        .expect(201, "");
+    app.post_bearer(
+        "/protected/user/updateProfile",
+        &token,
+        json!({"registration_number": "KMC-777"}),
+    )
+    .await
+    .expect(200, "");
+    let db = &app.state.db;
+    let configured = issuer.url.as_str();
+    let verify = |number| Verification::Verify {
+        registration_number: number,
+    };
+    let set = |issuer, subject, what| async move {
+        set_doctor_verified(db, DoctorRef::Identity { issuer, subject }, what).await
+    };
+    let verified = || async {
+        let r = app
+            .get_bearer("/protected/user/sessionDetail", &token)
+            .await;
+        r.data()["profile"]["verified"].clone()
+    };
+
+    // Another subject, a patient's subject, another issuer: no such doctor.
+    for (iss, subject) in [
+        (configured, "auth0|nobody"),
+        (configured, "auth0|a-patient"),
+        ("https://elsewhere.example", sub),
+    ] {
+        let err = set(iss, subject, verify("KMC-777")).await.unwrap_err();
+        assert!(
+            err.to_string().contains("no doctor"),
+            "{iss} {subject}: {err}"
+        );
+    }
+    // A number nobody checked verifies nothing.
+    let err = set(configured, sub, verify("KMC-778")).await.unwrap_err();
+    assert!(err.to_string().contains("not verified"), "{err}");
+    assert_eq!(verified().await, false);
+
+    // The configured issuer (written with or without its trailing slash) and the right number.
+    let with_slash = format!("{}/", configured.trim_end_matches('/'));
+    let d = set(&with_slash, sub, verify(" kmc-777 ")).await.unwrap();
+    assert_eq!(d.name, "Dr. Meera");
+    assert!(d.named_by.starts_with(sub), "{}", d.named_by);
+    assert_eq!(verified().await, true);
+    set(configured, sub, Verification::Unverify).await.unwrap();
+    assert_eq!(verified().await, false);
+}

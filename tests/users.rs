@@ -3,7 +3,7 @@
 
 mod common;
 
-use auravita::users::admin::{self, Verification};
+use auravita::users::admin::{self, DoctorRef, Verification};
 use common::{random_phone, Resp, TestApp, User};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -432,7 +432,7 @@ async fn doctor_search_by_name_and_number() {
     let verify = |phone: String, number: &'static str| async move {
         admin::set_doctor_verified(
             &state.db,
-            &phone,
+            DoctorRef::Phone(&phone),
             Verification::Verify {
                 registration_number: number,
             },
@@ -481,9 +481,13 @@ async fn doctor_search_by_name_and_number() {
     assert_eq!(connections_of(&app, &p1).await[0]["peer"]["verified"], true);
     let me = app.get("/protected/user/sessionDetail", &d1.cookie).await;
     assert_eq!(me.data()["profile"]["verified"], true);
-    admin::set_doctor_verified(&state.db, &d1.phone, Verification::Unverify)
-        .await
-        .unwrap();
+    admin::set_doctor_verified(
+        &state.db,
+        DoctorRef::Phone(&d1.phone),
+        Verification::Unverify,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         connections_of(&app, &p1).await[0]["peer"]["verified"],
         false
@@ -588,7 +592,7 @@ async fn profiles_are_updated_with_field_errors() {
     let verified = || {
         admin::set_doctor_verified(
             &app.state.db,
-            &d1.phone,
+            DoctorRef::Phone(&d1.phone),
             Verification::Verify {
                 registration_number: "KMC-12345",
             },
