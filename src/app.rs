@@ -525,6 +525,7 @@ async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     let clients = PerClient::new(per_client);
+    let refusals = std::sync::Arc::new(tokio::sync::Semaphore::new(REFUSALS_IN_FLIGHT));
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
@@ -535,11 +536,16 @@ async fn serve(
             _ = token.cancelled() => break,
         };
         let Some(client_slot) = clients.take(peer.ip()) else {
-            // Answered and closed at once, holding its global slot only for that.
-            tokio::spawn(async move {
-                refuse_connection(io).await;
-                drop(slot);
-            });
+            // Refused: its global slot goes back at once, and it is answered only while few
+            // refusals are in flight (else just closed), so a client opening connections in a
+            // loop cannot fill the cap with connections waiting for their refusal.
+            drop(slot);
+            if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse_connection(io).await;
+                    drop(permit);
+                });
+            }
             continue;
         };
         let app = app.clone();
@@ -632,6 +638,10 @@ impl Drop for ClientSlot {
     }
 }
 
+/// Refused connections being answered at once (each holds a descriptor for up to
+/// `REFUSAL_GRACE`; part of `FD_RESERVE`). Past it a refused connection is closed unanswered.
+const REFUSALS_IN_FLIGHT: usize = 64;
+
 /// How long a refused connection is given to take its answer.
 const REFUSAL_GRACE: Duration = Duration::from_secs(2);
 
@@ -670,7 +680,8 @@ async fn refuse_connection(mut io: tokio::net::TcpStream) {
 }
 
 /// File descriptors kept free of connections: the database pool, the object store's and the
-/// SMS provider's connections, the ledger's journal, files being uploaded.
+/// SMS provider's connections, the ledger's journal, files being uploaded, refused connections
+/// being answered.
 const FD_RESERVE: u64 = 256;
 
 /// The connection cap that fits `fd_limit` open files with `FD_RESERVE` kept for the rest (at

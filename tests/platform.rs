@@ -726,6 +726,34 @@ async fn one_client_cannot_hold_more_than_its_share_of_connections() {
     }
 }
 
+/// Refused connections do not hold the global cap's slots while they wait for their answer: a
+/// client opening connections in a loop (and never reading) does not keep others waiting.
+#[tokio::test]
+async fn refused_connections_do_not_fill_the_global_cap() {
+    use std::time::Duration;
+    let app = TestApp::spawn_with(|c| {
+        c.limits.max_connections = 8;
+        c.limits.max_connections_per_client = 1;
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut held = connect_from("127.0.0.1", &addr).await;
+    assert_eq!(raw_health(&mut held).await, "HTTP/1.1 200");
+    // Twenty more from the same client, all refused, none of them reading or closing.
+    let mut refused = Vec::new();
+    for _ in 0..20 {
+        refused.push(connect_from("127.0.0.1", &addr).await);
+    }
+    // Another client is served well within the 2 s a refusal may take.
+    let mut other = connect_from("127.0.0.2", &addr).await;
+    let served = tokio::time::timeout(Duration::from_secs(1), raw_health(&mut other)).await;
+    assert_eq!(
+        served.expect("another client waited behind the refusals"),
+        "HTTP/1.1 200"
+    );
+    drop(refused);
+}
+
 /// `/health/live` on a connection that may be refused: the status line's start either way.
 async fn raw_health_or_refused(conn: &mut tokio::net::TcpStream) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
