@@ -670,15 +670,7 @@ async fn clinic_registered_patients_are_taken_over_by_their_phone() {
     assert_eq!(conns[0]["peer"]["name"], "Chitra Nair");
     assert!(connections_of(&app, &d2).await.is_empty());
 
-    // The phone cannot sign up as a doctor; signing up as a patient takes the account over.
-    let r = app
-        .post(
-            "/auth/signup",
-            "",
-            json!({"phone": phone, "name": "Chitra", "role": "doctor"}),
-        )
-        .await;
-    r.expect(409, "PHONE_REGISTERED_AS_PATIENT");
+    // Signing up as a patient takes the account over.
     let chitra = app.signup_phone(&phone, "Chitra N.", "patient").await;
     assert_eq!(chitra.id, patient_id, "no duplicate account");
     let r = app
@@ -720,6 +712,88 @@ async fn clinic_registered_patients_are_taken_over_by_their_phone() {
         )
         .await;
     r.expect(409, "PHONE_ALREADY_REGISTERED");
+}
+
+/// The phone's owner may be a doctor: signing up as one over a clinic record nobody claimed
+/// replaces that record (its connections go, and the doctors who had it are told). A record
+/// claimed between the sign-up's start and its code stays, and the sign-up is refused.
+#[tokio::test]
+async fn a_doctor_signs_up_over_an_unclaimed_clinic_record() {
+    let app = TestApp::spawn().await;
+    let Cast { d1, .. } = cast(&app).await;
+    let phone = random_phone();
+    let r = app
+        .post(
+            "/protected/user/createPatient",
+            &d1.cookie,
+            json!({"name": "Meera Iyer", "phone": phone}),
+        )
+        .await;
+    r.expect(201, "");
+    let record = r.data()["patient_id"].as_str().unwrap().to_string();
+    assert_eq!(connections_of(&app, &d1).await.len(), 1);
+
+    let meera = app.signup_phone(&phone, "Dr. Meera Iyer", "doctor").await;
+    assert_ne!(meera.id, record, "a new account, not the patient record");
+    let r = app
+        .get("/protected/user/sessionDetail", &meera.cookie)
+        .await;
+    r.expect(200, "");
+    assert_eq!(r.data()["user"]["role"], "doctor");
+    assert_eq!(r.data()["user"]["phone"], phone.as_str());
+    assert!(connections_of(&app, &meera).await.is_empty());
+    // The record is gone, with its connection; the doctor who registered it is told.
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM users WHERE id = $1", &[&record])
+            .await,
+        0
+    );
+    assert!(connections_of(&app, &d1).await.is_empty());
+    let l = app.get("/protected/notification/list", &d1.cookie).await;
+    let told = &l.data()["notifications"][0];
+    assert_eq!(told["kind"], "connection_ended", "{}", l.body);
+    assert_eq!(told["data"]["by"], record.as_str());
+    assert!(told["message"].as_str().unwrap().contains("Meera Iyer"));
+
+    // Claimed meanwhile (a code sent to the phone replaces the sign-up's, so the claim is made
+    // here as another instance would commit it): the sign-up is refused at its code, and the
+    // account stays with its connection.
+    let phone2 = random_phone();
+    let r = app
+        .post(
+            "/protected/user/createPatient",
+            &d1.cookie,
+            json!({"name": "Ravi", "phone": phone2}),
+        )
+        .await;
+    r.expect(201, "");
+    let ravi = r.data()["patient_id"].as_str().unwrap().to_string();
+    let r = app
+        .post(
+            "/auth/signup",
+            "",
+            json!({"phone": phone2, "name": "Dr. Ravi", "role": "doctor"}),
+        )
+        .await;
+    r.expect(200, "");
+    let pending = r.data()["id"].as_str().unwrap().to_string();
+    sqlx::query("UPDATE users SET phone_verified = 1 WHERE id = $1")
+        .bind(&ravi)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let r = app
+        .post(
+            &format!("/auth/signup/verify/{pending}"),
+            "",
+            json!({"otp": app.last_code(&phone2).await}),
+        )
+        .await;
+    r.expect(409, "PHONE_ALREADY_REGISTERED");
+    let q = "SELECT COUNT(*) FROM users WHERE id = $1 AND role = 'patient'";
+    assert_eq!(app.count(q, &[&ravi]).await, 1);
+    let q = "SELECT COUNT(*) FROM connections WHERE patient_id = $1";
+    assert_eq!(app.count(q, &[&ravi]).await, 1);
 }
 
 async fn get_with_agent(app: &TestApp, path: &str, cookie: &str, agent: &str) -> Resp {

@@ -130,16 +130,13 @@ async fn account_for(
     )
 }
 
-/// A clinic-registered patient may claim the account by signing up as a patient; anything else
-/// on a phone that already has an account is a conflict.
-fn signup_allowed(existing: &Option<(String, String, i64)>, role: Role) -> Result<(), AppError> {
+/// A phone with a clinic-registered patient account nobody claimed may sign up: as a patient it
+/// takes that account over, as a doctor it replaces it (`users::profile::remove_clinic_record`).
+/// Anything else on a phone that already has an account is a conflict.
+fn signup_allowed(existing: &Option<(String, String, i64)>) -> Result<(), AppError> {
     match existing {
         None => Ok(()),
-        Some((_, r, 0)) if r == "patient" && role == Role::Patient => Ok(()),
-        Some((_, r, 0)) if r == "patient" => Err(AppError::conflict(
-            "PHONE_REGISTERED_AS_PATIENT",
-            "a clinic registered this phone as a patient; sign up as a patient to take the account over",
-        )),
+        Some((_, r, 0)) if r == "patient" => Ok(()),
         Some(_) => Err(AppError::conflict(
             "PHONE_ALREADY_REGISTERED",
             "this phone already has an account; sign in instead",
@@ -160,7 +157,7 @@ async fn signup(
 ) -> ApiResult<ChallengeData> {
     let phone = phone::normalize(&req.phone, "phone")?;
     let name = clean_name(&req.name, "name")?;
-    signup_allowed(&account_for(&state, &phone).await?, req.role)?;
+    signup_allowed(&account_for(&state, &phone).await?)?;
     let id = otp::issue(
         &state,
         NewChallenge {
@@ -211,9 +208,17 @@ async fn signup_verify(
             .bind(&claimed.phone)
             .fetch_optional(&mut *tx)
             .await?;
-    signup_allowed(&existing, role)?;
-    let user_id = match existing {
+    signup_allowed(&existing)?;
+    let take_over = match existing {
+        Some((id, _, _)) if role == Role::Patient => Some(id),
         Some((id, _, _)) => {
+            crate::users::profile::remove_clinic_record(&mut tx, &state, &id).await?;
+            None
+        }
+        None => None,
+    };
+    let user_id = match take_over {
+        Some(id) => {
             // The person takes over the account a clinic registered for them.
             let taken = sqlx::query(
                 "UPDATE users SET phone_verified = 1, name = $2, name_lower = $3, updated_at = $4 \
@@ -534,8 +539,7 @@ async fn signup_resend(
     let Some((Some(name), Some(role))) = pending else {
         return Err(AppError::not_found("pending sign-up for this phone"));
     };
-    let role_parsed = Role::parse(&role).unwrap_or(Role::Patient);
-    signup_allowed(&account_for(&state, &phone).await?, role_parsed)?;
+    signup_allowed(&account_for(&state, &phone).await?)?;
     let id = otp::issue(
         &state,
         NewChallenge {

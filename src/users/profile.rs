@@ -261,6 +261,65 @@ pub async fn create_patient(
     .created())
 }
 
+/// The phone's owner, having proved it with a code, signs up as a doctor over a patient account a
+/// clinic registered on that phone and nobody ever claimed: that record goes (inside the
+/// sign-up's transaction), and each doctor it was connected to is told. An unclaimed record never
+/// had a session, so it holds no files, grants or ledger rows; one that somehow does is kept and
+/// the sign-up refused. Fails with 409 if the record was claimed meanwhile.
+pub async fn remove_clinic_record(
+    tx: &mut sqlx::AnyConnection,
+    state: &AppState,
+    patient_id: &str,
+) -> Result<(), AppError> {
+    let claimed = || {
+        AppError::conflict(
+            "PHONE_ALREADY_REGISTERED",
+            "this phone already has an account; sign in instead",
+        )
+    };
+    let (files,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM files WHERE owner_id = $1")
+        .bind(patient_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if files > 0 {
+        return Err(claimed());
+    }
+    let name = super::connections::name_of(&mut *tx, patient_id).await?;
+    let mut doctors: Vec<(String, String)> =
+        sqlx::query_as("DELETE FROM connections WHERE patient_id = $1 RETURNING id, doctor_id")
+            .bind(patient_id)
+            .fetch_all(&mut *tx)
+            .await?;
+    sqlx::query("DELETE FROM connection_requests WHERE patient_id = $1")
+        .bind(patient_id)
+        .execute(&mut *tx)
+        .await?;
+    // Its notifications, search entry and notification head go with it (ON DELETE CASCADE).
+    let gone = sqlx::query("DELETE FROM users WHERE id = $1 AND phone_verified = 0")
+        .bind(patient_id)
+        .execute(&mut *tx)
+        .await?;
+    if gone.rows_affected() != 1 {
+        return Err(claimed());
+    }
+    // A fixed order of heads, as in `erase_account`.
+    doctors.sort_by(|a, b| a.1.cmp(&b.1));
+    for (connection_id, doctor) in &doctors {
+        raise(
+            tx,
+            state,
+            doctor,
+            Kind::ConnectionEnded,
+            &format!(
+                "The phone you registered {name} with now belongs to a doctor's account; that patient record was removed"
+            ),
+            json!({"connection_id": connection_id, "by": patient_id, "by_name": name}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Deleted {
     pub success: bool,
