@@ -28,14 +28,16 @@ cargo build --release --quiet --bin auravita --example sse_bench
 DIR=$(mktemp -d)
 trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $DIR" || rm -rf "$DIR"' EXIT
 
-# Codes are read from the SMS outbox; the per-phone cooldown and hourly cap, and the per-IP
-# limit on /auth, are lifted because every sign-in comes from one client address.
+# Codes are read from the SMS outbox; the per-phone cooldown and hourly cap, the per-IP limit
+# on /auth and the per-client connection limit are lifted because every sign-in and every
+# stream comes from one client address.
 AURAVITA_BIND=127.0.0.1:$PORT \
 AURAVITA_DATA_DIR="$DIR" \
 AURAVITA_SMS_OUTBOX="$DIR/outbox.jsonl" \
 AURAVITA_OTP_COOLDOWN_SECS=0 \
 AURAVITA_OTP_PER_HOUR=1000000 \
 AURAVITA_AUTH_IP_PER_MINUTE=100000000 \
+AURAVITA_MAX_CONNECTIONS_PER_CLIENT=0 \
 AURAVITA_DB_MAX_CONNECTIONS=${AURAVITA_DB_MAX_CONNECTIONS:-16} \
 RUST_LOG=${RUST_LOG:-warn} \
   ./target/release/auravita serve >"$DIR/server.log" 2>&1 &
