@@ -629,72 +629,99 @@ async fn a_new_sign_in_is_announced_with_device_and_ip() {
     assert_eq!(l.data()["unread"], 1);
 }
 
-/// A sign-in alert warns the account's other devices. The session it reports (whoever holds a
-/// stolen code, say) cannot mark it read, one by one or all at once, and is not shown it as
-/// unread; any other session of the account can mark it read.
+/// A sign-in alert is news to the devices signed in before the session it reports. While that
+/// session lives, only an older session may mark it read: not the session itself (whoever holds a
+/// stolen code), nor a newer one (a second stolen code), one by one or all at once; it is not
+/// counted or replayed as unread there. Once the reported session has ended, any session may.
 #[tokio::test]
-async fn a_sign_in_alert_cannot_be_dismissed_by_the_session_it_reports() {
+async fn a_sign_in_alert_is_for_the_sessions_signed_in_before_it() {
     let app = TestApp::spawn().await;
     let alice = app.signup("Alice", "patient").await;
     let bob = app.signup("Bob", "patient").await;
     app.clock().advance(Duration::from_secs(61));
-    let newcomer = app.signin(&alice.phone).await;
+    let b = app.signin(&alice.phone).await;
+    app.clock().advance(Duration::from_secs(61));
+    let c = app.signin(&alice.phone).await;
     let list = |cookie: &str| {
         let cookie = cookie.to_string();
         let app = &app;
-        async move { app.get("/protected/notification/list", &cookie).await }
+        async move {
+            let l = app.get("/protected/notification/list", &cookie).await;
+            assert_eq!(l.status, 200, "{}", l.body);
+            l
+        }
     };
-
-    // The new session sees the alert as its own, not as unread news.
-    let l = list(&newcomer).await;
-    assert_eq!(l.status, 200, "{}", l.body);
-    assert_eq!(l.data()["total"], 1);
-    assert_eq!(l.data()["unread"], 0);
-    let alert = l.data()["notifications"][0].clone();
-    assert_eq!(alert["kind"], "new_sign_in");
-    assert_eq!(alert["this_session"], true);
-    assert_eq!(alert["read"], false);
-    let id = alert["id"].as_i64().unwrap();
-    let read_path = format!("/protected/notification/readNotification/{id}");
-
-    // It cannot mark it read, singly or with the rest.
-    let r = app.post(&read_path, &newcomer, json!({})).await;
-    assert_eq!(r.status, 403, "{}", r.body);
-    assert_eq!(r.code(), "OWN_SIGN_IN_ALERT", "{}", r.body);
-    let r = app
-        .post("/protected/notification/readAll", &newcomer, json!({}))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.data()["updated"], 0);
-    // Another account's session is told there is no such notification, as before.
-    let r = app.post(&read_path, &bob.cookie, json!({})).await;
-    assert_eq!(r.status, 404, "{}", r.body);
-
-    // The owner's first device sees it as unread news, and can mark it read.
-    let l = list(&alice.cookie).await;
+    let read = |cookie: &str, id: i64| {
+        let cookie = cookie.to_string();
+        let app = &app;
+        async move {
+            let path = format!("/protected/notification/readNotification/{id}");
+            app.post(&path, &cookie, json!({})).await
+        }
+    };
+    // Newest first: the alert about C, then the one about B.
+    let l = list(&b).await;
+    assert_eq!(l.data()["total"], 2);
+    let (about_c, about_b) = (&l.data()["notifications"][0], &l.data()["notifications"][1]);
+    assert_eq!(about_b["kind"], "new_sign_in");
+    let (nc, nb) = (
+        about_c["id"].as_i64().unwrap(),
+        about_b["id"].as_i64().unwrap(),
+    );
+    // B sees its own alert as its own, not as news; C's (newer) as news it may mark read.
+    assert_eq!(about_b["this_session"], true);
+    assert_eq!(about_b["can_mark_read"], false);
+    assert_eq!(about_c["this_session"], false);
+    assert_eq!(about_c["can_mark_read"], true);
     assert_eq!(l.data()["unread"], 1);
-    let seen = &l.data()["notifications"][0];
-    assert_eq!(seen["this_session"], false);
-    assert_eq!(seen["read"], false);
-    // Its stream does not replay the alert as unread; resumed from the start, it shows it as its own.
-    let mut fresh = Sse::open(&app, &newcomer, None).await;
+    // C may mark neither: its own, and B's (older and live).
+    let l = list(&c).await;
+    assert_eq!(l.data()["unread"], 0);
+    assert_eq!(l.data()["notifications"][0]["can_mark_read"], false);
+    assert_eq!(l.data()["notifications"][1]["can_mark_read"], false);
+    for id in [nb, nc] {
+        read(&c, id).await.expect(403, "SIGN_IN_ALERT_NOT_YOURS");
+    }
+    read(&b, nb).await.expect(403, "SIGN_IN_ALERT_NOT_YOURS");
+    for cookie in [&b, &c] {
+        let r = app
+            .post("/protected/notification/readAll", cookie, json!({}))
+            .await;
+        r.expect(200, "");
+        // B's readAll marks C's alert; C's marks nothing.
+        let expected = if cookie == &b { 1 } else { 0 };
+        assert_eq!(r.data()["updated"], expected);
+    }
+    // Another account is told there is no such notification, as before.
+    read(&bob.cookie, nb).await.expect(404, "NOT_FOUND");
+
+    // The streams agree: B's fresh stream does not replay its own alert; resumed from the start
+    // it shows it as its own. The first device's fresh stream replays it as news.
+    let mut fresh = Sse::open(&app, &b, None).await;
     fresh.quiet(Duration::from_millis(300)).await;
-    let mut resumed = Sse::open(&app, &newcomer, Some("0")).await;
+    let mut resumed = Sse::open(&app, &b, Some("0")).await;
     let replayed = resumed.event().await;
-    assert_eq!(replayed["id"], id);
+    assert_eq!(replayed["id"], nb);
     assert_eq!(replayed["this_session"], true);
-    // The first device's fresh stream replays it as unread news.
+    assert_eq!(replayed["can_mark_read"], false);
     let mut first = Sse::open(&app, &alice.cookie, None).await;
     let news = first.event().await;
-    assert_eq!(news["id"], id);
-    assert_eq!(news["this_session"], false);
-    let r = app.post(&read_path, &alice.cookie, json!({})).await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let l = list(&newcomer).await;
-    assert_eq!(l.data()["notifications"][0]["read"], true);
-    // Read or not, the reported session is refused the same way: the rule is about who asks.
-    let r = app.post(&read_path, &newcomer, json!({})).await;
-    assert_eq!(r.code(), "OWN_SIGN_IN_ALERT", "{}", r.body);
+    assert_eq!(news["id"], nb);
+    assert_eq!(news["can_mark_read"], true);
+    let l = list(&alice.cookie).await;
+    assert_eq!(l.data()["unread"], 1);
+
+    // Once B has ended, any session may mark its alert read; read, it stays read for everyone,
+    // and marking it again is a no-op that answers 200.
+    app.post_empty("/auth/signout", &b).await.expect(200, "");
+    let l = list(&c).await;
+    assert_eq!(l.data()["notifications"][1]["can_mark_read"], true);
+    assert_eq!(l.data()["unread"], 1);
+    read(&c, nb).await.expect(200, "");
+    assert_eq!(list(&alice.cookie).await.data()["unread"], 0);
+    read(&c, nb).await.expect(200, "");
+    // C's own alert, which B marked read before: a no-op for C too.
+    read(&c, nc).await.expect(200, "");
 }
 
 #[tokio::test]

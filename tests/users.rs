@@ -680,6 +680,8 @@ async fn clinic_registered_patients_are_taken_over_by_their_phone() {
     assert_eq!(r.data()["user"]["phone_verified"], true);
     assert_eq!(r.data()["user"]["name"], "Chitra N.");
     assert_eq!(r.data()["connections"][0]["peer"]["id"], d1.id.as_str());
+    // Claiming is not a sign-in to an account someone used: no "new sign-in" alert.
+    assert_eq!(sign_in_alerts(&app, &chitra.cookie).await, 0);
     // Once taken over, the phone is an ordinary account: signing up again is a conflict.
     app.clock().advance(Duration::from_secs(61));
     let r = app
@@ -703,6 +705,11 @@ async fn clinic_registered_patients_are_taken_over_by_their_phone() {
     assert_eq!(r.data()["user"]["phone_verified"], true);
     assert_eq!(r.data()["user"]["name"], "Dev Patel");
     assert_eq!(r.data()["connections"][0]["peer"]["id"], d2.id.as_str());
+    assert_eq!(sign_in_alerts(&app, &cookie).await, 0);
+    // The next sign-in is to an account in use: that one is announced.
+    app.clock().advance(Duration::from_secs(61));
+    let again = app.signin(&phone2).await;
+    assert_eq!(sign_in_alerts(&app, &again).await, 1);
     app.clock().advance(Duration::from_secs(61));
     let r = app
         .post(
@@ -794,6 +801,18 @@ async fn a_doctor_signs_up_over_an_unclaimed_clinic_record() {
     assert_eq!(app.count(q, &[&ravi]).await, 1);
     let q = "SELECT COUNT(*) FROM connections WHERE patient_id = $1";
     assert_eq!(app.count(q, &[&ravi]).await, 1);
+}
+
+/// How many "new sign-in" alerts the account behind `cookie` has.
+async fn sign_in_alerts(app: &TestApp, cookie: &str) -> usize {
+    let l = app.get("/protected/notification/list", cookie).await;
+    l.expect(200, "");
+    l.data()["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "new_sign_in")
+        .count()
 }
 
 async fn get_with_agent(app: &TestApp, path: &str, cookie: &str, agent: &str) -> Resp {

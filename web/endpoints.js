@@ -283,10 +283,11 @@ export function deviceName(ua) {
 
 // ---------------------------------------------------------------- notifications (§6, branch `notify`)
 
-/** `{id, kind, message, data, created_at, read, this_session}`: `this_session` marks a sign-in
- *  alert about the session reading it, which that session cannot mark read. */
+/** `{id, kind, message, data, created_at, read, this_session, can_mark_read}`: `this_session`
+ *  marks a sign-in alert about the session reading it; `can_mark_read` is false for a sign-in
+ *  alert this session may not mark read (its own, or an older live session's). */
 export function notification(n) {
-  return { id: String(n.id), kind: n.kind || '', message: n.message || '', data: n.data || {}, createdAt: n.created_at, read: !!n.read, thisSession: !!n.this_session };
+  return { id: String(n.id), kind: n.kind || '', message: n.message || '', data: n.data || {}, createdAt: n.created_at, read: !!n.read, thisSession: !!n.this_session, canMarkRead: n.can_mark_read !== false };
 }
 
 export const notifications = {

@@ -15,10 +15,10 @@ export function all() {
   return [...store.values()].sort((a, b) => Number(b.id) - Number(a.id) || String(b.createdAt).localeCompare(String(a.createdAt)));
 }
 
-/** Unread, leaving out sign-in alerts about this session: they are news to the account's other
- *  devices, and only those can mark them read. */
+/** Unread, counting only what this session may mark read: a sign-in alert is news to the
+ *  devices signed in before the session it reports, not to that session or newer ones. */
 export function unread() {
-  return all().filter((n) => !n.read && !n.thisSession).length;
+  return all().filter((n) => !n.read && n.canMarkRead).length;
 }
 
 export function merge(list, { live = false } = {}) {
@@ -26,7 +26,7 @@ export function merge(list, { live = false } = {}) {
     const n = 'createdAt' in raw ? raw : notification(raw);
     const isNew = !store.has(n.id);
     store.set(n.id, { ...store.get(n.id), ...n });
-    if (live && isNew && !n.read && !n.thisSession) {
+    if (live && isNew && !n.read && n.canMarkRead) {
       announce(`New notification: ${n.message}`);
       events.dispatchEvent(new CustomEvent('live', { detail: n }));
     }
@@ -50,7 +50,7 @@ export function markRead(id) {
 }
 
 export function markAllRead() {
-  for (const n of store.values()) if (!n.thisSession) n.read = true;
+  for (const n of store.values()) if (n.canMarkRead) n.read = true;
   changed();
 }
 

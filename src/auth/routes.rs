@@ -270,9 +270,20 @@ async fn signup_verify(
         &claimed.phone,
         &client,
         now,
-        "welcome to Auravita",
+        Arrival::SignUp,
     )
     .await
+}
+
+/// How a session comes to be. Only a sign-in to an account someone already used is news to its
+/// owner (`new_sign_in`); the session an account is created or claimed with is not.
+#[derive(Clone, Copy, PartialEq)]
+enum Arrival {
+    /// A new account, or a clinic-registered one claimed by signing up.
+    SignUp,
+    /// A clinic-registered account claimed by signing in with a code.
+    Claim,
+    SignIn,
 }
 
 async fn finish_sign_in(
@@ -282,11 +293,17 @@ async fn finish_sign_in(
     phone: &str,
     client: &ClientInfo,
     now: i64,
-    message: &str,
+    arrival: Arrival,
 ) -> ApiResult<VerifyData> {
     otp::forgive(&mut tx, phone).await?;
     let new = session::create(&mut tx, &state, user_id, client, now).await?;
-    crate::app::on_sign_in(&state, &mut tx, user_id, &new.info.id, client).await?;
+    if arrival == Arrival::SignIn {
+        crate::app::on_sign_in(&state, &mut tx, user_id, &new.info.id, client).await?;
+    }
+    let message = match arrival {
+        Arrival::SignUp => "welcome to Auravita",
+        Arrival::Claim | Arrival::SignIn => "signed in",
+    };
     tx.commit().await?;
     Ok(ApiOk::new(
         VerifyData {
@@ -399,14 +416,24 @@ async fn complete_sign_in(
     client: &ClientInfo,
     now: i64,
 ) -> ApiResult<VerifyData> {
-    let found = sqlx::query("UPDATE users SET phone_verified = 1 WHERE id = $1")
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-    if found.rows_affected() != 1 {
-        return Err(AppError::not_found("account"));
-    }
-    finish_sign_in(state, tx, user_id, phone, client, now, "signed in").await
+    let claimed =
+        sqlx::query("UPDATE users SET phone_verified = 1 WHERE id = $1 AND phone_verified = 0")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+    let arrival = if claimed.rows_affected() == 1 {
+        Arrival::Claim
+    } else {
+        let (found,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if found != 1 {
+            return Err(AppError::not_found("account"));
+        }
+        Arrival::SignIn
+    };
+    finish_sign_in(state, tx, user_id, phone, client, now, arrival).await
 }
 
 /// Finish a sign-in that asked for a second step, with the code the authenticator app shows.

@@ -25,7 +25,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(read_all))
 }
 
-pub(crate) const COLS: &str = "id, kind, message, data, created_at, read_at, session_id";
+/// A notification's columns, and whether the reader whose values are bound from `$first` on
+/// (see `Reader`) may mark it read.
+pub(crate) fn cols(first: u8) -> String {
+    format!(
+        "id, kind, message, data, created_at, read_at, session_id, \
+         CASE WHEN {} THEN 1 ELSE 0 END",
+        may_mark_read(first)
+    )
+}
 pub(crate) type NotificationRow = (
     i64,
     String,
@@ -34,7 +42,43 @@ pub(crate) type NotificationRow = (
     i64,
     Option<i64>,
     Option<String>,
+    i64,
 );
+
+/// Who reads, as the sign-in alert rule needs it: the session (`""` for a caller without one,
+/// such as an identity-provider token: session ids are never empty), the time, and the idle
+/// cut-off (a session last seen before it has ended).
+pub(crate) struct Reader<'a> {
+    pub session: &'a str,
+    pub now: crate::clock::Millis,
+    pub idle_cutoff: crate::clock::Millis,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(state: &AppState, session: Option<&'a str>) -> Reader<'a> {
+        let now = state.clock.now();
+        Reader {
+            session: session.unwrap_or(""),
+            now,
+            idle_cutoff: now - state.config.limits.session_idle_secs * 1000,
+        }
+    }
+}
+
+/// SQL true when the reader bound at `$first` (session), `$first + 1` (now) and `$first + 2`
+/// (idle cut-off) may mark a notification read. Anything but a sign-in alert, yes. A sign-in
+/// alert is news to the sessions signed in before the one it reports: while that session lives,
+/// only an older session may mark it read, so a session cannot dismiss the alert about itself,
+/// nor one about an older session (two stolen codes cannot clear each other's alerts either).
+/// Once the reported session has ended, any session may.
+pub(crate) fn may_mark_read(first: u8) -> String {
+    let (s, now, cut) = (first, first + 1, first + 2);
+    format!(
+        "(session_id IS NULL OR NOT EXISTS (SELECT 1 FROM sessions x \
+         WHERE x.id = notifications.session_id AND x.expires_at > ${now} AND x.last_seen_at > ${cut} \
+         AND x.created_at <= COALESCE((SELECT c.created_at FROM sessions c WHERE c.id = ${s}), -1)))"
+    )
+}
 
 /// One notification, as the list and each event's `data` show it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -50,16 +94,19 @@ pub struct NotificationView {
     /// RFC 3339.
     pub created_at: String,
     pub read: bool,
-    /// A sign-in alert about the session reading it. That session cannot mark it read (another
-    /// of the account's sessions can), and it is not counted as unread there.
+    /// A sign-in alert about the session reading it.
     pub this_session: bool,
+    /// Whether the reader may mark it read: false for a sign-in alert about a live session that
+    /// is the reader's own or older than it (see `readNotification`). Such an alert is not
+    /// counted as unread for the reader, nor replayed as unread on its stream.
+    pub can_mark_read: bool,
 }
 
 impl NotificationView {
     /// The row as the session `reader` (none for an identity-provider token) sees it.
     pub(crate) fn new(
-        (id, kind, message, data, created_at, read_at, about): NotificationRow,
-        reader: Option<&str>,
+        (id, kind, message, data, created_at, read_at, about, may_read): NotificationRow,
+        reader: &str,
     ) -> Self {
         NotificationView {
             id,
@@ -68,25 +115,16 @@ impl NotificationView {
             data: serde_json::from_str(&data).unwrap_or_else(|_| serde_json::json!({})),
             created_at: crate::clock::rfc3339(created_at),
             read: read_at.is_some(),
-            this_session: about.is_some() && about.as_deref() == reader,
+            this_session: about.as_deref() == Some(reader),
+            can_mark_read: may_read == 1,
         }
     }
 }
 
-/// Matches the rows the session bound at `$n` may mark read: all but the alerts about itself.
-/// Bound as `""` when the caller has no session (session ids are never empty).
-fn readable_by(n: u8) -> String {
-    format!("(session_id IS NULL OR session_id <> ${n})")
-}
-
-fn session_or_none(user: &AuthUser) -> &str {
-    user.session_id.as_deref().unwrap_or("")
-}
-
 /// The live event stream (Server-Sent Events).
 ///
-/// On connect: the unread notifications (but for a sign-in alert about this session), oldest
-/// first, then new ones as they happen. With
+/// On connect: the unread notifications this session may mark read (see `readNotification`),
+/// oldest first, then new ones as they happen. With
 /// `Last-Event-ID` (sent by browsers on reconnect): every notification after that id, read or
 /// not, then new ones. Each event is `event: notification`, `id: <id>`, `data: <notification as
 /// JSON>`; a comment line `: keep-alive` every 15 s. The stream ends when the session ends, when
@@ -157,8 +195,10 @@ fn bad_last_event_id() -> AppError {
 
 /// Mark one notification as read.
 ///
-/// A sign-in alert cannot be marked read by the session it reports (403 `OWN_SIGN_IN_ALERT`):
-/// it is meant for the account's other devices.
+/// A sign-in alert is news to the devices signed in before it: while the session it reports
+/// lives, only an older session may mark it read (403 `SIGN_IN_ALERT_NOT_YOURS` for that session
+/// itself or a newer one). Once that session has ended, any session may. Marking a notification
+/// that is already read changes nothing and answers 200.
 #[utoipa::path(post, path = "/protected/notification/readNotification/{notification_id}", tag = "notification",
     params(("notification_id" = i64, Path, description = "the notification's id")),
     responses(
@@ -174,16 +214,19 @@ async fn read_notification(
     let Ok(id) = id.parse::<i64>() else {
         return Err(not_found("notification"));
     };
-    // COALESCE keeps the first read time; the row counts as matched either way (idempotent).
+    let reader = Reader::new(&state, user.session_id.as_deref());
+    // COALESCE keeps the first read time; a read row counts as matched either way (idempotent).
     let r = sqlx::query(&format!(
         "UPDATE notifications SET read_at = COALESCE(read_at, $1) WHERE id = $2 AND user_id = $3 \
-         AND {}",
-        readable_by(4)
+         AND (read_at IS NOT NULL OR {})",
+        may_mark_read(4)
     ))
-    .bind(state.clock.now())
+    .bind(reader.now)
     .bind(id)
     .bind(&user.user_id)
-    .bind(session_or_none(&user))
+    .bind(reader.session)
+    .bind(reader.now)
+    .bind(reader.idle_cutoff)
     .execute(&state.db.pool)
     .await?;
     if r.rows_affected() == 0 {
@@ -197,8 +240,8 @@ async fn read_notification(
             return Err(not_found("notification"));
         }
         return Err(AppError::forbidden(
-            "OWN_SIGN_IN_ALERT",
-            "this alert reports the sign-in of the device you are using; it can be marked read from another of your devices",
+            "SIGN_IN_ALERT_NOT_YOURS",
+            "this sign-in alert is for the devices signed in before it; one of those can mark it read, or any device once that sign-in has ended",
         ));
     }
     Ok(ApiOk::new(done(), "marked as read"))
@@ -222,7 +265,7 @@ pub struct NotificationPage {
     pub page_size: i64,
     /// All of the caller's notifications.
     pub total: i64,
-    /// Of those, not yet read, leaving out sign-in alerts about the caller's own session.
+    /// Of those, not yet read, counting only those the caller may mark read.
     pub unread: i64,
 }
 
@@ -246,29 +289,35 @@ async fn list(
             "page must be between 1 and 1000000",
         ));
     }
+    let reader = Reader::new(&state, user.session_id.as_deref());
     let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
-        "SELECT {COLS} FROM notifications WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+        "SELECT {} FROM notifications WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
+        cols(4)
     ))
     .bind(&user.user_id)
     .bind(PAGE_SIZE)
     .bind((page - 1) * PAGE_SIZE)
+    .bind(reader.session)
+    .bind(reader.now)
+    .bind(reader.idle_cutoff)
     .fetch_all(&state.db.pool)
     .await?;
     let (total, unread): (i64, i64) = sqlx::query_as(&format!(
         "SELECT COUNT(*), COUNT(CASE WHEN read_at IS NULL AND {} THEN 1 END) \
          FROM notifications WHERE user_id = $1",
-        readable_by(2)
+        may_mark_read(2)
     ))
     .bind(&user.user_id)
-    .bind(session_or_none(&user))
+    .bind(reader.session)
+    .bind(reader.now)
+    .bind(reader.idle_cutoff)
     .fetch_one(&state.db.pool)
     .await?;
-    let reader = user.session_id.as_deref();
     Ok(ApiOk::new(
         NotificationPage {
             notifications: rows
                 .into_iter()
-                .map(|row| NotificationView::new(row, reader))
+                .map(|row| NotificationView::new(row, reader.session))
                 .collect(),
             page,
             page_size: PAGE_SIZE,
@@ -286,21 +335,24 @@ pub struct ReadAllData {
     pub updated: i64,
 }
 
-/// Mark every notification of the caller as read, except sign-in alerts about the caller's own
-/// session (see `readNotification`).
+/// Mark every notification of the caller as read, except the sign-in alerts the caller may not
+/// mark read (see `readNotification`).
 #[utoipa::path(post, path = "/protected/notification/readAll", tag = "notification",
     responses(
         (status = 200, body = crate::api::Envelope<ReadAllData>),
         (status = 401, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)),
     security(("session" = [])))]
 async fn read_all(State(state): State<AppState>, user: AuthUser) -> ApiResult<ReadAllData> {
+    let reader = Reader::new(&state, user.session_id.as_deref());
     let r = sqlx::query(&format!(
         "UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL AND {}",
-        readable_by(3)
+        may_mark_read(3)
     ))
-    .bind(state.clock.now())
+    .bind(reader.now)
     .bind(&user.user_id)
-    .bind(session_or_none(&user))
+    .bind(reader.session)
+    .bind(reader.now)
+    .bind(reader.idle_cutoff)
     .execute(&state.db.pool)
     .await?;
     Ok(ApiOk::new(

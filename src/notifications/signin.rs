@@ -8,10 +8,9 @@ use crate::app::AppState;
 use crate::auth::ClientInfo;
 use crate::error::AppError;
 
-/// Raises `new_sign_in` for `user_id` about the new session `session_id`, unless this session is
-/// the one the account was created with (a sign-up is not news to its owner): that session and
-/// the account share one timestamp. The alert is for the account's other devices: the session it
-/// reports cannot mark it read (see `routes`).
+/// Raises `new_sign_in` for `user_id` about the new session `session_id` (called only for a
+/// sign-in to an account already in use: not for the session an account is created or claimed
+/// with). The alert is for the devices signed in before it (see `routes::may_mark_read`).
 pub async fn on_sign_in(
     state: &AppState,
     tx: &mut sqlx::AnyConnection,
@@ -19,18 +18,6 @@ pub async fn on_sign_in(
     session_id: &str,
     client: &ClientInfo,
 ) -> Result<(), AppError> {
-    let newest: Option<(i64, Option<i64>)> = sqlx::query_as(
-        "SELECT u.created_at, (SELECT MAX(s.created_at) FROM sessions s WHERE s.user_id = u.id) \
-         FROM users u WHERE u.id = $1",
-    )
-    .bind(user_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some((created_at, Some(session_at))) = newest {
-        if session_at <= created_at {
-            return Ok(());
-        }
-    }
     let device = crate::auth::session::device_summary(&client.user_agent);
     raise_about(
         tx,

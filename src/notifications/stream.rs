@@ -10,7 +10,7 @@ use axum::response::sse::Event;
 use futures::Stream;
 
 use super::hub::{Hub, Registration};
-use super::routes::{NotificationRow, NotificationView, COLS};
+use super::routes::{cols, may_mark_read, NotificationRow, NotificationView};
 use crate::app::AppState;
 
 const PAGE: i64 = 100;
@@ -134,12 +134,13 @@ impl Feed {
             Some(upto) => (upto, 1i64),
             None => (i64::MAX, 0i64),
         };
-        // Unread for this stream: a sign-in alert about its own session is not news to it.
-        let unread_here = "(session_id IS NULL OR session_id <> $5)";
+        // Unread for this stream: only what its session may mark read (see `routes`).
+        let unread_here = may_mark_read(5);
         let session = "($5 = '' OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = $5 AND s.expires_at > $6 AND s.last_seen_at > $7))";
         let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
-            "SELECT {COLS} FROM notifications WHERE user_id = $1 AND id > $2 AND id <= $3 \
-             AND ($4 = 0 OR (read_at IS NULL AND {unread_here})) AND {session} ORDER BY id LIMIT $8"
+            "SELECT {} FROM notifications WHERE user_id = $1 AND id > $2 AND id <= $3 \
+             AND ($4 = 0 OR (read_at IS NULL AND {unread_here})) AND {session} ORDER BY id LIMIT $8",
+            cols(5)
         ))
         .bind(&self.user_id)
         .bind(self.cursor)
@@ -155,7 +156,7 @@ impl Feed {
         let full = rows.len() as i64 == PAGE;
         for row in rows {
             self.cursor = row.0;
-            let view = NotificationView::new(row, self.session_id.as_deref());
+            let view = NotificationView::new(row, self.session_id.as_deref().unwrap_or(""));
             let data = serde_json::to_string(&view).unwrap_or_else(|_| "{}".into());
             self.buf.push_back(
                 Event::default()

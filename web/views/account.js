@@ -306,13 +306,20 @@ function linkFor(n) {
 function followLink(n, canRead) {
   const [href, text] = linkFor(n);
   const a = h('a', { href }, text);
-  if (!n.read && canRead && !n.thisSession) {
+  if (!n.read && canRead && n.canMarkRead) {
     a.addEventListener('click', () => {
       notify.markRead(n.id);
       notifApi.read(n.id).catch(() => {});
     });
   }
   return a;
+}
+
+/** Why a sign-in alert is not new here: it is for the devices signed in before it. */
+function signInNote(n) {
+  if (n.thisSession) return h('p', { class: 'meta' }, 'This is the sign-in of the device you are using now. The devices signed in before it show it as new until one of them marks it read.');
+  if (!n.read && !n.canMarkRead) return h('p', { class: 'meta' }, 'This sign-in came before this device’s own, so it is for your older devices to mark read.');
+  return null;
 }
 
 const KIND_LABEL = {
@@ -337,7 +344,7 @@ export async function notifications(ctx) {
     const items = notify.all();
     if (!items.length) return list.replaceChildren(empty('No notifications yet.'));
     list.replaceChildren(h('ul', { class: 'cards notifications' }, items.map((n) => {
-      const mark = !n.read && canRead && !n.thisSession ? h('button', { type: 'button', class: 'secondary small', 'aria-label': `Mark as read: ${n.message}` }, 'Mark as read') : null;
+      const mark = !n.read && canRead && n.canMarkRead ? h('button', { type: 'button', class: 'secondary small', 'aria-label': `Mark as read: ${n.message}` }, 'Mark as read') : null;
       mark?.addEventListener('click', async () => {
         try {
           await notifApi.read(n.id);
@@ -346,12 +353,12 @@ export async function notifications(ctx) {
           announce(errorText(err), true);
         }
       });
-      const fresh = !n.read && !n.thisSession;
+      const fresh = !n.read && n.canMarkRead;
       return h('li', { class: `card row${fresh ? ' unread' : ''}`, 'data-kind': n.kind },
         h('div', {},
           h('p', { class: 'meta' }, fresh ? h('span', { class: 'dot' }, 'New · ') : '', KIND_LABEL[n.kind] || 'Notice', ' · ', timeEl(n.createdAt)),
           h('p', {}, n.message),
-          n.thisSession ? h('p', { class: 'meta' }, 'This is the sign-in of the device you are using now. Your other devices show it as new until one of them marks it read.') : null,
+          signInNote(n),
           linkFor(n) ? h('p', {}, followLink(n, canRead)) : null),
         mark);
     })));
