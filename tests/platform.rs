@@ -587,6 +587,7 @@ async fn metrics_are_served_to_private_addresses_only() {
             (status, r.text().await.unwrap())
         }
     };
+    // A hop may carry a port or brackets; one that cannot be read is an unknown client.
     for ip in [
         "127.0.0.1",
         "10.1.2.3",
@@ -594,6 +595,9 @@ async fn metrics_are_served_to_private_addresses_only() {
         "192.168.1.20",
         "fd00::7",
         "::1",
+        "10.0.0.1:5000",
+        "[fd00::1]:443",
+        "8.8.8.8, 10.9.9.9",
     ] {
         let (status, body) = from(ip).await;
         assert_eq!(status, 200, "{ip}: {body}");
@@ -605,6 +609,11 @@ async fn metrics_are_served_to_private_addresses_only() {
         "172.32.0.1",
         "2001:db8::1",
         "::ffff:8.8.8.8",
+        "8.8.8.8:443",
+        "[2001:db8::1]",
+        "garbage",
+        "10.0.0.1, nonsense",
+        "",
     ] {
         let (status, body) = from(ip).await;
         assert_eq!(status, 403, "{ip}: {body}");

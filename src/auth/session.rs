@@ -58,21 +58,36 @@ impl FromRequestParts<AppState> for ClientInfo {
     }
 }
 
+/// An address as proxies write a forwarded hop: bare, with a port (`1.2.3.4:443`), or in
+/// brackets (`[2001:db8::1]`, `[2001:db8::1]:443`).
+fn forwarded_ip(hop: &str) -> Option<std::net::IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Ok(addr) = hop.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
+
 pub fn client_info(parts: &Parts, trust_proxy: bool) -> ClientInfo {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string());
-    let forwarded = if trust_proxy {
-        parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .map(|s| s.trim().to_string())
-            .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
-    } else {
-        None
+    // Behind the proxy, its last hop names the client. A hop that cannot be read leaves the
+    // client unknown: falling back to the peer would make every such client the proxy itself.
+    let forwarded = match parts.headers.get("x-forwarded-for") {
+        Some(v) if trust_proxy => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(forwarded_ip)
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+        ),
+        _ => None,
     };
     let ip = forwarded.or(peer).unwrap_or_else(|| "unknown".into());
     let user_agent: String = parts
