@@ -107,7 +107,8 @@ impl AppState {
     }
 }
 
-/// Called inside the sign-in transaction, after the session is created.
+/// Called inside the sign-in transaction, after the session is created, for a sign-in to an
+/// account already in use (not for the session an account is created or claimed with).
 pub async fn on_sign_in(
     state: &AppState,
     tx: &mut sqlx::AnyConnection,
