@@ -93,8 +93,8 @@ pub async fn raise(
     raise_about(tx, state, user_id, kind, message, data, None).await
 }
 
-/// `raise`, for a notification about one of the user's sessions (`about`): that session cannot
-/// mark it read, and it is not counted as unread there.
+/// `raise`, for a notification about one of the user's sessions (`about`): who may mark it read
+/// then depends on that session (`routes::may_mark_read`).
 async fn raise_about(
     tx: &mut sqlx::AnyConnection,
     state: &AppState,

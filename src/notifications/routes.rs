@@ -54,6 +54,23 @@ pub(crate) struct Reader<'a> {
     pub idle_cutoff: crate::clock::Millis,
 }
 
+/// Binds a `Reader`'s three values, in `may_mark_read`'s order, to a query or a `query_as`.
+pub(crate) trait BindReader<'q>: Sized {
+    fn bind_reader(self, r: &Reader<'q>) -> Self;
+}
+
+impl<'q> BindReader<'q> for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    fn bind_reader(self, r: &Reader<'q>) -> Self {
+        self.bind(r.session).bind(r.now).bind(r.idle_cutoff)
+    }
+}
+
+impl<'q, O> BindReader<'q> for sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
+    fn bind_reader(self, r: &Reader<'q>) -> Self {
+        self.bind(r.session).bind(r.now).bind(r.idle_cutoff)
+    }
+}
+
 impl<'a> Reader<'a> {
     pub fn new(state: &AppState, session: Option<&'a str>) -> Reader<'a> {
         let now = state.clock.now();
@@ -224,9 +241,7 @@ async fn read_notification(
     .bind(reader.now)
     .bind(id)
     .bind(&user.user_id)
-    .bind(reader.session)
-    .bind(reader.now)
-    .bind(reader.idle_cutoff)
+    .bind_reader(&reader)
     .execute(&state.db.pool)
     .await?;
     if r.rows_affected() == 0 {
@@ -297,9 +312,7 @@ async fn list(
     .bind(&user.user_id)
     .bind(PAGE_SIZE)
     .bind((page - 1) * PAGE_SIZE)
-    .bind(reader.session)
-    .bind(reader.now)
-    .bind(reader.idle_cutoff)
+    .bind_reader(&reader)
     .fetch_all(&state.db.pool)
     .await?;
     let (total, unread): (i64, i64) = sqlx::query_as(&format!(
@@ -308,9 +321,7 @@ async fn list(
         may_mark_read(2)
     ))
     .bind(&user.user_id)
-    .bind(reader.session)
-    .bind(reader.now)
-    .bind(reader.idle_cutoff)
+    .bind_reader(&reader)
     .fetch_one(&state.db.pool)
     .await?;
     Ok(ApiOk::new(
@@ -350,9 +361,7 @@ async fn read_all(State(state): State<AppState>, user: AuthUser) -> ApiResult<Re
     ))
     .bind(reader.now)
     .bind(&user.user_id)
-    .bind(reader.session)
-    .bind(reader.now)
-    .bind(reader.idle_cutoff)
+    .bind_reader(&reader)
     .execute(&state.db.pool)
     .await?;
     Ok(ApiOk::new(

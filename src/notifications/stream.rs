@@ -10,7 +10,7 @@ use axum::response::sse::Event;
 use futures::Stream;
 
 use super::hub::{Hub, Registration};
-use super::routes::{cols, may_mark_read, NotificationRow, NotificationView};
+use super::routes::{cols, may_mark_read, BindReader, NotificationRow, NotificationView, Reader};
 use crate::app::AppState;
 
 const PAGE: i64 = 100;
@@ -128,8 +128,7 @@ impl Feed {
     /// the stream's session is alive (checked in the same query): a revoked session receives
     /// nothing more.
     async fn fetch(&mut self) -> Result<usize, sqlx::Error> {
-        let now = self.state.clock.now();
-        let idle_ms = self.state.config.limits.session_idle_secs * 1000;
+        let reader = Reader::new(&self.state, self.session_id.as_deref());
         let (upto, unread_only) = match self.replay_upto {
             Some(upto) => (upto, 1i64),
             None => (i64::MAX, 0i64),
@@ -146,9 +145,7 @@ impl Feed {
         .bind(self.cursor)
         .bind(upto)
         .bind(unread_only)
-        .bind(self.session_id.as_deref().unwrap_or(""))
-        .bind(now)
-        .bind(now - idle_ms)
+        .bind_reader(&reader)
         .bind(PAGE)
         .fetch_all(self.state.notifications.pool(&self.state.db.pool))
         .await?;
@@ -156,7 +153,7 @@ impl Feed {
         let full = rows.len() as i64 == PAGE;
         for row in rows {
             self.cursor = row.0;
-            let view = NotificationView::new(row, self.session_id.as_deref().unwrap_or(""));
+            let view = NotificationView::new(row, reader.session);
             let data = serde_json::to_string(&view).unwrap_or_else(|_| "{}".into());
             self.buf.push_back(
                 Event::default()
