@@ -285,15 +285,7 @@ pub async fn remove_clinic_record(
         return Err(claimed());
     }
     let name = super::connections::name_of(&mut *tx, patient_id).await?;
-    let mut doctors: Vec<(String, String)> =
-        sqlx::query_as("DELETE FROM connections WHERE patient_id = $1 RETURNING id, doctor_id")
-            .bind(patient_id)
-            .fetch_all(&mut *tx)
-            .await?;
-    sqlx::query("DELETE FROM connection_requests WHERE patient_id = $1")
-        .bind(patient_id)
-        .execute(&mut *tx)
-        .await?;
+    let doctors = end_connections(tx, patient_id).await?;
     // Its notifications, search entry and notification head go with it (ON DELETE CASCADE).
     let gone = sqlx::query("DELETE FROM users WHERE id = $1 AND phone_verified = 0")
         .bind(patient_id)
@@ -302,21 +294,10 @@ pub async fn remove_clinic_record(
     if gone.rows_affected() != 1 {
         return Err(claimed());
     }
-    // A fixed order of heads, as in `erase_account`.
-    doctors.sort_by(|a, b| a.1.cmp(&b.1));
-    for (connection_id, doctor) in &doctors {
-        raise(
-            tx,
-            state,
-            doctor,
-            Kind::ConnectionEnded,
-            &format!(
-                "The phone you registered {name} with now belongs to a doctor's account; that patient record was removed"
-            ),
-            json!({"connection_id": connection_id, "by": patient_id, "by_name": name}),
-        )
-        .await?;
-    }
+    let told = format!(
+        "The phone you registered {name} with now belongs to a doctor's account; that patient record was removed"
+    );
+    tell_peers(tx, state, &doctors, patient_id, &name, &told).await?;
     Ok(())
 }
 
@@ -347,6 +328,53 @@ pub async fn delete_profile(
     .header(header::SET_COOKIE, clear_cookie(&state)))
 }
 
+/// Deletes every connection and connection request of `user_id`, and returns the ended
+/// connections as (connection id, peer), ordered by peer for `tell_peers`.
+async fn end_connections(
+    tx: &mut sqlx::AnyConnection,
+    user_id: &str,
+) -> Result<Vec<(String, String)>, AppError> {
+    let mut peers: Vec<(String, String)> = sqlx::query_as(
+        "DELETE FROM connections WHERE patient_id = $1 OR doctor_id = $1 RETURNING id, \
+         CASE WHEN patient_id = $1 THEN doctor_id ELSE patient_id END",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM connection_requests WHERE patient_id = $1 OR doctor_id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    // Raising takes a lock on each recipient's notification head: a fixed order (by user id)
+    // keeps two such transactions from locking the same heads in opposite orders.
+    peers.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(peers)
+}
+
+/// Tells each peer of `end_connections` that its connection with `user_id` (`name`) ended,
+/// and why (`message`).
+async fn tell_peers(
+    tx: &mut sqlx::AnyConnection,
+    state: &AppState,
+    peers: &[(String, String)],
+    user_id: &str,
+    name: &str,
+    message: &str,
+) -> Result<(), AppError> {
+    for (connection_id, peer) in peers {
+        raise(
+            tx,
+            state,
+            peer,
+            Kind::ConnectionEnded,
+            message,
+            json!({"connection_id": connection_id, "by": user_id, "by_name": name}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Removes every row of `user_id` in one transaction and leaves the durable record that drives
 /// the purge of their stored objects.
 pub async fn erase_account(
@@ -375,35 +403,12 @@ pub async fn erase_account(
     .fetch_optional(&mut *tx)
     .await?;
     let name = super::connections::name_of(&mut tx, user_id).await?;
-    let peers: Vec<(String, String)> = sqlx::query_as(
-        "DELETE FROM connections WHERE patient_id = $1 OR doctor_id = $1 RETURNING id, \
-         CASE WHEN patient_id = $1 THEN doctor_id ELSE patient_id END",
-    )
-    .bind(user_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM connection_requests WHERE patient_id = $1 OR doctor_id = $1")
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+    let peers = end_connections(&mut tx, user_id).await?;
     // What a doctor was given ends, in each owner's ledger, before the rows go.
     crate::files::end_access(&mut tx, None, user_id, user_id, now, client).await?;
     let keys = crate::files::forget_user(&mut tx, user_id).await?;
-    // Raising takes a lock on each recipient's notification head: a fixed order (by user id)
-    // keeps two such transactions from locking the same heads in opposite orders.
-    let mut peers = peers;
-    peers.sort_by(|a, b| a.1.cmp(&b.1));
-    for (connection_id, peer) in &peers {
-        raise(
-            &mut tx,
-            state,
-            peer,
-            Kind::ConnectionEnded,
-            &format!("{name} closed their account"),
-            json!({"connection_id": connection_id, "by": user_id, "by_name": name}),
-        )
-        .await?;
-    }
+    let told = format!("{name} closed their account");
+    tell_peers(&mut tx, state, &peers, user_id, &name, &told).await?;
     sqlx::query(
         "INSERT INTO deleted_users (user_id, object_keys, deleted_at, attempts, next_attempt_at) \
          VALUES ($1, $2, $3, 0, $3)",
