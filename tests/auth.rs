@@ -162,24 +162,14 @@ async fn a_resend_does_not_reset_the_wrong_tries() {
     let app = TestApp::spawn().await;
     let user = app.signup("Kiran", "patient").await;
     app.clock().advance(Duration::from_secs(61));
-    let r = app
-        .post("/auth/signin", "", json!({"phone": user.phone}))
-        .await;
-    r.expect(200, "");
-    let id = r.data()["id"].as_str().unwrap().to_string();
-    let code = app.last_code(&user.phone).await;
+    let (id, code) = app.send_code("/auth/signin", &user.phone).await;
     for _ in 0..4 {
         verify(&app, "signin", &id, &wrong(&code))
             .await
             .expect(401, "OTP_INVALID");
     }
     app.clock().advance(Duration::from_secs(61));
-    let r = app
-        .post("/auth/signin/resendotp", "", json!({"phone": user.phone}))
-        .await;
-    r.expect(200, "");
-    let id = r.data()["id"].as_str().unwrap().to_string();
-    let code = app.last_code(&user.phone).await;
+    let (id, code) = app.send_code("/auth/signin/resendotp", &user.phone).await;
     // One wrong try left on the new code: it dies, and the phone backs off.
     verify(&app, "signin", &id, &wrong(&code))
         .await
@@ -192,12 +182,7 @@ async fn a_resend_does_not_reset_the_wrong_tries() {
         .expect(429, "OTP_BACKOFF");
     // After the back-off (and the cooldown), a new code starts with all five tries.
     app.clock().advance(Duration::from_secs(61));
-    let r = app
-        .post("/auth/signin", "", json!({"phone": user.phone}))
-        .await;
-    r.expect(200, "");
-    let id = r.data()["id"].as_str().unwrap().to_string();
-    let code = app.last_code(&user.phone).await;
+    let (id, code) = app.send_code("/auth/signin", &user.phone).await;
     let r = verify(&app, "signin", &id, &wrong(&code)).await;
     r.expect(401, "OTP_INVALID");
     assert_eq!(r.body["error"]["details"]["attempts_left"], 4);

@@ -35,10 +35,7 @@ async fn turn_on(app: &TestApp, user: &User) -> Vec<u8> {
 /// Signs in with the SMS code up to the second step; returns its id.
 async fn to_second_step(app: &TestApp, phone: &str) -> String {
     app.clock().advance(Duration::from_secs(61)); // past the previous code's cooldown
-    let r = app.post("/auth/signin", "", json!({"phone": phone})).await;
-    r.expect(200, "");
-    let id = r.data()["id"].as_str().unwrap().to_string();
-    let otp = app.last_code(phone).await;
+    let (id, otp) = app.send_code("/auth/signin", phone).await;
     let r = app
         .post(
             &format!("/auth/signin/verify/{id}"),
@@ -492,12 +489,7 @@ async fn a_sign_in_racing_turn_on_asks_for_the_second_step() {
         .await;
     r.expect(200, "");
     app.clock().advance(Duration::from_secs(61));
-    let r = app
-        .post("/auth/signin", "", json!({"phone": me.phone}))
-        .await;
-    r.expect(200, "");
-    let id = r.data()["id"].as_str().unwrap().to_string();
-    let otp = app.last_code(&me.phone).await;
+    let (id, otp) = app.send_code("/auth/signin", &me.phone).await;
     // Turn-on's transaction, held open: enabled, then every other session signed out.
     let mut tx = app.state.db.begin().await.unwrap();
     sqlx::query("UPDATE user_totp SET enabled_at = $2 WHERE user_id = $1")

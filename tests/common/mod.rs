@@ -257,14 +257,20 @@ impl TestApp {
         }
     }
 
+    /// Asks `path` (`/auth/signin`, a resend, ...) for a code for `phone`; it must answer 200.
+    /// Returns the verification id and the code the phone received.
+    pub async fn send_code(&self, path: &str, phone: &str) -> (String, String) {
+        let r = self
+            .post(path, "", serde_json::json!({"phone": phone}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+        let id = r.data()["id"].as_str().unwrap().to_string();
+        (id, self.last_code(phone).await)
+    }
+
     /// Signs an existing phone in (a new session) and returns its cookie.
     pub async fn signin(&self, phone: &str) -> String {
-        let r = self
-            .post("/auth/signin", "", serde_json::json!({"phone": phone}))
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "signin: {}", r.body);
-        let id = r.data()["id"].as_str().unwrap().to_string();
-        let code = self.last_code(phone).await;
+        let (id, code) = self.send_code("/auth/signin", phone).await;
         let r = self
             .post(
                 &format!("/auth/signin/verify/{id}"),
