@@ -600,19 +600,16 @@ struct ClientSlot {
 }
 
 impl PerClient {
+    /// `limit` 0 lifts the limit.
     fn new(limit: usize) -> std::sync::Arc<PerClient> {
         std::sync::Arc::new(PerClient {
-            limit,
+            limit: if limit == 0 { usize::MAX } else { limit },
             open: Default::default(),
         })
     }
 
-    /// A slot for `ip`'s new connection, or none when it already holds `limit` (never none with
-    /// no limit).
-    fn take(self: &std::sync::Arc<Self>, ip: std::net::IpAddr) -> Option<Option<ClientSlot>> {
-        if self.limit == 0 {
-            return Some(None);
-        }
+    /// A slot for `ip`'s new connection, or none when it already holds `limit`.
+    fn take(self: &std::sync::Arc<Self>, ip: std::net::IpAddr) -> Option<ClientSlot> {
         let key = crate::auth::client_key(&ip.to_string());
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(key.clone()).or_insert(0);
@@ -620,10 +617,10 @@ impl PerClient {
             return None;
         }
         *n += 1;
-        Some(Some(ClientSlot {
+        Some(ClientSlot {
             key,
             table: self.clone(),
-        }))
+        })
     }
 }
 
