@@ -226,6 +226,15 @@ pub struct Limits {
         global = true
     )]
     pub otp_backoff_max_secs: i64,
+    /// How long a device cookie gives its browser its own lane of the per-phone code limits,
+    /// days from the sign-in that set it (`crate::auth::device`).
+    #[arg(
+        long,
+        env = "AURAVITA_DEVICE_COOKIE_DAYS",
+        default_value_t = 180,
+        global = true
+    )]
+    pub device_cookie_days: i64,
     /// Requests per client IP per minute on `/auth`.
     #[arg(
         long,
@@ -348,6 +357,15 @@ impl Config {
             "__Host-auravita_session"
         } else {
             "auravita_session"
+        }
+    }
+
+    /// The device cookie's name (`crate::auth::device`): `__Host-` prefixed when served over https.
+    pub fn device_cookie_name(&self) -> &'static str {
+        if self.https() {
+            "__Host-auravita_device"
+        } else {
+            "auravita_device"
         }
     }
 

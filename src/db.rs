@@ -108,6 +108,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_totp"),
     migration!(8, "0008_totp_sms"),
     migration!(9, "0009_alert_session"),
+    migration!(10, "0010_device_lanes"),
 ];
 
 impl Db {

@@ -21,6 +21,7 @@ pub struct Keys {
     /// HMAC-SHA256 keyed once (its pads hashed); each use clones it.
     otp: HmacSha256,
     link: HmacSha256,
+    device: HmacSha256,
     totp: [u8; 32],
 }
 
@@ -65,6 +66,7 @@ impl Keys {
         Keys {
             otp: keyed(&derive(master, b"auravita/otp")),
             link: keyed(&derive(master, b"auravita/link")),
+            device: keyed(&derive(master, b"auravita/device")),
             totp: derive(master, b"auravita/totp-secret"),
         }
     }
@@ -120,6 +122,11 @@ impl Keys {
         // In scope here only: HMAC's `Mac` has a `new_from_slice` of the same name.
         use chacha20poly1305::KeyInit;
         ChaCha20Poly1305::new((&self.totp).into())
+    }
+
+    /// Signature of a device cookie: its phone, its nonce and when it was set.
+    pub fn device_mac(&self, parts: &[&[u8]]) -> String {
+        mac_hex(&self.device, parts)
     }
 
     /// Signature for a local download link.

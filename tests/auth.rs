@@ -1332,3 +1332,182 @@ async fn a_resend_naming_its_sign_up_keeps_its_name_and_role() {
     assert_eq!(me.data()["user"]["name"], "Alice Real");
     assert_eq!(me.data()["user"]["role"], "patient");
 }
+
+// ---- device cookies: the owner's browser has its own lane of the phone's limits ----
+
+/// The device cookie a response sets, as `name=value`, with its attributes.
+fn device_cookie(r: &Resp) -> (String, String) {
+    let set = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("auravita_device="))
+        .unwrap_or_else(|| panic!("no device cookie in {:?}", r.headers))
+        .to_string();
+    let pair = set.split(';').next().unwrap().to_string();
+    (pair, set)
+}
+
+/// POST a JSON body from a browser holding `cookie` (empty: none).
+async fn post_from(app: &TestApp, path: &str, cookie: &str, body: serde_json::Value) -> Resp {
+    app.post(path, cookie, body).await
+}
+
+/// Someone without the owner's browser asks for a sign-in code for `phone` and guesses wrong
+/// until it dies: the lane the code was asked in (`cookie`'s, or the phone's) backs off.
+async fn kill_a_code(app: &TestApp, phone: &str, cookie: &str) {
+    let r = post_from(app, "/auth/signin", cookie, json!({"phone": phone})).await;
+    r.expect(200, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let code = app.last_code(phone).await;
+    for _ in 0..4 {
+        verify(app, "signin", &id, &wrong(&code))
+            .await
+            .expect(401, "OTP_INVALID");
+    }
+    verify(app, "signin", &id, &wrong(&code))
+        .await
+        .expect(410, "OTP_DEAD");
+}
+
+/// Anyone who knows a phone number can ask for its codes and guess wrong: the phone's lane backs
+/// off. A browser that signed in to that phone before has a device cookie, and its codes are
+/// counted in a lane of its own: the stranger's wrong tries neither keep it waiting, nor end
+/// the code it is typing, nor count against that code; and its own limits still hold.
+#[tokio::test]
+async fn a_strangers_wrong_codes_do_not_keep_the_owners_browser_out() {
+    let app = TestApp::spawn().await;
+    let (phone, id, code) = start_signup(&app).await;
+    let r = verify(&app, "signup", &id, &code).await;
+    r.expect(200, "");
+    let (device, set) = device_cookie(&r);
+    for attr in [
+        "; Path=/",
+        "; HttpOnly",
+        "; SameSite=Lax",
+        "; Max-Age=15552000",
+    ] {
+        assert!(set.contains(attr), "{attr} missing from {set}");
+    }
+    assert!(!set.contains("Secure"), "http public URL: {set}");
+
+    // A stranger kills a code: the phone's lane backs off, for strangers.
+    app.clock().advance(Duration::from_secs(61));
+    kill_a_code(&app, &phone, "").await;
+    post_from(&app, "/auth/signin", "", json!({"phone": phone}))
+        .await
+        .expect(429, "OTP_BACKOFF");
+
+    // The owner's browser is served at once, with a fresh code's five tries.
+    let r = post_from(&app, "/auth/signin", &device, json!({"phone": phone})).await;
+    r.expect(200, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let code = app.last_code(&phone).await;
+    let r = verify(&app, "signin", &id, &wrong(&code)).await;
+    r.expect(401, "OTP_INVALID");
+    assert_eq!(r.body["error"]["details"]["attempts_left"], 4);
+
+    // A stranger's request (once the back-off and cooldown are over) does not end the owner's
+    // live code.
+    app.clock().advance(Duration::from_secs(61));
+    post_from(&app, "/auth/signin", "", json!({"phone": phone}))
+        .await
+        .expect(200, "");
+    let r = verify(&app, "signin", &id, &code).await;
+    r.expect(200, "");
+    // The browser keeps its device; the cookie is signed anew.
+    let (again, _) = device_cookie(&r);
+    assert_ne!(again, device);
+    assert_eq!(
+        again.split('.').next(),
+        device.split('.').next(),
+        "the same device"
+    );
+
+    // The owner's lane has its own limits: its cooldown ...
+    app.clock().advance(Duration::from_secs(61));
+    post_from(&app, "/auth/signin", &again, json!({"phone": phone}))
+        .await
+        .expect(200, "");
+    post_from(&app, "/auth/signin", &again, json!({"phone": phone}))
+        .await
+        .expect(429, "OTP_COOLDOWN");
+    // ... and its own back-off, which strangers do not share: the owner's success did not forgive
+    // the phone's lane either, and the stranger's code count there goes on.
+    app.clock().advance(Duration::from_secs(61));
+    kill_a_code(&app, &phone, &again).await;
+    let r = post_from(&app, "/auth/signin", &again, json!({"phone": phone})).await;
+    r.expect(429, "OTP_BACKOFF");
+    kill_a_code(&app, &phone, "").await;
+    // The phone's second dead code: 60 s, not a first one's 30 s.
+    app.clock().advance(Duration::from_secs(31));
+    post_from(&app, "/auth/signin", "", json!({"phone": phone}))
+        .await
+        .expect(429, "OTP_BACKOFF");
+    let lanes = app
+        .count(
+            "SELECT COUNT(*) FROM phone_limits WHERE phone = $1 OR phone LIKE $2",
+            &[&phone, &format!("{phone}#%")],
+        )
+        .await;
+    assert_eq!(lanes, 2, "the phone's lane and the one device's");
+}
+
+/// A device cookie gives its own lane only for the phone it was set for, unchanged, and for
+/// `AURAVITA_DEVICE_COOKIE_DAYS` (180) days; anything else is a stranger.
+#[tokio::test]
+async fn a_device_cookie_counts_only_for_its_phone_unchanged_and_while_young() {
+    let app = TestApp::spawn().await;
+    let (phone, id, code) = start_signup(&app).await;
+    let r = verify(&app, "signup", &id, &code).await;
+    r.expect(200, "");
+    let (device, _) = device_cookie(&r);
+    let other = app.signup("Other Person", "patient").await;
+    app.clock().advance(Duration::from_secs(61));
+    kill_a_code(&app, &phone, "").await;
+    kill_a_code(&app, &other.phone, "").await;
+
+    let (name, value) = device.split_once('=').unwrap();
+    let parts: Vec<&str> = value.split('.').collect();
+    let flip = |s: &str| {
+        let last = if s.ends_with('0') { '1' } else { '0' };
+        format!("{}{last}", &s[..s.len() - 1])
+    };
+    let later_set = (parts[1].parse::<i64>().unwrap() - 60).to_string();
+    let refused = [
+        format!("{name}={}.{}.{}", parts[0], parts[1], flip(parts[2])),
+        format!("{name}={}.{}.{}", flip(parts[0]), parts[1], parts[2]),
+        format!("{name}={}.{}.{}", parts[0], later_set, parts[2]),
+        format!("{name}={}.{}", parts[0], parts[1]),
+        format!("{name}={value}.x"),
+        format!("other_{device}"),
+    ];
+    for cookie in &refused {
+        post_from(&app, "/auth/signin", cookie, json!({"phone": phone}))
+            .await
+            .expect(429, "OTP_BACKOFF");
+    }
+    // Not for another phone.
+    post_from(&app, "/auth/signin", &device, json!({"phone": other.phone}))
+        .await
+        .expect(429, "OTP_BACKOFF");
+    // Among other cookies, and after a stale one of the same name, it still counts.
+    let mixed = format!("{}; theme=dark; {device}", refused[0]);
+    post_from(&app, "/auth/signin", &mixed, json!({"phone": phone}))
+        .await
+        .expect(200, "");
+
+    // Until 180 days after it was set; then it is a stranger's again.
+    app.clock()
+        .advance(Duration::from_secs(180 * 86_400 - 61 - 10));
+    kill_a_code(&app, &phone, "").await;
+    post_from(&app, "/auth/signin", &device, json!({"phone": phone}))
+        .await
+        .expect(200, "");
+    app.clock().advance(Duration::from_secs(61));
+    kill_a_code(&app, &phone, "").await;
+    post_from(&app, "/auth/signin", &device, json!({"phone": phone}))
+        .await
+        .expect(429, "OTP_BACKOFF");
+}

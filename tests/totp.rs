@@ -661,3 +661,110 @@ async fn the_sms_code_is_resent_only_for_a_waiting_set_up() {
         .await
         .expect(409, "TOTP_ALREADY_ENABLED");
 }
+
+/// Device cookies (`auth::device`) in two-step sign-in: a stranger backing the phone off does
+/// not stop the owner's browser from setting the second step up (its SMS comes from the
+/// browser's own lane), and a second step that dies of wrong codes in that browser backs off
+/// its lane, not the phone's.
+#[tokio::test]
+async fn the_second_step_counts_in_the_browsers_own_lane() {
+    let app = TestApp::spawn().await;
+    let phone = common::random_phone();
+    let r = app
+        .post(
+            "/auth/signup",
+            "",
+            json!({"phone": phone, "name": "Meera", "role": "patient"}),
+        )
+        .await;
+    r.expect(200, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let sms = app.last_code(&phone).await;
+    let r = app
+        .post(
+            &format!("/auth/signup/verify/{id}"),
+            "",
+            json!({"otp": sms}),
+        )
+        .await;
+    r.expect(200, "");
+    let session = r.cookie.clone().unwrap();
+    let device = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("auravita_device="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .expect("device cookie");
+    let both = format!("{session}; {device}");
+
+    // A stranger kills a sign-in code: the phone's lane backs off.
+    app.clock().advance(Duration::from_secs(61));
+    let (id, otp) = app.send_code("/auth/signin", &phone).await;
+    let wrong = format!("{:06}", (otp.parse::<u32>().unwrap() + 1) % 1_000_000);
+    for _ in 0..5 {
+        app.post(
+            &format!("/auth/signin/verify/{id}"),
+            "",
+            json!({"otp": wrong}),
+        )
+        .await;
+    }
+    app.post_empty("/protected/user/totp/setup", &session)
+        .await
+        .expect(429, "OTP_BACKOFF");
+    let r = app.post_empty("/protected/user/totp/setup", &both).await;
+    r.expect(200, "");
+    let secret = base32_decode(r.data()["secret"].as_str().unwrap()).unwrap();
+    let sms = app.last_code(&phone).await;
+    app.post(
+        "/protected/user/totp/enable",
+        &session,
+        json!({"code": code(&app, &secret, 0), "sms_code": sms}),
+    )
+    .await
+    .expect(200, "");
+
+    // The owner's browser signs in, and its second step dies of wrong codes.
+    app.clock().advance(Duration::from_secs(61));
+    let r = app
+        .post("/auth/signin", &device, json!({"phone": phone}))
+        .await;
+    r.expect(200, "");
+    let id = r.data()["id"].as_str().unwrap().to_string();
+    let otp = app.last_code(&phone).await;
+    let r = app
+        .post(
+            &format!("/auth/signin/verify/{id}"),
+            "",
+            json!({"otp": otp}),
+        )
+        .await;
+    r.expect(200, "");
+    let step = r.data()["second_factor"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let right = code(&app, &secret, 0);
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..4 {
+        second_step(&app, &step, wrong)
+            .await
+            .expect(401, "TOTP_INVALID");
+    }
+    second_step(&app, &step, wrong)
+        .await
+        .expect(410, "TOTP_DEAD");
+    // That browser's lane backs off; the phone's (its back-off long over) does not.
+    app.post("/auth/signin", &device, json!({"phone": phone}))
+        .await
+        .expect(429, "OTP_BACKOFF");
+    app.post("/auth/signin", "", json!({"phone": phone}))
+        .await
+        .expect(200, "");
+}

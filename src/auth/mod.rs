@@ -1,5 +1,6 @@
 //! Signing up and in by phone with a one-time code, and the server-side sessions that follow.
 
+pub mod device;
 pub mod oidc;
 pub mod otp;
 pub mod phone;

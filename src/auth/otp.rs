@@ -29,6 +29,9 @@ impl Purpose {
 pub struct NewChallenge<'a> {
     pub purpose: Purpose,
     pub phone: &'a str,
+    /// The limits' lane the code is counted in (`crate::auth::device::lane`): the phone, or
+    /// the phone and the asking browser's device.
+    pub lane: &'a str,
     /// signin: the account, or `None` when the phone has none (the code then opens nothing and
     /// no SMS is sent, but the caller sees the same answer).
     pub user_id: Option<&'a str>,
@@ -36,11 +39,11 @@ pub struct NewChallenge<'a> {
     pub role: Option<&'a str>,
 }
 
-/// Reserves the phone's send quota, replaces any live code with a new one, and sends it.
+/// Reserves the lane's send quota, replaces the lane's live code with a new one, and sends it.
 /// Returns the challenge id the client verifies against.
 pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppError> {
     let now = state.clock.now();
-    reserve_send(state, c.phone, now, true).await?;
+    reserve_send(state, c.lane, now, true).await?;
 
     let id = crate::db::new_id();
     let code = new_code();
@@ -56,18 +59,21 @@ pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppE
     let ttl_ms = state.config.limits.otp_ttl_secs * 1000;
     let mut tx = state.db.begin().await?;
     // The new code carries the wrong tries of the one it replaces: otherwise asking for a new
-    // code before the fifth wrong guess would never kill one, and the phone would never back off.
+    // code before the fifth wrong guess would never kill one, and the lane would never back off.
+    // Only the lane's own code is replaced: a stranger asking for codes for this phone neither
+    // ends the code the owner's browser is typing nor hands it the stranger's wrong tries.
     let replaced: Vec<(i64,)> = sqlx::query_as(
-        "UPDATE otp_challenges SET state = 'replaced' WHERE phone = $1 AND state = 'live' \
-         RETURNING attempts",
+        "UPDATE otp_challenges SET state = 'replaced' \
+         WHERE phone = $1 AND COALESCE(lane, phone) = $2 AND state = 'live' RETURNING attempts",
     )
     .bind(c.phone)
+    .bind(c.lane)
     .fetch_all(&mut *tx)
     .await?;
     let carried = replaced.iter().map(|r| r.0).max().unwrap_or(0);
     sqlx::query(
-        "INSERT INTO otp_challenges (id, purpose, phone, user_id, name, role, code_hash, attempts, state, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $10, 'live', $8, $9)",
+        "INSERT INTO otp_challenges (id, purpose, phone, user_id, name, role, code_hash, attempts, state, created_at, expires_at, lane) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $10, 'live', $8, $9, $11)",
     )
     .bind(&id)
     .bind(c.purpose.as_str())
@@ -79,6 +85,7 @@ pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppE
     .bind(now)
     .bind(now + ttl_ms)
     .bind(carried)
+    .bind(c.lane)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -109,7 +116,7 @@ pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppE
                 .bind(&id)
                 .execute(&state.db.pool)
                 .await?;
-            give_cooldown_back(state, c.phone).await?;
+            give_cooldown_back(state, c.lane).await?;
             return Err(sms_error(e));
         }
     }
@@ -134,11 +141,11 @@ pub(crate) fn ttl_minutes(state: &AppState) -> i64 {
     (state.config.limits.otp_ttl_secs + 59) / 60
 }
 
-/// A code was never delivered: the phone's cooldown is given back so the person can try again at
+/// A code was never delivered: its lane's cooldown is given back so the person can try again at
 /// once (the hourly count stays, so this cannot be used to flood).
-pub(crate) async fn give_cooldown_back(state: &AppState, phone: &str) -> Result<(), AppError> {
+pub(crate) async fn give_cooldown_back(state: &AppState, lane: &str) -> Result<(), AppError> {
     sqlx::query("UPDATE phone_limits SET last_sent_at = 0 WHERE phone = $1")
-        .bind(phone)
+        .bind(lane)
         .execute(&state.db.pool)
         .await?;
     Ok(())
@@ -166,13 +173,14 @@ pub(crate) fn sms_error(e: SmsError) -> AppError {
     }
 }
 
-/// One conditional UPDATE: the send is allowed only if the cooldown has passed (when `cooldown`),
-/// the phone is not backing off and the hourly allowance is not used up; concurrent requests
+/// One conditional UPDATE on the lane's limits (`lane` is a phone, or a phone and a device:
+/// `crate::auth::device`): the send is allowed only if the cooldown has passed (when `cooldown`),
+/// the lane is not backing off and the hourly allowance is not used up; concurrent requests
 /// cannot exceed it. The code that confirms turning two-step sign-in on skips the cooldown: it
 /// follows a sign-in's code by moments, and the hourly allowance still bounds it.
 pub(crate) async fn reserve_send(
     state: &AppState,
-    phone: &str,
+    lane: &str,
     now: i64,
     cooldown: bool,
 ) -> Result<(), AppError> {
@@ -184,7 +192,7 @@ pub(crate) async fn reserve_send(
     };
     let hour_ago = now - 3_600_000;
     sqlx::query("INSERT INTO phone_limits (phone) VALUES ($1) ON CONFLICT (phone) DO NOTHING")
-        .bind(phone)
+        .bind(lane)
         .execute(&state.db.pool)
         .await?;
     let reserved: Option<(String,)> = sqlx::query_as(
@@ -195,7 +203,7 @@ pub(crate) async fn reserve_send(
            AND (hour_start <= $3 OR hour_count < $5) \
          RETURNING phone",
     )
-    .bind(phone)
+    .bind(lane)
     .bind(now)
     .bind(hour_ago)
     .bind(now - cooldown_ms)
@@ -208,7 +216,7 @@ pub(crate) async fn reserve_send(
     let (last_sent, hour_start, locked_until): (i64, i64, i64) = sqlx::query_as(
         "SELECT last_sent_at, hour_start, locked_until FROM phone_limits WHERE phone = $1",
     )
-    .bind(phone)
+    .bind(lane)
     .fetch_one(&state.db.pool)
     .await?;
     let secs = |until: i64| ((until - now).max(0) as u64).div_ceil(1000);
@@ -233,7 +241,7 @@ pub(crate) async fn reserve_send(
     }
 }
 
-/// state, attempts, phone, user_id, name, role
+/// state, attempts, phone, user_id, name, role, lane
 type TriedRow = (
     String,
     i64,
@@ -241,10 +249,14 @@ type TriedRow = (
     Option<String>,
     Option<String>,
     Option<String>,
+    String,
 );
 
 pub struct Claimed {
     pub phone: String,
+    /// The lane the code was sent in: a second step's wrong tries and the sign-in's forgiveness
+    /// belong to it.
+    pub lane: String,
     pub user_id: Option<String>,
     pub name: Option<String>,
     pub role: Option<String>,
@@ -275,7 +287,7 @@ pub async fn claim(
            state = CASE WHEN code_hash = $4 THEN 'used' \
                         WHEN attempts + 1 >= $5 THEN 'dead' ELSE state END \
          WHERE id = $1 AND purpose = $2 AND state = 'live' AND expires_at > $3 AND attempts < $5 \
-         RETURNING state, attempts, phone, user_id, name, role",
+         RETURNING state, attempts, phone, user_id, name, role, COALESCE(lane, phone)",
     )
     .bind(challenge_id)
     .bind(purpose.as_str())
@@ -285,14 +297,15 @@ pub async fn claim(
     .fetch_optional(&state.db.pool)
     .await?;
     match tried {
-        Some((st, _, phone, user_id, name, role)) if st == "used" => Ok(Claimed {
+        Some((st, _, phone, user_id, name, role, lane)) if st == "used" => Ok(Claimed {
             phone,
+            lane,
             user_id,
             name,
             role,
         }),
-        Some((st, _, phone, ..)) if st == "dead" => {
-            back_off(state, &phone, now).await?;
+        Some((st, _, _, _, _, _, lane)) if st == "dead" => {
+            back_off(state, &lane, now).await?;
             Err(AppError::gone(
                 "OTP_DEAD",
                 "too many wrong codes: this code no longer works; ask for a new one",
@@ -341,30 +354,31 @@ async fn refusal_inner(
     })
 }
 
-/// A code died of wrong tries: the phone waits 30 s, then 60 s, ... up to an hour before the next
+/// A code died of wrong tries: its lane waits 30 s, then 60 s, ... up to an hour before the next
 /// code. A resend does not reset this; only a successful sign-in does.
-pub(crate) async fn back_off(state: &AppState, phone: &str, now: i64) -> Result<(), AppError> {
+pub(crate) async fn back_off(state: &AppState, lane: &str, now: i64) -> Result<(), AppError> {
     let l = &state.config.limits;
     let (dead,): (i64,) = sqlx::query_as(
         "UPDATE phone_limits SET dead_codes = dead_codes + 1 WHERE phone = $1 RETURNING dead_codes",
     )
-    .bind(phone)
+    .bind(lane)
     .fetch_one(&state.db.pool)
     .await?;
     let exp = (dead - 1).clamp(0, 20) as u32;
     let wait = (l.otp_backoff_secs.saturating_mul(1i64 << exp)).min(l.otp_backoff_max_secs);
     sqlx::query("UPDATE phone_limits SET locked_until = $2 WHERE phone = $1")
-        .bind(phone)
+        .bind(lane)
         .bind(now + wait * 1000)
         .execute(&state.db.pool)
         .await?;
     Ok(())
 }
 
-/// After a successful sign-in the phone's failure history is forgiven.
-pub async fn forgive(tx: &mut sqlx::AnyConnection, phone: &str) -> Result<(), AppError> {
+/// After a successful sign-in the failure history of the lane its code came through is forgiven
+/// (a stranger's wrong tries on the phone's own lane are not the owner's to forgive).
+pub async fn forgive(tx: &mut sqlx::AnyConnection, lane: &str) -> Result<(), AppError> {
     sqlx::query("UPDATE phone_limits SET dead_codes = 0, locked_until = 0 WHERE phone = $1")
-        .bind(phone)
+        .bind(lane)
         .execute(&mut *tx)
         .await?;
     Ok(())

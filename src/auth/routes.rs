@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::device;
 use super::otp::{self, NewChallenge, Purpose};
 use super::phone;
 use super::session::{self, ClientInfo, Role, SessionInfo};
@@ -153,6 +154,7 @@ fn signup_allowed(existing: &Option<(String, String, i64)>) -> Result<(), AppErr
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 async fn signup(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<SignupRequest>,
 ) -> ApiResult<ChallengeData> {
     let phone = phone::normalize(&req.phone, "phone")?;
@@ -163,6 +165,7 @@ async fn signup(
         NewChallenge {
             purpose: Purpose::Signup,
             phone: &phone,
+            lane: &device::lane(&state, &headers, &phone, state.clock.now()),
             user_id: None,
             name: Some(&name),
             role: Some(req.role.as_str()),
@@ -183,7 +186,7 @@ async fn signup(
 #[utoipa::path(post, path = "/auth/signup/verify/{id}", tag = "auth", request_body = VerifyRequest,
     params(("id" = String, Path, description = "verification id from /auth/signup")),
     responses(
-        (status = 200, body = crate::api::Envelope<VerifyData>, headers(("set-cookie" = String, description = "the session cookie"))),
+        (status = 200, body = crate::api::Envelope<VerifyData>, headers(("set-cookie" = String, description = "the session cookie and the device cookie"))),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
         (status = 410, body = ErrorEnvelope), (status = 415, body = ErrorEnvelope),
@@ -263,16 +266,11 @@ async fn signup_verify(
         }
     };
     crate::users::search::index_name(&mut tx, &user_id).await?;
-    finish_sign_in(
-        state,
-        tx,
-        &user_id,
-        &claimed.phone,
-        &client,
-        now,
-        Arrival::SignUp,
-    )
-    .await
+    let proved = Proved {
+        phone: &claimed.phone,
+        lane: &claimed.lane,
+    };
+    finish_sign_in(state, tx, &user_id, proved, &client, now, Arrival::SignUp).await
 }
 
 /// How a session comes to be. Only a sign-in to an account someone already used is news to its
@@ -286,16 +284,25 @@ enum Arrival {
     SignIn,
 }
 
+/// The phone a code proved, and the limits' lane that code was counted in.
+#[derive(Clone, Copy)]
+struct Proved<'a> {
+    phone: &'a str,
+    lane: &'a str,
+}
+
+/// Creates the session. The browser also gets a device cookie for the phone
+/// (`crate::auth::device`): its next codes are counted in a lane of their own.
 async fn finish_sign_in(
     state: AppState,
     mut tx: sqlx::Transaction<'static, sqlx::Any>,
     user_id: &str,
-    phone: &str,
+    proved: Proved<'_>,
     client: &ClientInfo,
     now: i64,
     arrival: Arrival,
 ) -> ApiResult<VerifyData> {
-    otp::forgive(&mut tx, phone).await?;
+    otp::forgive(&mut tx, proved.lane).await?;
     let new = session::create(&mut tx, &state, user_id, client, now).await?;
     if arrival == Arrival::SignIn {
         crate::app::on_sign_in(&state, &mut tx, user_id, &new.info.id, client).await?;
@@ -313,7 +320,11 @@ async fn finish_sign_in(
         },
         message,
     )
-    .header(header::SET_COOKIE, new.cookie))
+    .header(header::SET_COOKIE, new.cookie)
+    .header(
+        header::SET_COOKIE,
+        device::cookie(&state, proved.phone, proved.lane, now),
+    ))
 }
 
 /// Start a sign-in: sends a code if the phone has an account. The answer is the same either way.
@@ -325,9 +336,10 @@ async fn finish_sign_in(
         (status = 503, body = ErrorEnvelope)))]
 async fn signin(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<PhoneRequest>,
 ) -> ApiResult<ChallengeData> {
-    let id = start_signin(&state, &req.phone).await?;
+    let id = start_signin(&state, &headers, &req.phone).await?;
     let message = "if this phone has an account, a 6-digit code is on its way".to_string();
     Ok(ApiOk::new(
         ChallengeData {
@@ -338,7 +350,11 @@ async fn signin(
     ))
 }
 
-async fn start_signin(state: &AppState, raw_phone: &str) -> Result<String, AppError> {
+async fn start_signin(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw_phone: &str,
+) -> Result<String, AppError> {
     let phone = phone::normalize(raw_phone, "phone")?;
     let user_id = account_for(state, &phone).await?.map(|(id, _, _)| id);
     otp::issue(
@@ -346,6 +362,7 @@ async fn start_signin(state: &AppState, raw_phone: &str) -> Result<String, AppEr
         NewChallenge {
             purpose: Purpose::Signin,
             phone: &phone,
+            lane: &device::lane(state, headers, &phone, state.clock.now()),
             user_id: user_id.as_deref(),
             name: None,
             role: None,
@@ -358,7 +375,7 @@ async fn start_signin(state: &AppState, raw_phone: &str) -> Result<String, AppEr
 #[utoipa::path(post, path = "/auth/signin/verify/{id}", tag = "auth", request_body = VerifyRequest,
     params(("id" = String, Path, description = "verification id from /auth/signin")),
     responses(
-        (status = 200, body = crate::api::Envelope<VerifyData>, headers(("set-cookie" = String, description = "the session cookie"))),
+        (status = 200, body = crate::api::Envelope<VerifyData>, headers(("set-cookie" = String, description = "the session cookie and the device cookie"))),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 410, body = ErrorEnvelope),
         (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
@@ -380,14 +397,15 @@ async fn signin_verify(
         let id = crate::db::new_id();
         let expires_at = now + state.config.limits.otp_ttl_secs * 1000;
         sqlx::query(
-            "INSERT INTO second_factor_challenges (id, user_id, phone, attempts, state, created_at, expires_at) \
-             VALUES ($1, $2, $3, 0, 'live', $4, $5)",
+            "INSERT INTO second_factor_challenges (id, user_id, phone, attempts, state, created_at, expires_at, lane) \
+             VALUES ($1, $2, $3, 0, 'live', $4, $5, $6)",
         )
         .bind(&id)
         .bind(&user_id)
         .bind(&claimed.phone)
         .bind(now)
         .bind(expires_at)
+        .bind(&claimed.lane)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -404,7 +422,11 @@ async fn signin_verify(
             "enter the 6-digit code from your authenticator app",
         ));
     }
-    complete_sign_in(state, tx, &user_id, &claimed.phone, &client, now).await
+    let proved = Proved {
+        phone: &claimed.phone,
+        lane: &claimed.lane,
+    };
+    complete_sign_in(state, tx, &user_id, proved, &client, now).await
 }
 
 /// Signing in with a code proves the phone: a clinic-registered patient now owns the account.
@@ -412,7 +434,7 @@ async fn complete_sign_in(
     state: AppState,
     mut tx: sqlx::Transaction<'static, sqlx::Any>,
     user_id: &str,
-    phone: &str,
+    proved: Proved<'_>,
     client: &ClientInfo,
     now: i64,
 ) -> ApiResult<VerifyData> {
@@ -433,7 +455,7 @@ async fn complete_sign_in(
         }
         Arrival::SignIn
     };
-    finish_sign_in(state, tx, user_id, phone, client, now, arrival).await
+    finish_sign_in(state, tx, user_id, proved, client, now, arrival).await
 }
 
 /// Finish a sign-in that asked for a second step, with the code the authenticator app shows.
@@ -441,7 +463,7 @@ async fn complete_sign_in(
 #[utoipa::path(post, path = "/auth/signin/totp/{id}", tag = "auth", request_body = totp::CodeRequest,
     params(("id" = String, Path, description = "second_factor.id from /auth/signin/verify")),
     responses(
-        (status = 200, body = crate::api::Envelope<VerifyData>, headers(("set-cookie" = String, description = "the session cookie"))),
+        (status = 200, body = crate::api::Envelope<VerifyData>, headers(("set-cookie" = String, description = "the session cookie and the device cookie"))),
         (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 410, body = ErrorEnvelope),
         (status = 415, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
@@ -457,17 +479,17 @@ async fn signin_second_factor(
     let max = state.config.limits.otp_max_attempts;
     let mut tx = state.db.begin().await?;
     // Counting the try is the claim: concurrent tries queue on this row.
-    let live: Option<(String, String, i64)> = sqlx::query_as(
+    let live: Option<(String, String, i64, String)> = sqlx::query_as(
         "UPDATE second_factor_challenges SET attempts = attempts + 1 \
          WHERE id = $1 AND state = 'live' AND expires_at > $2 AND attempts < $3 \
-         RETURNING user_id, phone, attempts",
+         RETURNING user_id, phone, attempts, COALESCE(lane, phone)",
     )
     .bind(&id)
     .bind(now)
     .bind(max)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((user_id, phone, attempts)) = live else {
+    let Some((user_id, phone, attempts, lane)) = live else {
         let row: Option<(String,)> =
             sqlx::query_as("SELECT state FROM second_factor_challenges WHERE id = $1")
                 .bind(&id)
@@ -498,7 +520,7 @@ async fn signin_second_factor(
         }
         tx.commit().await?;
         if dead {
-            otp::back_off(&state, &phone, now).await?;
+            otp::back_off(&state, &lane, now).await?;
             return Err(AppError::gone(
                 "TOTP_DEAD",
                 "too many wrong codes: this sign-in has ended; start again with your phone number",
@@ -514,7 +536,11 @@ async fn signin_second_factor(
         .bind(&id)
         .execute(&mut *tx)
         .await?;
-    complete_sign_in(state, tx, &user_id, &phone, &client, now).await
+    let proved = Proved {
+        phone: &phone,
+        lane: &lane,
+    };
+    complete_sign_in(state, tx, &user_id, proved, &client, now).await
 }
 
 /// Send a new sign-in code (the previous one stops working).
@@ -526,9 +552,10 @@ async fn signin_second_factor(
         (status = 503, body = ErrorEnvelope)))]
 async fn signin_resend(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<PhoneRequest>,
 ) -> ApiResult<ResendData> {
-    let id = start_signin(&state, &req.phone).await?;
+    let id = start_signin(&state, &headers, &req.phone).await?;
     let message = "if this phone has an account, a new code is on its way".to_string();
     Ok(ApiOk::new(
         ResendData {
@@ -550,6 +577,7 @@ async fn signin_resend(
         (status = 503, body = ErrorEnvelope)))]
 async fn signup_resend(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<ResendRequest>,
 ) -> ApiResult<ResendData> {
     let phone = phone::normalize(&req.phone, "phone")?;
@@ -572,6 +600,7 @@ async fn signup_resend(
         NewChallenge {
             purpose: Purpose::Signup,
             phone: &phone,
+            lane: &device::lane(&state, &headers, &phone, state.clock.now()),
             user_id: None,
             name: Some(&name),
             role: Some(&role),

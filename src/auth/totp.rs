@@ -3,6 +3,7 @@
 //! under `/protected/user/totp`, and the second-step challenge that sign-in completes.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -332,7 +333,11 @@ async fn status(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSt
         (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
         (status = 503, body = ErrorEnvelope)))]
-async fn setup(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSetup> {
+async fn setup(
+    State(state): State<AppState>,
+    me: AuthUser,
+    headers: HeaderMap,
+) -> ApiResult<TotpSetup> {
     // Said before a key is added to an app only to be refused at the end, and before the SMS
     // allowance is spent.
     let phone = confirmable(&state, &me).await?;
@@ -340,7 +345,8 @@ async fn setup(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSet
         return Err(already_enabled());
     }
     let now = state.clock.now();
-    crate::auth::otp::reserve_send(&state, &phone, now, false).await?;
+    let lane = crate::auth::device::lane(&state, &headers, &phone, now);
+    crate::auth::otp::reserve_send(&state, &lane, now, false).await?;
     let mut secret = [0u8; SECRET_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let sms = SmsCode::new(&state, &me.user_id, now);
@@ -364,7 +370,7 @@ async fn setup(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSet
     if written.rows_affected() != 1 {
         return Err(already_enabled());
     }
-    let sent = sms.send(&state, &me.user_id, &phone).await?;
+    let sent = sms.send(&state, &me.user_id, &phone, &lane).await?;
     let b32 = base32_encode(&secret);
     let enc = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
@@ -392,7 +398,11 @@ async fn setup(State(state): State<AppState>, me: AuthUser) -> ApiResult<TotpSet
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
         (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
-async fn resend(State(state): State<AppState>, me: AuthUser) -> ApiResult<SmsSent> {
+async fn resend(
+    State(state): State<AppState>,
+    me: AuthUser,
+    headers: HeaderMap,
+) -> ApiResult<SmsSent> {
     let phone = confirmable(&state, &me).await?;
     let now_state = current(&state, &me.user_id).await?;
     if now_state.enabled {
@@ -403,7 +413,8 @@ async fn resend(State(state): State<AppState>, me: AuthUser) -> ApiResult<SmsSen
     }
     // This one keeps the cooldown: nothing else was sent to the phone just before it.
     let now = state.clock.now();
-    crate::auth::otp::reserve_send(&state, &phone, now, true).await?;
+    let lane = crate::auth::device::lane(&state, &headers, &phone, now);
+    crate::auth::otp::reserve_send(&state, &lane, now, true).await?;
     let sms = SmsCode::new(&state, &me.user_id, now);
     let written = sqlx::query(
         "UPDATE user_totp SET sms_code_hash = $2, sms_attempts = 0, sms_expires_at = $3 \
@@ -417,7 +428,7 @@ async fn resend(State(state): State<AppState>, me: AuthUser) -> ApiResult<SmsSen
     if written.rows_affected() != 1 {
         return Err(AppError::not_found("two-step sign-in set-up"));
     }
-    let sent = sms.send(&state, &me.user_id, &phone).await?;
+    let sent = sms.send(&state, &me.user_id, &phone, &lane).await?;
     Ok(ApiOk::new(sent, "a new code is on its way by SMS"))
 }
 
@@ -457,9 +468,15 @@ impl SmsCode {
         }
     }
 
-    /// Sends it; when the provider fails, the stored code is killed and the cooldown given back,
-    /// as for a sign-in code.
-    async fn send(self, state: &AppState, user_id: &str, phone: &str) -> Result<SmsSent, AppError> {
+    /// Sends it to `phone`; when the provider fails, the stored code is killed and the cooldown
+    /// given back to `lane` (the limits' lane the send was reserved in), as for a sign-in code.
+    async fn send(
+        self,
+        state: &AppState,
+        user_id: &str,
+        phone: &str,
+        lane: &str,
+    ) -> Result<SmsSent, AppError> {
         // Says what the code is for: a person asked to read it out by someone holding their
         // session learns that this is not a sign-in.
         let body = format!(
@@ -476,7 +493,7 @@ impl SmsCode {
             .bind(&self.hash)
             .execute(&state.db.pool)
             .await?;
-            crate::auth::otp::give_cooldown_back(state, phone).await?;
+            crate::auth::otp::give_cooldown_back(state, lane).await?;
             return Err(crate::auth::otp::sms_error(e));
         }
         Ok(SmsSent {
