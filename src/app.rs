@@ -492,7 +492,8 @@ async fn sweep(state: &AppState) -> anyhow::Result<()> {
 /// default is ~400 KB). Uploads stream through this buffer, the multipart parser's and the file
 /// write's, each about as large as the chunks it yields, so it sets an upload's memory: 32
 /// concurrent 5 MB uploads grew the server by 52–66 MB with hyper's default and by 24–27 MB with
-/// this (`bench/uploads.sh`). A request head longer than this gets hyper's bare 431.
+/// this (`bench/uploads.sh`). A request head longer than this gets 431 (hyper's own answer, put
+/// in the envelope by `crate::wire`).
 const MAX_READ_BUF: usize = 64 * 1024;
 
 /// `axum::serve`, with hyper's connection settings in reach (`MAX_READ_BUF`, and a timer, without
@@ -556,6 +557,8 @@ async fn serve(
                 .insert(axum::extract::ConnectInfo(peer));
             tower::ServiceExt::oneshot(app.clone(), req)
         });
+        // What hyper answers on its own (a head it cannot read) goes out in the envelope.
+        let io = crate::wire::Enveloped::new(io);
         let conn = builder.serve_connection(TokioIo::new(io), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -649,26 +652,16 @@ const REFUSAL_GRACE: Duration = Duration::from_secs(2);
 /// and lose the answer), for at most `REFUSAL_GRACE` in all.
 async fn refuse_connection(mut io: tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = serde_json::json!({
-        "success": false,
-        "error": {
-            "code": "TOO_MANY_CONNECTIONS",
-            "message": "too many open connections from your address; close some and try again",
-            "details": {"retry_after": 1},
-        },
-        "timestamp": crate::clock::rfc3339_now(),
-    })
-    .to_string();
-    let head = format!(
-        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nretry-after: 1\r\ncache-control: no-store\r\n\
-         x-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\n\
-         x-frame-options: DENY\r\ncontent-security-policy: {CSP}\r\nconnection: close\r\n\r\n",
-        body.len()
+    let refusal = crate::wire::raw_answer(
+        429,
+        "Too Many Requests",
+        "TOO_MANY_CONNECTIONS",
+        "too many open connections from your address; close some and try again",
+        serde_json::json!({"retry_after": 1}),
+        "retry-after: 1\r\n",
     );
     let answer = async {
-        io.write_all(head.as_bytes()).await?;
-        io.write_all(body.as_bytes()).await?;
+        io.write_all(&refusal).await?;
         io.shutdown().await?;
         let mut sink = [0u8; 4096];
         while io.read(&mut sink).await? > 0 {}

@@ -19,6 +19,7 @@ pub mod stall;
 pub mod storage;
 pub mod users;
 pub mod web;
+pub mod wire;
 
 pub use app::{AppState, Server};
 pub use config::Config;

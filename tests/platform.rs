@@ -175,8 +175,8 @@ async fn openapi_publishes_every_route_of_the_contract_with_schemas() {
 }
 
 /// The server's own accept loop (`app::serve`): an HTTP/1 connection buffers at most 64 KB that
-/// it has not handed on, so a request head of 48 KB is served and one of 100 KB is refused (431)
-/// without disturbing anything else; each request knows its peer's address; after a stop the
+/// it has not handed on, so a request head of 48 KB is served and one of 100 KB is refused (431,
+/// in the envelope) without disturbing anything else; each request knows its peer's address; after a stop the
 /// port takes no new connections.
 #[tokio::test]
 async fn the_accept_loop_caps_request_heads_and_stops_cleanly() {
@@ -188,32 +188,56 @@ async fn the_accept_loop_caps_request_heads_and_stops_cleanly() {
             .send()
     };
     assert_eq!(padded(48).await.unwrap().status(), 200);
-    assert_eq!(padded(100).await.unwrap().status(), 431);
+    let refused = padded(100).await.unwrap();
+    assert_eq!(refused.status(), 431);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "HEADERS_TOO_LARGE");
     app.get("/health/live", "").await.expect(200, "");
 
-    // What hyper refuses before any handler runs gets its bare answer and a closed connection,
-    // never a 500: 101 header fields (431; hyper's limit is 100), a request line that is not
-    // HTTP, a Content-Length that is not a number (400).
+    // What hyper refuses before any handler runs is answered in the envelope (`wire`), with the
+    // security headers, and the connection closed; never a 500: 101 header fields (431; hyper's
+    // limit is 100), a request line that is not HTTP, a Content-Length that is not a number
+    // (400), a path of 70 KB (414).
     let addr = app.base.trim_start_matches("http://").to_string();
     let many: String = (0..100).map(|i| format!("x-h{i}: v\r\n")).collect();
-    for (raw, status) in [
+    let long_path = "a".repeat(70 * 1024);
+    for (raw, status, code) in [
         (
             format!("GET /health/live HTTP/1.1\r\nhost: a\r\n{many}\r\n"),
             431,
+            "HEADERS_TOO_LARGE",
         ),
-        ("NOT HTTP AT ALL\r\n\r\n".to_string(), 400),
+        ("NOT HTTP AT ALL\r\n\r\n".to_string(), 400, "BAD_REQUEST"),
         (
             "POST /auth/signup HTTP/1.1\r\nhost: a\r\ncontent-length: ten\r\n\r\n".to_string(),
             400,
+            "BAD_REQUEST",
+        ),
+        (
+            format!("GET /{long_path} HTTP/1.1\r\nhost: a\r\n\r\n"),
+            414,
+            "URI_TOO_LONG",
         ),
     ] {
         let answer = raw_exchange(&addr, raw.as_bytes(), false).await;
+        let what = &raw[..raw.len().min(40)];
         assert!(
             answer.starts_with(&format!("HTTP/1.1 {status} ")),
-            "{:?} got {answer:?}",
-            &raw[..raw.len().min(40)]
+            "{what:?} got {answer:?}"
         );
-        assert!(answer.contains("connection: close"), "{answer:?}");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        for line in [
+            "connection: close",
+            "content-type: application/json",
+            "x-content-type-options: nosniff",
+            "cache-control: no-store",
+        ] {
+            assert!(head.contains(&format!("\r\n{line}")), "{what:?}: {head:?}");
+        }
+        assert!(head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())));
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["success"], false, "{what:?}");
+        assert_eq!(body["error"]["code"], code, "{what:?}");
     }
     // 100 header fields are fine.
     let hundred: String = (0..98).map(|i| format!("x-h{i}: v\r\n")).collect();
