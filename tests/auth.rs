@@ -1335,20 +1335,6 @@ async fn a_resend_naming_its_sign_up_keeps_its_name_and_role() {
 
 // ---- device cookies: the owner's browser has its own lane of the phone's limits ----
 
-/// The device cookie a response sets, as `name=value`, with its attributes.
-fn device_cookie(r: &Resp) -> (String, String) {
-    let set = r
-        .headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("auravita_device="))
-        .unwrap_or_else(|| panic!("no device cookie in {:?}", r.headers))
-        .to_string();
-    let pair = set.split(';').next().unwrap().to_string();
-    (pair, set)
-}
-
 /// POST a JSON body from a browser holding `cookie` (empty: none).
 async fn post_from(app: &TestApp, path: &str, cookie: &str, body: serde_json::Value) -> Resp {
     app.post(path, cookie, body).await
@@ -1378,10 +1364,12 @@ async fn kill_a_code(app: &TestApp, phone: &str, cookie: &str) {
 #[tokio::test]
 async fn a_strangers_wrong_codes_do_not_keep_the_owners_browser_out() {
     let app = TestApp::spawn().await;
-    let (phone, id, code) = start_signup(&app).await;
-    let r = verify(&app, "signup", &id, &code).await;
-    r.expect(200, "");
-    let (device, set) = device_cookie(&r);
+    let phone = random_phone();
+    let (device, set) = app
+        .signup_answer(&phone, "Asha", "patient")
+        .await
+        .device_cookie()
+        .expect("device cookie");
     for attr in [
         "; Path=/",
         "; HttpOnly",
@@ -1417,7 +1405,7 @@ async fn a_strangers_wrong_codes_do_not_keep_the_owners_browser_out() {
     let r = verify(&app, "signin", &id, &code).await;
     r.expect(200, "");
     // The browser keeps its device; the cookie is signed anew.
-    let (again, _) = device_cookie(&r);
+    let (again, _) = r.device_cookie().expect("device cookie");
     assert_ne!(again, device);
     assert_eq!(
         again.split('.').next(),
@@ -1459,10 +1447,12 @@ async fn a_strangers_wrong_codes_do_not_keep_the_owners_browser_out() {
 #[tokio::test]
 async fn a_device_cookie_counts_only_for_its_phone_unchanged_and_while_young() {
     let app = TestApp::spawn().await;
-    let (phone, id, code) = start_signup(&app).await;
-    let r = verify(&app, "signup", &id, &code).await;
-    r.expect(200, "");
-    let (device, _) = device_cookie(&r);
+    let phone = random_phone();
+    let (device, _) = app
+        .signup_answer(&phone, "Asha", "patient")
+        .await
+        .device_cookie()
+        .expect("device cookie");
     let other = app.signup("Other Person", "patient").await;
     app.clock().advance(Duration::from_secs(61));
     kill_a_code(&app, &phone, "").await;

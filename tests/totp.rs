@@ -670,33 +670,9 @@ async fn the_sms_code_is_resent_only_for_a_waiting_set_up() {
 async fn the_second_step_counts_in_the_browsers_own_lane() {
     let app = TestApp::spawn().await;
     let phone = common::random_phone();
-    let r = app
-        .post(
-            "/auth/signup",
-            "",
-            json!({"phone": phone, "name": "Meera", "role": "patient"}),
-        )
-        .await;
-    r.expect(200, "");
-    let id = r.data()["id"].as_str().unwrap().to_string();
-    let sms = app.last_code(&phone).await;
-    let r = app
-        .post(
-            &format!("/auth/signup/verify/{id}"),
-            "",
-            json!({"otp": sms}),
-        )
-        .await;
-    r.expect(200, "");
+    let r = app.signup_answer(&phone, "Meera", "patient").await;
     let session = r.cookie.clone().unwrap();
-    let device = r
-        .headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("auravita_device="))
-        .map(|v| v.split(';').next().unwrap().to_string())
-        .expect("device cookie");
+    let (device, _) = r.device_cookie().expect("device cookie");
     let both = format!("{session}; {device}");
 
     // A stranger kills a sign-in code: the phone's lane backs off.

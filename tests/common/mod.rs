@@ -230,6 +230,19 @@ impl TestApp {
     }
 
     pub async fn signup_phone(&self, phone: &str, name: &str, role: &str) -> User {
+        let r = self.signup_answer(phone, name, role).await;
+        let cookie = r.cookie.clone().expect("session cookie");
+        User {
+            id: r.data()["session"]["user_id"].as_str().unwrap().to_string(),
+            phone: phone.to_string(),
+            name: name.to_string(),
+            cookie,
+        }
+    }
+
+    /// Signs up `phone` with its code; returns the verify's answer (200), whose cookies are the
+    /// new session's and the browser's device cookie.
+    pub async fn signup_answer(&self, phone: &str, name: &str, role: &str) -> Resp {
         let r = self
             .post(
                 "/auth/signup",
@@ -248,13 +261,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "verify: {}", r.body);
-        let cookie = r.cookie.clone().expect("session cookie");
-        User {
-            id: r.data()["session"]["user_id"].as_str().unwrap().to_string(),
-            phone: phone.to_string(),
-            name: name.to_string(),
-            cookie,
-        }
+        r
     }
 
     /// Asks `path` (`/auth/signin`, a resend, ...) for a code for `phone`; it must answer 200.
@@ -322,6 +329,18 @@ impl Resp {
 
     pub fn data(&self) -> &Value {
         &self.body["data"]
+    }
+
+    /// The device cookie this response sets (`auravita::auth::device`): `name=value`, and the
+    /// whole `Set-Cookie` line.
+    pub fn device_cookie(&self) -> Option<(String, String)> {
+        let line = self
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("auravita_device="))?;
+        Some((line.split(';').next()?.to_string(), line.to_string()))
     }
 
     pub fn code(&self) -> &str {
