@@ -34,8 +34,13 @@ async fn turn_on(app: &TestApp, user: &User) -> Vec<u8> {
 
 /// Signs in with the SMS code up to the second step; returns its id.
 async fn to_second_step(app: &TestApp, phone: &str) -> String {
+    to_second_step_from(app, phone, "").await
+}
+
+/// `to_second_step` from a browser holding `cookies` (its device cookie).
+async fn to_second_step_from(app: &TestApp, phone: &str, cookies: &str) -> String {
     app.clock().advance(Duration::from_secs(61)); // past the previous code's cooldown
-    let (id, otp) = app.send_code("/auth/signin", phone).await;
+    let (id, otp) = app.send_code_from("/auth/signin", phone, cookies).await;
     let r = app
         .post(
             &format!("/auth/signin/verify/{id}"),
@@ -703,25 +708,7 @@ async fn the_second_step_counts_in_the_browsers_own_lane() {
     .expect(200, "");
 
     // The owner's browser signs in, and its second step dies of wrong codes.
-    app.clock().advance(Duration::from_secs(61));
-    let r = app
-        .post("/auth/signin", &device, json!({"phone": phone}))
-        .await;
-    r.expect(200, "");
-    let id = r.data()["id"].as_str().unwrap().to_string();
-    let otp = app.last_code(&phone).await;
-    let r = app
-        .post(
-            &format!("/auth/signin/verify/{id}"),
-            "",
-            json!({"otp": otp}),
-        )
-        .await;
-    r.expect(200, "");
-    let step = r.data()["second_factor"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let step = to_second_step_from(&app, &phone, &device).await;
     let right = code(&app, &secret, 0);
     let wrong = if right == "000000" {
         "111111"

@@ -267,8 +267,13 @@ impl TestApp {
     /// Asks `path` (`/auth/signin`, a resend, ...) for a code for `phone`; it must answer 200.
     /// Returns the verification id and the code the phone received.
     pub async fn send_code(&self, path: &str, phone: &str) -> (String, String) {
+        self.send_code_from(path, phone, "").await
+    }
+
+    /// `send_code` from a browser holding `cookies` (a device cookie, say).
+    pub async fn send_code_from(&self, path: &str, phone: &str, cookies: &str) -> (String, String) {
         let r = self
-            .post(path, "", serde_json::json!({"phone": phone}))
+            .post(path, cookies, serde_json::json!({"phone": phone}))
             .await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
         let id = r.data()["id"].as_str().unwrap().to_string();
