@@ -60,7 +60,7 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$APP_PORT/health/ready" >/d
 
 BASE="https://auravita.example.org:$HTTPS_PORT"
 CURL=(curl -s --cacert "$WORK/fullchain.pem" --resolve "auravita.example.org:$HTTPS_PORT:127.0.0.1")
-fail() { echo "nginx: $*" >&2; exit 1; }
+fail() { cat "$WORK/error.log" >&2 2>/dev/null; echo "nginx: $*" >&2; exit 1; }
 
 status=$("${CURL[@]}" -o /dev/null -w '%{http_code}' "$BASE/health/live")
 [ "$status" = 200 ] || fail "/health/live through nginx answered $status"
@@ -115,6 +115,13 @@ status=$("${CURL[@]}" --http1.1 -o "$WORK/b" -w '%{http_code}' -H "x-big: $big" 
 python3 -c "import json,sys; b=json.load(open(sys.argv[1])); assert b['error']['code']=='BAD_REQUEST', b" "$WORK/b" \
   || fail "nginx's 400 is not the envelope: $(cat "$WORK/b")"
 
+# A request line past nginx's buffers (a 10 KB path): 414 in the envelope.
+status=$("${CURL[@]}" --http1.1 -D "$WORK/h" -o "$WORK/b" -w '%{http_code}' "$BASE/${big:0:10000}" || true)
+[ "$status" = 414 ] || fail "a 10 KB path answered $status"
+python3 -c "import json,sys; b=json.load(open(sys.argv[1])); assert b['error']['code']=='URI_TOO_LONG', b" "$WORK/b" \
+  || fail "nginx's 414 is not the envelope: $(cat "$WORK/b")"
+grep -qi '^x-content-type-options: nosniff' "$WORK/h" || fail "nginx's 414 lacks nosniff: $(cat "$WORK/h")"
+
 # No instance answering: 503 in the envelope with Retry-After, not nginx's 502 page.
 kill "$APP"; wait "$APP" 2>/dev/null || true; APP=""
 status=$("${CURL[@]}" -D "$WORK/h" -o "$WORK/b" -w '%{http_code}' "$BASE/protected/user/sessionDetail")
@@ -123,4 +130,4 @@ grep -qi '^retry-after: 5' "$WORK/h" || fail "nginx's 503 has no Retry-After: $(
 python3 -c "import json,sys; b=json.load(open(sys.argv[1])); assert b['error']['code']=='DEPENDENCY_UNAVAILABLE', b" "$WORK/b" \
   || fail "nginx's 503 is not the envelope: $(cat "$WORK/b")"
 
-echo "nginx: deploy/nginx.conf loads and behaves (TLS; 429, 413, 400 and 503 envelopes with security headers; no version; sign-out unlimited; /metrics)"
+echo "nginx: deploy/nginx.conf loads and behaves (TLS; 429, 413, 400, 414 and 503 envelopes with security headers; no version; sign-out unlimited; /metrics)"
