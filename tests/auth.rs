@@ -1464,11 +1464,12 @@ async fn a_device_cookie_counts_only_for_its_phone_unchanged_and_while_young() {
         let last = if s.ends_with('0') { '1' } else { '0' };
         format!("{}{last}", &s[..s.len() - 1])
     };
-    let later_set = (parts[1].parse::<i64>().unwrap() - 60).to_string();
+    let set_at: i64 = parts[1].parse().unwrap();
+    let earlier = (set_at - 60).to_string();
     let refused = [
         format!("{name}={}.{}.{}", parts[0], parts[1], flip(parts[2])),
         format!("{name}={}.{}.{}", flip(parts[0]), parts[1], parts[2]),
-        format!("{name}={}.{}.{}", parts[0], later_set, parts[2]),
+        format!("{name}={}.{}.{}", parts[0], earlier, parts[2]),
         format!("{name}={}.{}", parts[0], parts[1]),
         format!("{name}={value}.x"),
         format!("other_{device}"),
@@ -1487,6 +1488,33 @@ async fn a_device_cookie_counts_only_for_its_phone_unchanged_and_while_young() {
     post_from(&app, "/auth/signin", &mixed, json!({"phone": phone}))
         .await
         .expect(200, "");
+    // Signed by an instance whose clock runs ahead: up to five minutes ahead it is the same
+    // device (whose lane is now in its cooldown), further ahead a stranger.
+    let signed_at = |secs: i64| {
+        let at = secs.to_string();
+        let mac =
+            app.state
+                .keys
+                .device_mac(&[phone.as_bytes(), parts[0].as_bytes(), at.as_bytes()]);
+        format!("{name}={}.{at}.{mac}", parts[0])
+    };
+    let now = app.clock().now() / 1000;
+    post_from(
+        &app,
+        "/auth/signin",
+        &signed_at(now + 120),
+        json!({"phone": phone}),
+    )
+    .await
+    .expect(429, "OTP_COOLDOWN");
+    post_from(
+        &app,
+        "/auth/signin",
+        &signed_at(now + 600),
+        json!({"phone": phone}),
+    )
+    .await
+    .expect(429, "OTP_BACKOFF");
 
     // Until 180 days after it was set; then it is a stranger's again.
     app.clock()
