@@ -211,6 +211,15 @@ pub struct Limits {
         global = true
     )]
     pub otp_per_hour: i64,
+    /// Codes one phone receives per hour in all its lanes together (its own and its devices',
+    /// `crate::auth::device`).
+    #[arg(
+        long,
+        env = "AURAVITA_OTP_PHONE_PER_HOUR",
+        default_value_t = 10,
+        global = true
+    )]
+    pub otp_phone_per_hour: i64,
     /// First back-off after a code dies of wrong tries, seconds; doubles each time, up to the max.
     #[arg(
         long,

@@ -1439,24 +1439,30 @@ async fn a_strangers_wrong_codes_do_not_keep_the_owners_browser_out() {
             &[&phone, &format!("{phone}#%")],
         )
         .await;
-    assert_eq!(lanes, 2, "the phone's lane and the one device's");
+    assert_eq!(
+        lanes, 3,
+        "the phone's lane, the one device's, and the phone's count across its lanes"
+    );
 }
 
-/// A device cookie gives its own lane only for the phone it was set for, unchanged, and for
-/// `AURAVITA_DEVICE_COOKIE_DAYS` (180) days; anything else is a stranger.
+/// A device cookie gives its own lane only for the phone and account it was set for, unchanged,
+/// and for `AURAVITA_DEVICE_COOKIE_DAYS` (180) days; anything else is a stranger.
 #[tokio::test]
 async fn a_device_cookie_counts_only_for_its_phone_unchanged_and_while_young() {
     let app = TestApp::spawn().await;
     let phone = random_phone();
-    let (device, _) = app
-        .signup_answer(&phone, "Asha", "patient")
+    let r = app.signup_answer(&phone, "Asha", "patient").await;
+    let user_id = r.data()["session"]["user_id"].as_str().unwrap().to_string();
+    let (device, _) = r.device_cookie().expect("device cookie");
+    let other_phone = random_phone();
+    let (other_device, _) = app
+        .signup_answer(&other_phone, "Other Person", "patient")
         .await
         .device_cookie()
         .expect("device cookie");
-    let other = app.signup("Other Person", "patient").await;
     app.clock().advance(Duration::from_secs(61));
     kill_a_code(&app, &phone, "").await;
-    kill_a_code(&app, &other.phone, "").await;
+    kill_a_code(&app, &other_phone, "").await;
 
     let (name, value) = device.split_once('=').unwrap();
     let parts: Vec<&str> = value.split('.').collect();
@@ -1479,10 +1485,23 @@ async fn a_device_cookie_counts_only_for_its_phone_unchanged_and_while_young() {
             .await
             .expect(429, "OTP_BACKOFF");
     }
-    // Not for another phone.
-    post_from(&app, "/auth/signin", &device, json!({"phone": other.phone}))
-        .await
-        .expect(429, "OTP_BACKOFF");
+    // Not for another phone: not under its own name, nor under the other phone's; while the other
+    // phone's own cookie opens its lane, beside this one in the same browser.
+    let (other_name, _) = other_device.split_once('=').unwrap();
+    assert_ne!(other_name, name, "one cookie per phone");
+    for cookie in [device.clone(), format!("{other_name}={value}")] {
+        post_from(&app, "/auth/signin", &cookie, json!({"phone": other_phone}))
+            .await
+            .expect(429, "OTP_BACKOFF");
+    }
+    post_from(
+        &app,
+        "/auth/signin",
+        &format!("{device}; {other_device}"),
+        json!({"phone": other_phone}),
+    )
+    .await
+    .expect(200, "");
     // Among other cookies, and after a stale one of the same name, it still counts.
     let mixed = format!("{}; theme=dark; {device}", refused[0]);
     post_from(&app, "/auth/signin", &mixed, json!({"phone": phone}))
@@ -1492,10 +1511,12 @@ async fn a_device_cookie_counts_only_for_its_phone_unchanged_and_while_young() {
     // device (whose lane is now in its cooldown), further ahead a stranger.
     let signed_at = |secs: i64| {
         let at = secs.to_string();
-        let mac =
-            app.state
-                .keys
-                .device_mac(&[phone.as_bytes(), parts[0].as_bytes(), at.as_bytes()]);
+        let mac = app.state.keys.device_mac(&[
+            phone.as_bytes(),
+            user_id.as_bytes(),
+            parts[0].as_bytes(),
+            at.as_bytes(),
+        ]);
         format!("{name}={}.{at}.{mac}", parts[0])
     };
     let now = app.clock().now() / 1000;
@@ -1528,4 +1549,77 @@ async fn a_device_cookie_counts_only_for_its_phone_unchanged_and_while_young() {
     post_from(&app, "/auth/signin", &device, json!({"phone": phone}))
         .await
         .expect(429, "OTP_BACKOFF");
+}
+
+/// However many browsers have their own lanes, one phone receives at most
+/// `AURAVITA_OTP_PHONE_PER_HOUR` (10) codes an hour in all: lanes cannot be multiplied to send
+/// a number more (SMS pumping). A lane's own allowance (5) still holds within that.
+#[tokio::test]
+async fn lanes_do_not_multiply_what_one_phone_receives() {
+    let app = TestApp::spawn().await;
+    let phone = random_phone();
+    let (first, _) = app
+        .signup_answer(&phone, "Asha", "patient")
+        .await
+        .device_cookie()
+        .expect("device cookie");
+    // A second browser signs in and has a lane of its own.
+    app.clock().advance(Duration::from_secs(61));
+    let (id, code) = app.send_code("/auth/signin", &phone).await;
+    let r = verify(&app, "signin", &id, &code).await;
+    r.expect(200, "");
+    let (second, _) = r.device_cookie().expect("device cookie");
+    assert_ne!(first, second);
+    // Two codes so far (the phone's lane); four more in each device's lane.
+    for cookie in [&first, &second] {
+        for _ in 0..4 {
+            app.clock().advance(Duration::from_secs(61));
+            post_from(&app, "/auth/signin", cookie, json!({"phone": phone}))
+                .await
+                .expect(200, "");
+        }
+    }
+    let sent = |msgs: Vec<serde_json::Value>| msgs.iter().filter(|m| m["to"] == phone).count();
+    assert_eq!(sent(app.sms().await), 10);
+    // Each lane has room left, the phone has none.
+    for cookie in [&first, &second, &String::new()] {
+        app.clock().advance(Duration::from_secs(61));
+        let r = post_from(&app, "/auth/signin", cookie, json!({"phone": phone})).await;
+        r.expect(429, "OTP_HOURLY_LIMIT");
+        assert!(r.headers.get("retry-after").is_some());
+    }
+    assert_eq!(sent(app.sms().await), 10);
+    // An hour after the first code, it opens again.
+    app.clock().advance(Duration::from_secs(3600 - 12 * 61 + 1));
+    post_from(&app, "/auth/signin", &first, json!({"phone": phone}))
+        .await
+        .expect(200, "");
+}
+
+/// A device cookie belongs to the account as well as the phone: once the account is erased and
+/// the number signs up again (its next holder, say), the old browser is a stranger to it.
+#[tokio::test]
+async fn an_erased_accounts_device_cookie_counts_for_nothing_on_the_numbers_next_account() {
+    let app = TestApp::spawn().await;
+    let phone = random_phone();
+    let r = app.signup_answer(&phone, "Erin", "patient").await;
+    let session = r.cookie.clone().expect("session cookie");
+    let (old, _) = r.device_cookie().expect("device cookie");
+    app.post_empty("/protected/user/deleteProfile", &session)
+        .await
+        .expect(200, "");
+    app.clock().advance(Duration::from_secs(61));
+    let (new, _) = app
+        .signup_answer(&phone, "Frank", "patient")
+        .await
+        .device_cookie()
+        .expect("device cookie");
+    app.clock().advance(Duration::from_secs(61));
+    kill_a_code(&app, &phone, "").await;
+    post_from(&app, "/auth/signin", &old, json!({"phone": phone}))
+        .await
+        .expect(429, "OTP_BACKOFF");
+    post_from(&app, "/auth/signin", &new, json!({"phone": phone}))
+        .await
+        .expect(200, "");
 }

@@ -45,6 +45,7 @@ export async function startServer(extraEnv = {}) {
       // The two-step story sends its phone six codes in a minute (sign-up, a second device, set-up,
       // a resend, two sign-ins); the product allows 5 an hour.
       AURAVITA_OTP_PER_HOUR: '20',
+      AURAVITA_OTP_PHONE_PER_HOUR: '40',
       AURAVITA_AUTH_IP_PER_MINUTE: '600',
       RUST_LOG: 'warn',
       ...extraEnv,

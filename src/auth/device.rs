@@ -3,15 +3,21 @@
 //! The contract's code limits are per phone (one code a minute, five an hour, a back-off after
 //! each code that dies of wrong tries). Counted for the phone alone, anyone who knows the number
 //! could keep its owner waiting by asking for codes and guessing wrong. So a browser that has
-//! signed in to a phone once gets a device cookie for it (OWASP's "device cookie"), and the codes
-//! it asks for are counted in a lane of their own: the same limits, but spent only by that
-//! browser's own requests and wrong tries. Everyone else (no cookie, or a cookie for another phone,
-//! changed, or too old) shares the phone's lane, limits and back-off as before.
+//! signed in to an account with a code gets a device cookie for it (OWASP's "device cookie"),
+//! and the sign-in codes it asks for are counted in a lane of their own: the same limits, but
+//! spent only by that browser's own requests and wrong tries. Everyone else (no cookie, or a
+//! cookie for another phone or account, changed, or too old) shares the phone's lane, limits and
+//! back-off as before. However many lanes a phone has, it receives at most
+//! `AURAVITA_OTP_PHONE_PER_HOUR` codes an hour in all (`otp::reserve_send`), so lanes cannot
+//! multiply the SMS sent to one number.
 //!
 //! The cookie is not a credential: it opens nothing, and a code is still needed. It carries a
 //! random nonce and the second it was set, signed with a key derived from the server secret
-//! together with the phone, so it cannot be made up, moved to another phone, or kept alive past
-//! `AURAVITA_DEVICE_COOKIE_DAYS`. It is set again at every sign-in with a code.
+//! together with the phone and the account's id, so it cannot be made up, moved to another
+//! phone, outlive the account (whoever holds the number next has a new account, and the old
+//! cookies count for nothing), or be kept past `AURAVITA_DEVICE_COOKIE_DAYS`. It is set again at
+//! every sign-in with a code. Its name carries a keyed tag of the phone, so one browser keeps
+//! one for each phone signed in on it (a family's shared computer).
 
 use axum::http::{HeaderMap, HeaderValue};
 use rand::RngCore;
@@ -19,20 +25,56 @@ use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
 
-/// The key of `phone`'s lane for the browser that sent `headers`: the phone itself, or, with a
-/// valid device cookie for this phone, the phone and that device.
-pub fn lane(state: &AppState, headers: &HeaderMap, phone: &str, now_ms: i64) -> String {
-    let name = state.config.device_cookie_name();
-    crate::auth::session::cookie_values(headers, name)
-        .find_map(|value| device_of(state, &value, phone, now_ms))
-        .map_or_else(|| phone.to_string(), |device| format!("{phone}#{device}"))
+/// A cookie signed by an instance whose clock runs this far ahead still names its device.
+const SKEW_SECS: i64 = 300;
+
+/// The device cookie's name for `phone`: the configured name and a keyed tag of the phone.
+fn name(state: &AppState, phone: &str) -> String {
+    let tag = state.keys.device_mac(&[b"name", phone.as_bytes()]);
+    format!("{}_{}", state.config.device_cookie_name(), &tag[..12])
 }
 
-/// The device (its nonce) a cookie value names, when its signature holds for `phone` and it is
-/// not older than the configured lifetime.
-fn device_of(state: &AppState, value: &str, phone: &str, now_ms: i64) -> Option<String> {
+/// The signature over a cookie's parts.
+fn mac(state: &AppState, phone: &str, user_id: &str, nonce: &str, set_at: &str) -> String {
+    state.keys.device_mac(&[
+        phone.as_bytes(),
+        user_id.as_bytes(),
+        nonce.as_bytes(),
+        set_at.as_bytes(),
+    ])
+}
+
+/// The key of `phone`'s lane for the browser that sent `headers`: the phone itself, or, with a
+/// valid device cookie for this phone and its account `user_id`, the phone and that device.
+/// A phone without an account (`None`) has only its own lane.
+pub fn lane(
+    state: &AppState,
+    headers: &HeaderMap,
+    phone: &str,
+    user_id: Option<&str>,
+    now_ms: i64,
+) -> String {
+    let device = user_id.and_then(|user_id| {
+        crate::auth::session::cookie_values(headers, &name(state, phone))
+            .find_map(|value| device_of(state, &value, phone, user_id, now_ms))
+    });
+    match device {
+        Some(device) => format!("{phone}#{device}"),
+        None => phone.to_string(),
+    }
+}
+
+/// The device (its nonce) a cookie value names, when its signature holds for `phone` and
+/// `user_id` and it is not older than the configured lifetime.
+fn device_of(
+    state: &AppState,
+    value: &str,
+    phone: &str,
+    user_id: &str,
+    now_ms: i64,
+) -> Option<String> {
     let mut parts = value.split('.');
-    let (nonce, set_at, mac) = (parts.next()?, parts.next()?, parts.next()?);
+    let (nonce, set_at, given) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
         return None;
     }
@@ -42,22 +84,24 @@ fn device_of(state: &AppState, value: &str, phone: &str, now_ms: i64) -> Option<
         .limits
         .device_cookie_days
         .saturating_mul(86_400);
-    // Set by another instance whose clock runs a little ahead: still this device.
-    const SKEW_SECS: i64 = 300;
-    let age = now_ms / 1000 - set_secs;
+    let age = (now_ms / 1000).saturating_sub(set_secs);
     if !(-SKEW_SECS..max_age).contains(&age) {
         return None;
     }
-    let expected = state
-        .keys
-        .device_mac(&[phone.as_bytes(), nonce.as_bytes(), set_at.as_bytes()]);
-    bool::from(expected.as_bytes().ct_eq(mac.as_bytes())).then(|| nonce.to_string())
+    let expected = mac(state, phone, user_id, nonce, set_at);
+    bool::from(expected.as_bytes().ct_eq(given.as_bytes())).then(|| nonce.to_string())
 }
 
-/// The device cookie for `phone`, set when a sign-in with its code succeeds. A browser whose code
-/// came through its own lane keeps its device (the lane's history with it); any other gets a new
-/// one. Either way the cookie's time starts again.
-pub fn cookie(state: &AppState, phone: &str, lane: &str, now_ms: i64) -> HeaderValue {
+/// The device cookie for `phone` and its account, set when a sign-in with a code succeeds. A
+/// browser whose code came through its own lane keeps its device (the lane's history with it);
+/// any other gets a new one. Either way the cookie's time starts again.
+pub fn cookie(
+    state: &AppState,
+    phone: &str,
+    user_id: &str,
+    lane: &str,
+    now_ms: i64,
+) -> HeaderValue {
     let nonce = lane
         .strip_prefix(phone)
         .and_then(|rest| rest.strip_prefix('#'))
@@ -70,13 +114,11 @@ pub fn cookie(state: &AppState, phone: &str, lane: &str, now_ms: i64) -> HeaderV
             str::to_string,
         );
     let set_at = (now_ms / 1000).to_string();
-    let mac = state
-        .keys
-        .device_mac(&[phone.as_bytes(), nonce.as_bytes(), set_at.as_bytes()]);
+    let signature = mac(state, phone, user_id, &nonce, &set_at);
     let secure = if state.config.https() { "; Secure" } else { "" };
     let v = format!(
-        "{}={nonce}.{set_at}.{mac}; Path=/; HttpOnly; SameSite=Lax{secure}; Max-Age={}",
-        state.config.device_cookie_name(),
+        "{}={nonce}.{set_at}.{signature}; Path=/; HttpOnly; SameSite=Lax{secure}; Max-Age={}",
+        name(state, phone),
         state
             .config
             .limits

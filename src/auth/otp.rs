@@ -173,11 +173,14 @@ pub(crate) fn sms_error(e: SmsError) -> AppError {
     }
 }
 
-/// One conditional UPDATE on the lane's limits (`lane` is a phone, or a phone and a device:
-/// `crate::auth::device`): the send is allowed only if the cooldown has passed (when `cooldown`),
-/// the lane is not backing off and the hourly allowance is not used up; concurrent requests
-/// cannot exceed it. The code that confirms turning two-step sign-in on skips the cooldown: it
-/// follows a sign-in's code by moments, and the hourly allowance still bounds it.
+/// Reserves one send in `lane` (a phone, or a phone and a device: `crate::auth::device`): allowed
+/// only if the lane's cooldown has passed (when `cooldown`), the lane is not backing off, its
+/// hourly allowance is not used up, and neither is the phone's across all its lanes
+/// (`AURAVITA_OTP_PHONE_PER_HOUR`, so device lanes cannot multiply what one number receives).
+/// Each check and its count are one conditional UPDATE, and both counts one transaction:
+/// concurrent requests cannot exceed either, and a refusal counts nowhere. The code that confirms
+/// turning two-step sign-in on skips the cooldown: it follows a sign-in's code by moments, and
+/// the hourly allowances still bound it.
 pub(crate) async fn reserve_send(
     state: &AppState,
     lane: &str,
@@ -191,32 +194,51 @@ pub(crate) async fn reserve_send(
         0
     };
     let hour_ago = now - 3_600_000;
-    sqlx::query("INSERT INTO phone_limits (phone) VALUES ($1) ON CONFLICT (phone) DO NOTHING")
-        .bind(lane)
-        .execute(&state.db.pool)
-        .await?;
-    let reserved: Option<(String,)> = sqlx::query_as(
-        "UPDATE phone_limits SET last_sent_at = $2, \
-           hour_count = CASE WHEN hour_start <= $3 THEN 1 ELSE hour_count + 1 END, \
-           hour_start = CASE WHEN hour_start <= $3 THEN $2 ELSE hour_start END \
-         WHERE phone = $1 AND last_sent_at <= $4 AND locked_until <= $2 \
-           AND (hour_start <= $3 OR hour_count < $5) \
-         RETURNING phone",
-    )
-    .bind(lane)
-    .bind(now)
-    .bind(hour_ago)
-    .bind(now - cooldown_ms)
-    .bind(l.otp_per_hour)
-    .fetch_optional(&state.db.pool)
-    .await?;
-    if reserved.is_some() {
-        return Ok(());
+    let phone = lane.split_once('#').map_or(lane, |(phone, _)| phone);
+    // The phone's count across its lanes, under a key no lane has.
+    let all = format!("{phone}#all");
+    for key in [lane, all.as_str()] {
+        sqlx::query("INSERT INTO phone_limits (phone) VALUES ($1) ON CONFLICT (phone) DO NOTHING")
+            .bind(key)
+            .execute(&state.db.pool)
+            .await?;
     }
+    let count = |key: &str, max: i64, earliest_last: i64| {
+        sqlx::query_as::<_, (String,)>(
+            "UPDATE phone_limits SET last_sent_at = $2, \
+               hour_count = CASE WHEN hour_start <= $3 THEN 1 ELSE hour_count + 1 END, \
+               hour_start = CASE WHEN hour_start <= $3 THEN $2 ELSE hour_start END \
+             WHERE phone = $1 AND last_sent_at <= $4 AND locked_until <= $2 \
+               AND (hour_start <= $3 OR hour_count < $5) \
+             RETURNING phone",
+        )
+        .bind(key.to_string())
+        .bind(now)
+        .bind(hour_ago)
+        .bind(earliest_last)
+        .bind(max)
+    };
+    let mut tx = state.db.begin().await?;
+    let in_lane = count(lane, l.otp_per_hour, now - cooldown_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let refused = if in_lane.is_none() {
+        lane
+    } else {
+        let in_all = count(&all, l.otp_phone_per_hour, now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if in_all.is_some() {
+            tx.commit().await?;
+            return Ok(());
+        }
+        all.as_str()
+    };
+    drop(tx);
     let (last_sent, hour_start, locked_until): (i64, i64, i64) = sqlx::query_as(
         "SELECT last_sent_at, hour_start, locked_until FROM phone_limits WHERE phone = $1",
     )
-    .bind(lane)
+    .bind(refused)
     .fetch_one(&state.db.pool)
     .await?;
     let secs = |until: i64| ((until - now).max(0) as u64).div_ceil(1000);
@@ -226,7 +248,7 @@ pub(crate) async fn reserve_send(
             "too many wrong codes for this phone; wait before asking for a new one",
             secs(locked_until),
         ))
-    } else if last_sent + cooldown_ms > now {
+    } else if refused == lane && last_sent + cooldown_ms > now {
         Err(AppError::rate_limited(
             "OTP_COOLDOWN",
             "a code was sent to this phone moments ago; wait before asking for another",

@@ -154,7 +154,6 @@ fn signup_allowed(existing: &Option<(String, String, i64)>) -> Result<(), AppErr
         (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 async fn signup(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiJson(req): ApiJson<SignupRequest>,
 ) -> ApiResult<ChallengeData> {
     let phone = phone::normalize(&req.phone, "phone")?;
@@ -165,7 +164,8 @@ async fn signup(
         NewChallenge {
             purpose: Purpose::Signup,
             phone: &phone,
-            lane: &device::lane(&state, &headers, &phone, state.clock.now()),
+            // No account yet: only the phone's own lane.
+            lane: &phone,
             user_id: None,
             name: Some(&name),
             role: Some(req.role.as_str()),
@@ -323,7 +323,7 @@ async fn finish_sign_in(
     .header(header::SET_COOKIE, new.cookie)
     .header(
         header::SET_COOKIE,
-        device::cookie(&state, proved.phone, proved.lane, now),
+        device::cookie(&state, proved.phone, user_id, proved.lane, now),
     ))
 }
 
@@ -362,7 +362,13 @@ async fn start_signin(
         NewChallenge {
             purpose: Purpose::Signin,
             phone: &phone,
-            lane: &device::lane(state, headers, &phone, state.clock.now()),
+            lane: &device::lane(
+                state,
+                headers,
+                &phone,
+                user_id.as_deref(),
+                state.clock.now(),
+            ),
             user_id: user_id.as_deref(),
             name: None,
             role: None,
@@ -577,7 +583,6 @@ async fn signin_resend(
         (status = 503, body = ErrorEnvelope)))]
 async fn signup_resend(
     State(state): State<AppState>,
-    headers: HeaderMap,
     ApiJson(req): ApiJson<ResendRequest>,
 ) -> ApiResult<ResendData> {
     let phone = phone::normalize(&req.phone, "phone")?;
@@ -600,7 +605,8 @@ async fn signup_resend(
         NewChallenge {
             purpose: Purpose::Signup,
             phone: &phone,
-            lane: &device::lane(&state, &headers, &phone, state.clock.now()),
+            // No account yet: only the phone's own lane.
+            lane: &phone,
             user_id: None,
             name: Some(&name),
             role: Some(&role),

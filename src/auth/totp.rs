@@ -345,7 +345,7 @@ async fn setup(
         return Err(already_enabled());
     }
     let now = state.clock.now();
-    let lane = crate::auth::device::lane(&state, &headers, &phone, now);
+    let lane = crate::auth::device::lane(&state, &headers, &phone, Some(&me.user_id), now);
     crate::auth::otp::reserve_send(&state, &lane, now, false).await?;
     let mut secret = [0u8; SECRET_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut secret);
@@ -413,7 +413,7 @@ async fn resend(
     }
     // This one keeps the cooldown: nothing else was sent to the phone just before it.
     let now = state.clock.now();
-    let lane = crate::auth::device::lane(&state, &headers, &phone, now);
+    let lane = crate::auth::device::lane(&state, &headers, &phone, Some(&me.user_id), now);
     crate::auth::otp::reserve_send(&state, &lane, now, true).await?;
     let sms = SmsCode::new(&state, &me.user_id, now);
     let written = sqlx::query(

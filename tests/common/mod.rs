@@ -336,15 +336,15 @@ impl Resp {
         &self.body["data"]
     }
 
-    /// The device cookie this response sets (`auravita::auth::device`): `name=value`, and the
-    /// whole `Set-Cookie` line.
+    /// The device cookie this response sets (`auravita::auth::device`; its name ends in a tag
+    /// of the phone): `name=value`, and the whole `Set-Cookie` line.
     pub fn device_cookie(&self) -> Option<(String, String)> {
         let line = self
             .headers
             .get_all("set-cookie")
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("auravita_device="))?;
+            .find(|v| v.starts_with("auravita_device_"))?;
         Some((line.split(';').next()?.to_string(), line.to_string()))
     }
 
