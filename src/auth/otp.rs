@@ -177,6 +177,9 @@ pub(crate) fn sms_error(e: SmsError) -> AppError {
 /// only if the lane's cooldown has passed (when `cooldown`), the lane is not backing off, its
 /// hourly allowance is not used up, and neither is the phone's across all its lanes
 /// (`AURAVITA_OTP_PHONE_PER_HOUR`, so device lanes cannot multiply what one number receives).
+/// The phone's own lane (strangers, and browsers new to the account) may take the phone's count
+/// only to `AURAVITA_OTP_PHONE_PER_HOUR - AURAVITA_OTP_PER_HOUR` (at least 1): the rest of each
+/// hour is kept for the owner's browsers, however a stranger times the two hourly windows.
 /// Each check and its count are one conditional UPDATE, and both counts one transaction:
 /// concurrent requests cannot exceed either, and a refusal counts nowhere. The code that confirms
 /// turning two-step sign-in on skips the cooldown: it follows a sign-in's code by moments, and
@@ -203,6 +206,14 @@ pub(crate) async fn reserve_send(
             .execute(&state.db.pool)
             .await?;
     }
+    // The phone's count has no cooldown and no back-off of its own: its row's last send, set by
+    // any lane on any instance (whose clock may run a little ahead), must not refuse this one.
+    let any_time = i64::MAX;
+    let all_max = if lane == phone {
+        (l.otp_phone_per_hour - l.otp_per_hour).max(1)
+    } else {
+        l.otp_phone_per_hour
+    };
     let count = |key: &str, max: i64, earliest_last: i64| {
         sqlx::query_as::<_, (String,)>(
             "UPDATE phone_limits SET last_sent_at = $2, \
@@ -225,7 +236,7 @@ pub(crate) async fn reserve_send(
     let refused = if in_lane.is_none() {
         lane
     } else {
-        let in_all = count(&all, l.otp_phone_per_hour, now)
+        let in_all = count(&all, all_max, any_time)
             .fetch_optional(&mut *tx)
             .await?;
         if in_all.is_some() {
