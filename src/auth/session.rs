@@ -394,7 +394,8 @@ pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<Strin
 }
 
 /// Every non-empty value sent for the cookie `name`, in order (a browser may send two cookies of
-/// one name, set for different paths or domains).
+/// one name, set for different paths or domains). The header is read as bytes: another cookie
+/// with a byte outside ASCII (some other application's on this domain) does not hide ours.
 pub fn cookie_values<'h>(
     headers: &'h axum::http::HeaderMap,
     name: &'h str,
@@ -402,12 +403,15 @@ pub fn cookie_values<'h>(
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .filter(move |(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_string())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .filter_map(|pair| {
+            let at = pair.iter().position(|b| *b == b'=')?;
+            let (key, value) = (pair[..at].trim_ascii(), pair[at + 1..].trim_ascii());
+            (key == name.as_bytes()).then_some(value)
+        })
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 /// Data about a session, as the API shows it (the token itself is only ever in the cookie).
@@ -494,7 +498,25 @@ pub fn clear_cookie(state: &AppState) -> HeaderValue {
 
 #[cfg(test)]
 mod tests {
-    use super::device_summary;
+    use super::{cookie_values, device_summary};
+
+    #[test]
+    fn cookies_are_found_beside_others_with_bytes_outside_ascii() {
+        let mut headers = axum::http::HeaderMap::new();
+        let raw = b"theme=\xe9t\xe9; a=1; s=first; s=; s = second ";
+        headers.insert(
+            axum::http::header::COOKIE,
+            axum::http::HeaderValue::from_bytes(raw).unwrap(),
+        );
+        headers.append(
+            axum::http::header::COOKIE,
+            axum::http::HeaderValue::from_static("s=third"),
+        );
+        let found: Vec<String> = cookie_values(&headers, "s").collect();
+        assert_eq!(found, ["first", "second", "third"]);
+        assert_eq!(cookie_values(&headers, "theme").count(), 0, "not UTF-8");
+        assert_eq!(cookie_values(&headers, "missing").count(), 0);
+    }
 
     #[test]
     fn summarises_common_user_agents() {
