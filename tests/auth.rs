@@ -1357,6 +1357,17 @@ async fn kill_a_code(app: &TestApp, phone: &str, cookie: &str) {
         .expect(410, "OTP_DEAD");
 }
 
+/// A new account signed up from a browser: its phone, and that browser's device cookie.
+async fn signed_up_with_device(app: &TestApp) -> (String, String) {
+    let phone = random_phone();
+    let (device, _) = app
+        .signup_answer(&phone, "Asha", "patient")
+        .await
+        .device_cookie()
+        .expect("device cookie");
+    (phone, device)
+}
+
 /// Anyone who knows a phone number can ask for its codes and guess wrong: the phone's lane backs
 /// off. A browser that signed in to that phone before has a device cookie, and its codes are
 /// counted in a lane of its own: the stranger's wrong tries neither keep it waiting, nor end
@@ -1565,12 +1576,7 @@ async fn a_device_cookie_counts_only_for_its_phone_unchanged_and_while_young() {
 #[tokio::test]
 async fn lanes_do_not_multiply_what_one_phone_receives() {
     let app = TestApp::spawn().await;
-    let phone = random_phone();
-    let (first, _) = app
-        .signup_answer(&phone, "Asha", "patient")
-        .await
-        .device_cookie()
-        .expect("device cookie");
+    let (phone, first) = signed_up_with_device(&app).await;
     // A second browser signs in and has a lane of its own.
     app.clock().advance(Duration::from_secs(61));
     let (id, code) = app.send_code("/auth/signin", &phone).await;
@@ -1638,12 +1644,7 @@ async fn an_erased_accounts_device_cookie_counts_for_nothing_on_the_numbers_next
 #[tokio::test]
 async fn a_stranger_timing_the_windows_still_leaves_the_owner_five_codes() {
     let app = TestApp::spawn().await;
-    let phone = random_phone();
-    let (device, _) = app
-        .signup_answer(&phone, "Asha", "patient")
-        .await
-        .device_cookie()
-        .expect("device cookie");
+    let (phone, device) = signed_up_with_device(&app).await;
     let ask = |cookie: &str| {
         let cookie = cookie.to_string();
         let (app, phone) = (&app, phone.clone());
@@ -1683,12 +1684,7 @@ async fn a_stranger_timing_the_windows_still_leaves_the_owner_five_codes() {
 async fn a_send_on_an_instance_whose_clock_runs_ahead_does_not_refuse_other_lanes() {
     let app = TestApp::spawn().await;
     let ahead = app.spawn_peer().await;
-    let phone = random_phone();
-    let (device, _) = app
-        .signup_answer(&phone, "Asha", "patient")
-        .await
-        .device_cookie()
-        .expect("device cookie");
+    let (phone, device) = signed_up_with_device(&app).await;
     app.clock().advance(Duration::from_secs(61));
     let lead = app.clock().now() + 120_000 - ahead.clock().now();
     ahead
