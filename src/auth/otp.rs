@@ -200,12 +200,13 @@ pub(crate) async fn reserve_send(
     let phone = lane.split_once('#').map_or(lane, |(phone, _)| phone);
     // The phone's count across its lanes, under a key no lane has.
     let all = format!("{phone}#all");
-    for key in [lane, all.as_str()] {
-        sqlx::query("INSERT INTO phone_limits (phone) VALUES ($1) ON CONFLICT (phone) DO NOTHING")
-            .bind(key)
-            .execute(&state.db.pool)
-            .await?;
-    }
+    sqlx::query(
+        "INSERT INTO phone_limits (phone) VALUES ($1), ($2) ON CONFLICT (phone) DO NOTHING",
+    )
+    .bind(lane)
+    .bind(&all)
+    .execute(&state.db.pool)
+    .await?;
     // The phone's count has no cooldown and no back-off of its own: its row's last send, set by
     // any lane on any instance (whose clock may run a little ahead), must not refuse this one.
     let any_time = i64::MAX;
