@@ -197,7 +197,7 @@ pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
     let hsts = state
         .config
         .https()
-        .then(|| HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+        .then(|| HeaderValue::from_static(crate::wire::HSTS));
     let app = routes
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.clone(), check_origin))
@@ -504,7 +504,9 @@ const MAX_READ_BUF: usize = 64 * 1024;
 /// its peer's address (`ConnectInfo`), then lets open connections finish what they are doing.
 /// At most `max_connections` are served at once: at the cap it accepts nothing until one
 /// closes (the kernel queues the rest). One client holds at most `per_client` of them (0: no
-/// limit): past that its new connections are answered 429 and closed.
+/// limit): past that its new connections are answered 429 and closed. The answers written here
+/// rather than by the router (that 429, and hyper's own 400/414/431 in the envelope) carry
+/// `raw_extra`'s header lines too.
 async fn serve(
     mut listener: tokio::net::TcpListener,
     app: Router,
@@ -512,6 +514,7 @@ async fn serve(
     client_timeout: Duration,
     max_connections: usize,
     per_client: usize,
+    raw_extra: &'static str,
 ) -> std::io::Result<()> {
     use axum::serve::Listener;
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -544,7 +547,7 @@ async fn serve(
             drop(slot);
             if let Ok(permit) = refusals.clone().try_acquire_owned() {
                 tokio::spawn(async move {
-                    refuse_connection(io).await;
+                    refuse_connection(io, raw_extra).await;
                     drop(permit);
                 });
             }
@@ -558,7 +561,7 @@ async fn serve(
             tower::ServiceExt::oneshot(app.clone(), req)
         });
         // What hyper answers on its own (a head it cannot read) goes out in the envelope.
-        let io = crate::wire::Enveloped::new(io);
+        let io = crate::wire::Enveloped::new(io, raw_extra);
         let conn = builder.serve_connection(TokioIo::new(io), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -649,8 +652,8 @@ const REFUSAL_GRACE: Duration = Duration::from_secs(2);
 /// Answers a connection past its client's limit with 429 in the envelope, without reading its
 /// request: written at once, then the write side is closed and what the client sent is read and
 /// dropped until it closes too (so the kernel does not reset the connection over unread bytes
-/// and lose the answer), for at most `REFUSAL_GRACE` in all.
-async fn refuse_connection(mut io: tokio::net::TcpStream) {
+/// and lose the answer), for at most `REFUSAL_GRACE` in all. `raw_extra`: `serve`'s.
+async fn refuse_connection(mut io: tokio::net::TcpStream, raw_extra: &str) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let refusal = crate::wire::raw_answer(
         429,
@@ -658,7 +661,7 @@ async fn refuse_connection(mut io: tokio::net::TcpStream) {
         "TOO_MANY_CONNECTIONS",
         "too many open connections from your address; close some and try again",
         serde_json::json!({"retry_after": 1}),
-        "retry-after: 1\r\n",
+        &format!("retry-after: 1\r\n{raw_extra}"),
     );
     let answer = async {
         io.write_all(&refusal).await?;
@@ -714,7 +717,14 @@ impl Server {
             true => 0,
             false => limits.max_connections_per_client,
         };
-        let handle = tokio::spawn(serve(listener, app, token, timeout, cap, per_client));
+        // The answers written below the router carry HSTS as the router's do.
+        let raw_extra = match state.config.https() {
+            true => crate::wire::HSTS_LINE,
+            false => "",
+        };
+        let handle = tokio::spawn(serve(
+            listener, app, token, timeout, cap, per_client, raw_extra,
+        ));
         Ok(Server {
             addr,
             state,

@@ -13,6 +13,18 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+macro_rules! hsts {
+    () => {
+        "max-age=31536000; includeSubDomains"
+    };
+}
+
+/// `Strict-Transport-Security`'s value, sent on every answer when the public URL is https.
+pub const HSTS: &str = hsts!();
+
+/// The same as a whole header line, for the raw answers' `extra` when the public URL is https.
+pub const HSTS_LINE: &str = concat!("strict-transport-security: ", hsts!(), "\r\n");
+
 /// A complete HTTP/1.1 answer in the envelope that closes the connection: status line, JSON
 /// content type, the security headers every response carries, `extra` (whole header lines, each
 /// ending in CRLF), then the body.
@@ -45,9 +57,9 @@ pub fn raw_answer(
 
 /// The envelope for one of hyper's own bodiless answers, when `bytes` is exactly one: a status
 /// line of 400, 414 or 431, then `connection: close`, `content-length: 0` and `date` (in any
-/// order, nothing else), then the blank line. None of the server's own responses has that
+/// order, nothing else), then the blank line. `extra` as in `raw_answer`. None of the server's own responses has that
 /// shape: each carries the security headers, and every error a body.
-fn replacement(bytes: &[u8]) -> Option<Vec<u8>> {
+fn replacement(bytes: &[u8], extra: &str) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(bytes).ok()?;
     let head = text.strip_suffix("\r\n\r\n")?;
     let mut lines = head.split("\r\n");
@@ -83,7 +95,7 @@ fn replacement(bytes: &[u8]) -> Option<Vec<u8>> {
         code,
         message,
         serde_json::json!({}),
-        "",
+        extra,
     ))
 }
 
@@ -91,15 +103,18 @@ fn replacement(bytes: &[u8]) -> Option<Vec<u8>> {
 /// Everything else passes through untouched.
 pub struct Enveloped<T> {
     inner: T,
+    /// Header lines for the replacements (`HSTS_LINE` over https).
+    extra: &'static str,
     /// A replacement still being written, and how much of it is out.
     pending: Vec<u8>,
     written: usize,
 }
 
 impl<T> Enveloped<T> {
-    pub fn new(inner: T) -> Self {
+    pub fn new(inner: T, extra: &'static str) -> Self {
         Enveloped {
             inner,
+            extra,
             pending: Vec::new(),
             written: 0,
         }
@@ -130,7 +145,7 @@ impl<T: AsyncWrite + Unpin> Enveloped<T> {
         if !bytes.starts_with(b"HTTP/1.1 4") {
             return None;
         }
-        self.pending = replacement(bytes)?;
+        self.pending = replacement(bytes, self.extra)?;
         self.written = 0;
         match self.drain(cx) {
             Poll::Ready(Err(e)) => Some(Err(e)),
@@ -198,7 +213,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Enveloped<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::replacement;
+    use super::{replacement, HSTS, HSTS_LINE};
 
     const DATE: &str = "date: Mon, 07 Dec 2026 13:07:21 GMT";
 
@@ -216,7 +231,7 @@ mod tests {
                 format!("connection: close\r\ncontent-length: 0\r\n{DATE}"),
                 format!("{DATE}\r\ncontent-length: 0\r\nconnection: close"),
             ] {
-                let out = replacement(format!("{line}\r\n{order}\r\n\r\n").as_bytes())
+                let out = replacement(format!("{line}\r\n{order}\r\n\r\n").as_bytes(), "")
                     .unwrap_or_else(|| panic!("{line} / {order} not replaced"));
                 let out = String::from_utf8(out).unwrap();
                 let (head, body) = out.split_once("\r\n\r\n").unwrap();
@@ -252,8 +267,21 @@ mod tests {
             // Not at the start.
             format!("x HTTP/1.1 400 Bad Request\r\n{ok}\r\n\r\n"),
         ] {
-            assert!(replacement(bytes.as_bytes()).is_none(), "{bytes:?}");
+            assert!(replacement(bytes.as_bytes(), "").is_none(), "{bytes:?}");
         }
-        assert!(replacement(&[0xff, 0xfe]).is_none());
+        assert!(replacement(&[0xff, 0xfe], "").is_none());
+    }
+
+    #[test]
+    fn the_replacement_carries_the_extra_lines() {
+        let hyper = format!("HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n{DATE}\r\n\r\n");
+        let plain = String::from_utf8(replacement(hyper.as_bytes(), "").unwrap()).unwrap();
+        assert!(!plain.contains("strict-transport-security"), "{plain}");
+        let out = String::from_utf8(replacement(hyper.as_bytes(), HSTS_LINE).unwrap()).unwrap();
+        let (head, _) = out.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("\r\nstrict-transport-security: {HSTS}\r\n")),
+            "{head}"
+        );
     }
 }

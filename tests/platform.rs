@@ -234,6 +234,8 @@ async fn the_accept_loop_caps_request_heads_and_stops_cleanly() {
         ] {
             assert!(head.contains(&format!("\r\n{line}")), "{what:?}: {head:?}");
         }
+        // Over http, no HSTS (as on the router's answers).
+        assert!(!head.contains("strict-transport-security"), "{head:?}");
         assert!(head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())));
         let body: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(body["success"], false, "{what:?}");
@@ -266,6 +268,75 @@ async fn the_accept_loop_caps_request_heads_and_stops_cleanly() {
     app.stop().await;
     let after = reqwest::Client::new().get(url).send().await;
     assert!(after.is_err(), "a stopped server answered: {after:?}");
+}
+
+/// Over https, the answers written below the router carry `Strict-Transport-Security` as every
+/// other answer does: hyper's own 431 put in the envelope, and the per-client 429.
+#[tokio::test]
+async fn answers_below_the_router_carry_hsts_over_https() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|c| {
+        c.public_url = "https://auravita.example".parse().unwrap();
+        c.limits.max_connections_per_client = 1;
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let hsts = "\r\nstrict-transport-security: max-age=31536000; includeSubDomains\r\n";
+
+    // The router's answer carries it; hyper's 431 (101 fields) must too.
+    let mut held = connect_from("127.0.0.1", &addr).await;
+    held.write_all(b"GET /health/live HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = held.read(&mut first).await.unwrap();
+    let first = String::from_utf8_lossy(&first[..n]).into_owned();
+    assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
+    assert!(first.contains(hsts), "{first}");
+    drop(held);
+
+    let many: String = (0..100).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let mut answer = String::new();
+    // The closed connection's slot comes back once the server has seen the close.
+    for _ in 0..50 {
+        answer = raw_exchange(
+            &addr,
+            format!("GET /health/live HTTP/1.1\r\nhost: a\r\n{many}\r\n").as_bytes(),
+            false,
+        )
+        .await;
+        if !answer.starts_with("HTTP/1.1 429 ") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer:?}");
+    let (head, _) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(format!("{head}\r\n").contains(hsts), "{head:?}");
+
+    // The second connection of one client is refused (429) below the router.
+    let mut held = connect_from("127.0.0.1", &addr).await;
+    let mut served = false;
+    for _ in 0..50 {
+        if raw_health_or_refused(&mut held).await == "HTTP/1.1 200" {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        held = connect_from("127.0.0.1", &addr).await;
+    }
+    assert!(served, "the client's one connection was never served");
+    let mut second = connect_from("127.0.0.1", &addr).await;
+    second
+        .write_all(b"GET /health/live HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (_, text) = read_to_close(second, 5, true).await;
+    assert!(text.starts_with("HTTP/1.1 429 "), "{text}");
+    let (head, _) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("\r\nretry-after: 1\r\n"), "{head}");
+    assert!(format!("{head}\r\n").contains(hsts), "{head}");
+    drop(held);
 }
 
 /// Writes `raw` on a new connection (then, if `half_close`, ends the sending side: a body cut
