@@ -203,7 +203,7 @@ async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<AuthUser, A
     // A token presented explicitly is judged on its own: a bad one is refused even beside a
     // good cookie (`session_token` yields no cookie then).
     if let Some(token) = session_token(&parts.headers, state) {
-        return session_lookup(state, &token).await.map(|(user, _)| user);
+        return session_lookup(state, &token).await;
     }
     if let (Some(oidc), Some(token)) = (&state.oidc, super::oidc::bearer_token(&parts.headers)) {
         return super::oidc::bearer_user(state, oidc, &token).await;
@@ -241,18 +241,26 @@ impl Caller {
     /// it refuses as malformed still answers 401 first when the session is not live).
     pub async fn judge(self, state: &AppState) -> Result<AuthUser, AppError> {
         match self {
-            Caller::Session(token) => session_lookup(state, &token).await.map(|(user, _)| user),
+            Caller::Session(token) => session_lookup(state, &token).await,
             Caller::Judged(user) => Ok(user),
         }
     }
 }
 
-/// A session and its user's row, as the batched lookups read them.
+/// A session and whose it is: what judging it needs, as the batched checks read it.
 #[derive(Clone, Debug)]
-pub struct SessionRow {
+pub struct SessionCore {
     id: String,
     last_seen_at: i64,
     expires_at: i64,
+    user_id: String,
+    role: String,
+}
+
+/// A session and its user's whole row, for the routes that show the user (`sessionDetail`).
+#[derive(Clone, Debug)]
+pub struct SessionRow {
+    core: SessionCore,
     user: crate::users::UserRow,
 }
 
@@ -270,7 +278,7 @@ pub(crate) const SESSION_COL_COUNT: usize = 15;
 
 /// The token hash and session of a row that starts with `SESSION_COLS`.
 pub(crate) fn session_row(row: &AnyRow) -> Result<(String, SessionRow), sqlx::Error> {
-    let user = (
+    let user: crate::users::UserRow = (
         row.try_get(4)?,
         row.try_get(5)?,
         row.try_get(6)?,
@@ -283,33 +291,54 @@ pub(crate) fn session_row(row: &AnyRow) -> Result<(String, SessionRow), sqlx::Er
         row.try_get(13)?,
         row.try_get(14)?,
     );
+    let core = SessionCore {
+        id: row.try_get(1)?,
+        last_seen_at: row.try_get(2)?,
+        expires_at: row.try_get(3)?,
+        user_id: user.0.clone(),
+        role: user.3.clone(),
+    };
+    Ok((row.try_get(0)?, SessionRow { core, user }))
+}
+
+/// The columns `session_core` reads, in order, for `SESSION_FROM`: the token hash, the session,
+/// its user's id and role. Every protected route's check reads only these.
+pub(crate) const SESSION_CORE_COLS: &str =
+    "s.token_hash, s.id, s.last_seen_at, s.expires_at, m.id, m.role";
+
+/// How many columns `SESSION_CORE_COLS` names: a query may select more after them.
+pub(crate) const SESSION_CORE_COL_COUNT: usize = 6;
+
+/// The token hash and session of a row that starts with `SESSION_CORE_COLS`.
+pub(crate) fn session_core(row: &AnyRow) -> Result<(String, SessionCore), sqlx::Error> {
     Ok((
         row.try_get(0)?,
-        SessionRow {
+        SessionCore {
             id: row.try_get(1)?,
             last_seen_at: row.try_get(2)?,
             expires_at: row.try_get(3)?,
-            user,
+            user_id: row.try_get(4)?,
+            role: row.try_get(5)?,
         },
     ))
 }
 
 /// Session lookups, batched (`crate::batch`): concurrent requests share one query, and each
 /// query starts after its requests arrived, so a deleted (revoked) session is never accepted.
-pub type SessionLookups = crate::batch::Batcher<String, SessionRow>;
+pub type SessionLookups = crate::batch::Batcher<String, SessionCore>;
 
 pub fn session_lookups(db: crate::db::Db) -> SessionLookups {
     crate::batch::Batcher::reading(db, |conn, dialect, hashes| {
         Box::pin(async move {
             let sql = format!(
-                "SELECT {SESSION_COLS} FROM {SESSION_FROM} WHERE s.token_hash IN ({})",
+                "SELECT {SESSION_CORE_COLS} FROM {SESSION_FROM} WHERE s.token_hash IN ({})",
                 crate::batch::placeholders(dialect, 1, hashes.len())
             );
             let mut q = sqlx::query(&sql);
             for h in &hashes {
                 q = q.bind(h);
             }
-            q.fetch_all(conn).await?.iter().map(session_row).collect()
+            q.fetch_all(conn).await?.iter().map(session_core).collect()
         })
     })
 }
@@ -328,10 +357,7 @@ pub fn token_key(token: &str) -> String {
     sha256_hex(token.as_bytes())
 }
 
-async fn session_lookup(
-    state: &AppState,
-    token: &str,
-) -> Result<(AuthUser, crate::users::UserRow), AppError> {
+async fn session_lookup(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
     let now = state.clock.now();
     let row = state.sessions.get(token_key(token)).await?;
     admit(state, row, now).await
@@ -342,19 +368,18 @@ async fn session_lookup(
 /// minute. Every session check, batched alone or with other reads, ends here.
 pub async fn admit(
     state: &AppState,
-    row: Option<SessionRow>,
+    row: Option<SessionCore>,
     now: Millis,
-) -> Result<(AuthUser, crate::users::UserRow), AppError> {
-    let Some(SessionRow {
+) -> Result<AuthUser, AppError> {
+    let Some(SessionCore {
         id: session_id,
         last_seen_at: last_seen,
         expires_at,
-        user,
+        user_id,
+        role,
     }) = row
     else {
-        return Err(AppError::unauthorized(
-            "your session has ended; sign in again",
-        ));
+        return Err(session_ended());
     };
     let idle_ms = state.config.limits.session_idle_secs * 1000;
     if now >= expires_at || now >= last_seen + idle_ms {
@@ -377,16 +402,31 @@ pub async fn admit(
             .execute(&state.db.pool)
             .await?;
     }
-    let role = &user.3;
     let parsed =
-        Role::parse(role).ok_or_else(|| AppError::internal(anyhow::anyhow!("bad role {role}")))?;
-    let caller = AuthUser {
-        user_id: user.0.clone(),
+        Role::parse(&role).ok_or_else(|| AppError::internal(anyhow::anyhow!("bad role {role}")))?;
+    Ok(AuthUser {
+        user_id,
         role: parsed,
         session_id: Some(session_id),
         valid_until: None,
+    })
+}
+
+/// `admit` for a session read with its user's whole row: the caller, and that row.
+pub async fn admit_with_user(
+    state: &AppState,
+    row: Option<SessionRow>,
+    now: Millis,
+) -> Result<(AuthUser, crate::users::UserRow), AppError> {
+    let Some(SessionRow { core, user }) = row else {
+        return Err(session_ended());
     };
-    Ok((caller, user))
+    Ok((admit(state, Some(core), now).await?, user))
+}
+
+/// The refusal for a session that is not there (signed out, revoked, or never was).
+fn session_ended() -> AppError {
+    AppError::unauthorized("your session has ended; sign in again")
 }
 
 pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {

@@ -524,7 +524,7 @@ async fn file_url(
                 .get((session::token_key(&token), file_id.clone(), now))
                 .await?;
             let (found, access) = found.unzip();
-            let (me, _) = session::admit(&state, found, now).await?;
+            let me = session::admit(&state, found, now).await?;
             (me, access.flatten())
         }
         Caller::Judged(me) => {
@@ -663,18 +663,18 @@ pub fn file_access_lookups(db: crate::db::Db) -> FileAccessLookups {
 /// (session token hash, file id, the request's time) → the session, and the file with the
 /// session's user's grants live at that time (`None` when there is no such file).
 pub type SessionFileLookups =
-    crate::batch::Batcher<(String, String, Millis), (session::SessionRow, Option<FileAccess>)>;
+    crate::batch::Batcher<(String, String, Millis), (session::SessionCore, Option<FileAccess>)>;
 
 /// `fileURL`'s read for a session cookie, batched (`crate::batch`): the session (with its user)
 /// and the file with the user's live grants, in one query. Each read starts after its request
 /// arrived, so a session ended, a grant revoked or a file deleted before then is never seen.
 pub fn session_file_lookups(db: crate::db::Db) -> SessionFileLookups {
-    use session::{SESSION_COLS, SESSION_COL_COUNT};
+    use session::{SESSION_CORE_COLS, SESSION_CORE_COL_COUNT};
     crate::batch::Batcher::reading(db, |conn, dialect, keys| {
         Box::pin(async move {
             let values = crate::batch::placeholder_rows(dialect, keys.len(), 3);
             let sql = format!(
-                "SELECT {SESSION_COLS}, k.column2, k.column3, {ACCESS_JOIN_COLS} \
+                "SELECT {SESSION_CORE_COLS}, k.column2, k.column3, {ACCESS_JOIN_COLS} \
                  FROM (VALUES {values}) AS k \
                  JOIN sessions s ON s.token_hash = k.column1 JOIN users m ON m.id = s.user_id \
                  LEFT JOIN files f ON f.id = k.column2 \
@@ -687,8 +687,8 @@ pub fn session_file_lookups(db: crate::db::Db) -> SessionFileLookups {
             }
             let mut found = std::collections::HashMap::new();
             for row in q.fetch_all(conn).await? {
-                let (hash, session) = session::session_row(&row)?;
-                let at = |i| SESSION_COL_COUNT + i;
+                let (hash, session) = session::session_core(&row)?;
+                let at = |i| SESSION_CORE_COL_COUNT + i;
                 let key = (hash, row.try_get(at(0))?, row.try_get(at(1))?);
                 let (_, file) = found.entry(key).or_insert_with(|| (session, None));
                 // No file row: the session alone (the file is not there).

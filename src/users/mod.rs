@@ -202,7 +202,7 @@ impl axum::extract::FromRequestParts<AppState> for DetailCaller {
             .get(session::token_key(&token))
             .await?;
         let (found, connections) = found.unzip();
-        let (_, row) = session::admit(state, found, now).await?;
+        let (_, row) = session::admit_with_user(state, found, now).await?;
         Ok(DetailCaller {
             row,
             connections: connections.unwrap_or_default(),
