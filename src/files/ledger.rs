@@ -587,41 +587,21 @@ fn parse(text: &str) -> anyhow::Result<Vec<Row>> {
         .collect()
 }
 
-/// Inserts `rows` on a kept connection, at most `MAX_BATCH` rows per statement. A statement is
-/// atomic on its own; more rows than one statement holds are only ever a journal's (`replay`),
-/// whose segment stays until every statement committed and whose rows already present are
-/// skipped by id, so a move cut short is finished, not doubled, by the next one.
+/// Inserts `rows` on a kept connection, `MAX_BATCH` rows per statement. A statement is atomic
+/// on its own; more rows than one statement holds are only ever a journal's (`replay`), whose
+/// segment stays until every statement committed and whose rows already present are skipped by
+/// id, so a move cut short is finished, not doubled, by the next one.
 async fn insert(db: &Db, rows: Arc<[Row]>, replay: bool) -> Result<(), sqlx::Error> {
     debug_assert!(replay || rows.len() <= MAX_BATCH);
     let dialect = db.dialect;
-    for (start, end) in chunks(rows.len(), replay) {
-        let rows = rows.clone();
+    for start in (0..rows.len()).step_by(MAX_BATCH) {
+        let (rows, end) = (rows.clone(), (start + MAX_BATCH).min(rows.len()));
         db.with_kept(Box::new(move |conn| {
             Box::pin(async move { insert_chunk(conn, dialect, &rows[start..end], replay).await })
         }))
         .await?;
     }
     Ok(())
-}
-
-/// The statements `insert` splits `n` rows into, as ranges. A group commit (not `replay`) is one
-/// statement, all or nothing. A journal's rows go `MAX_BATCH` at a time and the rest in
-/// power-of-two pieces (200 = 128 + 64 + 8), so every statement a move runs has one of nine
-/// shapes and stays prepared: parsing a 200-row statement anew cost SQLite more than running it.
-fn chunks(n: usize, replay: bool) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < n {
-        let left = n - start;
-        let size = match replay {
-            false => left.min(MAX_BATCH),
-            true if left >= MAX_BATCH => MAX_BATCH,
-            true => 1 << left.ilog2(),
-        };
-        out.push((start, start + size));
-        start += size;
-    }
-    out
 }
 
 async fn insert_chunk(
@@ -663,41 +643,15 @@ async fn insert_chunk(
             .bind(&r.ip)
             .bind(&r.user_agent);
     }
-    // A journal's pieces (`chunks`) have nine shapes, kept prepared; a group commit's size
-    // varies (kept only when full), and the rest would crowd the connection's statement cache.
-    q.persistent(replay || rows.len() == MAX_BATCH)
-        .execute(conn)
-        .await?;
+    // A full chunk (most of a journal move) has one shape, kept prepared; the sizes of other
+    // groups vary, and would only crowd the connection's statement cache.
+    q.persistent(rows.len() == MAX_BATCH).execute(conn).await?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_journal_goes_in_full_statements_then_power_of_two_pieces() {
-        assert_eq!(chunks(0, true), vec![]);
-        assert_eq!(chunks(1, true), vec![(0, 1)]);
-        assert_eq!(chunks(200, true), vec![(0, 128), (128, 192), (192, 200)]);
-        assert_eq!(
-            chunks(MAX_BATCH * 2 + 3, true),
-            vec![(0, 256), (256, 512), (512, 514), (514, 515)]
-        );
-        // A group commit is one statement whatever its size.
-        assert_eq!(chunks(200, false), vec![(0, 200)]);
-        for n in 0..1100 {
-            let pieces = chunks(n, true);
-            let mut at = 0;
-            for (start, end) in pieces {
-                assert_eq!(start, at);
-                let size = end - start;
-                assert!(size.is_power_of_two() && size <= MAX_BATCH, "{n}: {size}");
-                at = end;
-            }
-            assert_eq!(at, n);
-        }
-    }
 
     fn row(id: &str) -> Row {
         Row {
