@@ -48,6 +48,37 @@ impl Dialect {
     }
 }
 
+/// Holds the accounts `ids` (their `users` rows, `FOR KEY SHARE`, in id order) until the
+/// caller commits, on PostgreSQL; `false` when one of them is gone. An erase holds its account's
+/// row `FOR UPDATE` from its start and then deletes what refers to it, so a write that refers to
+/// an account and takes other rows first (a file, a request, a connection) could wait for the
+/// erase while the erase waits for one of those rows: a deadlock, one side answered 503. Taken
+/// first, before any other row, the write queues behind the erase instead, or the erase behind
+/// it. Nothing on SQLite, whose write transactions run one at a time (`Db::begin`).
+pub async fn hold_accounts(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    ids: &[&str],
+) -> Result<bool, sqlx::Error> {
+    if dialect == Dialect::Sqlite {
+        return Ok(true);
+    }
+    let mut ids: Vec<&str> = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in &ids {
+        let found: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM users WHERE id = $1 FOR KEY SHARE")
+                .bind(*id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if found.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: AnyPool,

@@ -82,6 +82,15 @@ impl AppError {
         )
     }
 
+    /// 409 `GONE_MEANWHILE`: an account or row this request refers to was removed between its
+    /// checks and its write (an erase, say); nothing was written.
+    pub fn gone_meanwhile() -> Self {
+        AppError::conflict(
+            "GONE_MEANWHILE",
+            "something this request refers to was removed meanwhile",
+        )
+    }
+
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
@@ -158,10 +167,7 @@ impl From<sqlx::Error> for AppError {
         if crate::db::is_foreign_key_violation(&e) {
             // A row this request refers to (the caller's own account, a file, a doctor) was
             // removed between its checks and its write; nothing was written.
-            return AppError::conflict(
-                "GONE_MEANWHILE",
-                "something this request refers to was removed meanwhile",
-            );
+            return AppError::gone_meanwhile();
         }
         if crate::db::is_retryable(&e) {
             // PostgreSQL broke a deadlock or a serialization conflict by aborting this

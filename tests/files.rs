@@ -1508,6 +1508,45 @@ async fn a_share_racing_the_delete_of_its_file_is_not_found() {
     r.expect(404, "NOT_FOUND");
 }
 
+/// A share asked for while its owner's erase is under way (the erase holds the account's row
+/// from its start, then deletes the files): the share waits for the erase and finds the file
+/// gone (404). On PostgreSQL the share used to lock the file's row first and then wait for the
+/// account's, while the erase held the account and waited for the file: a deadlock, one side
+/// answered 503.
+#[tokio::test]
+async fn a_share_racing_its_owners_erase_waits_for_it() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    // The erase's transaction: the account held first, the files deleted 300 ms later.
+    let lock = app
+        .state
+        .db
+        .dialect
+        .lock_rows(auravita::db::RowLock::Update);
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query(&format!("SELECT id FROM users WHERE id = $1{lock}"))
+        .bind(&owner.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .unwrap();
+    let erase = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("DELETE FROM files WHERE owner_id = $1")
+            .bind(&owner.id)
+            .execute(&mut *tx)
+            .await
+            .expect("the erase's delete of the files");
+        tx.commit().await.unwrap();
+    };
+    let share = format!("{}?p={}&t=r", path("tempFileShare", &file), doctor.id);
+    let (r, ()) = tokio::join!(app.post_empty(&share, &owner.cookie), erase);
+    r.expect(404, "NOT_FOUND");
+    let n = app.count("SELECT COUNT(*) FROM file_grants", &[]).await;
+    assert_eq!(n, 0);
+}
+
 /// An upload still streaming when its owner erases the account: refused in the envelope
 /// (409, nothing stored), not a 500 from the database refusing a row for a missing owner.
 #[tokio::test]

@@ -1235,3 +1235,43 @@ async fn connection_requests_are_limited_per_patient() {
     // Another patient is not held back.
     request(&app, &p2, &d1.id).await.expect(201, "");
 }
+
+/// A doctor accepting a request while the patient's erase is under way (the erase holds the
+/// account's row from its start, then deletes the requests): the accept waits for the erase and
+/// finds the request gone (404), and no connection outlives the account. On PostgreSQL the accept
+/// used to update the request first and then wait for the account's row, while the erase held
+/// the account and waited for the request: a deadlock, one side answered 503.
+#[tokio::test]
+async fn an_accept_racing_the_patients_erase_waits_for_it() {
+    let app = TestApp::spawn().await;
+    let patient = app.signup("Asha Rao", "patient").await;
+    let doctor = app.signup("Dr. Meera Iyer", "doctor").await;
+    let r = request(&app, &patient, &doctor.id).await;
+    r.expect(201, "");
+    let request_id = r.data()["request_id"].as_str().unwrap().to_string();
+    let lock = app
+        .state
+        .db
+        .dialect
+        .lock_rows(auravita::db::RowLock::Update);
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query(&format!("SELECT id FROM users WHERE id = $1{lock}"))
+        .bind(&patient.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .unwrap();
+    let erase = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("DELETE FROM connection_requests WHERE patient_id = $1")
+            .bind(&patient.id)
+            .execute(&mut *tx)
+            .await
+            .expect("the erase's delete of the requests");
+        tx.commit().await.unwrap();
+    };
+    let accept = format!("/protected/user/acceptConnectionRequest/{request_id}");
+    let (r, ()) = tokio::join!(app.post_empty(&accept, &doctor.cookie), erase);
+    r.expect(404, "NOT_FOUND");
+    let n = app.count("SELECT COUNT(*) FROM connections", &[]).await;
+    assert_eq!(n, 0);
+}

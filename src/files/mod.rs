@@ -270,6 +270,10 @@ async fn owned_file(
     file_id: &str,
     owner: &str,
 ) -> Result<OwnedFile, AppError> {
+    // The owner's account first, as an erase takes it (`db::hold_accounts`).
+    if !crate::db::hold_accounts(conn, dialect, &[owner]).await? {
+        return Err(AppError::gone_meanwhile());
+    }
     let row: Option<(String, String, String)> = sqlx::query_as(&format!(
         "SELECT object_key, file_name, content_type FROM files WHERE id = $1 AND owner_id = $2{}",
         dialect.lock_rows(lock)
@@ -336,6 +340,9 @@ async fn to_give(
     doctor: &str,
     need_connection: bool,
 ) -> Result<OwnedFile, AppError> {
+    // Both accounts before the file's row: a doctor's erase racing the grant queues with it
+    // instead of deadlocking (`db::hold_accounts`); a doctor gone is looked up below (404).
+    crate::db::hold_accounts(conn, dialect, &[owner, doctor]).await?;
     let file = owned_file(conn, dialect, RowLock::KeyShare, file_id, owner).await?;
     target_doctor(conn, dialect, owner, doctor, need_connection).await?;
     Ok(file)

@@ -377,6 +377,39 @@ pub struct AcceptData {
     pub connection: ConnectionView,
 }
 
+/// A pending request's patient and doctor, by its id ($1), addressed to the caller ($2).
+const REQUEST_PARTIES: &str =
+    "SELECT patient_id, doctor_id FROM connection_requests WHERE id = $1 AND doctor_id = $2";
+
+/// A connection's patient and doctor, by its id ($1), when the caller ($2) is one of them.
+const CONNECTION_PARTIES: &str = "SELECT patient_id, doctor_id FROM connections \
+     WHERE id = $1 AND (patient_id = $2 OR doctor_id = $2)";
+
+/// On PostgreSQL, holds the two accounts a request or connection joins (`parties` selects them)
+/// before its own row is touched: an erase of either, which holds its account and then deletes
+/// the row, queues with this write instead of deadlocking with it (`db::hold_accounts`). An
+/// account found gone is left to the write, which then matches nothing.
+async fn hold_parties(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    state: &AppState,
+    parties: &str,
+    id: &str,
+    me: &str,
+) -> Result<(), AppError> {
+    if state.db.dialect != crate::db::Dialect::Postgres {
+        return Ok(());
+    }
+    let found: Option<(String, String)> = sqlx::query_as(parties)
+        .bind(id)
+        .bind(me)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some((patient, doctor)) = found {
+        crate::db::hold_accounts(tx, state.db.dialect, &[&patient, &doctor]).await?;
+    }
+    Ok(())
+}
+
 /// Accept a request addressed to you (doctors only); creates the connection.
 #[utoipa::path(post, path = "/protected/user/acceptConnectionRequest/{request_id}", tag = "user", security(("session" = [])),
     params(("request_id" = String, Path, description = "the request's id")),
@@ -393,7 +426,8 @@ pub async fn accept_request(
     me.require_role(Role::Doctor)?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    // The first statement of the transaction takes the write lock (SQLite) or the row lock
+    hold_parties(&mut tx, &state, REQUEST_PARTIES, &request_id, &me.user_id).await?;
+    // The first write of the transaction takes the write lock (SQLite) or the row lock
     // (PostgreSQL), so a racing accept or reject sees the outcome and matches nothing.
     let accepted: Option<(String,)> = sqlx::query_as(
         "UPDATE connection_requests SET status = 'accepted', decided_at = $3 \
@@ -469,6 +503,7 @@ pub async fn reject_request(
     me.require_role(Role::Doctor)?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
+    hold_parties(&mut tx, &state, REQUEST_PARTIES, &request_id, &me.user_id).await?;
     let rejected: Option<(String,)> = sqlx::query_as(
         "UPDATE connection_requests SET status = 'rejected', decided_at = $3 \
          WHERE id = $1 AND doctor_id = $2 AND status = 'pending' RETURNING patient_id",
@@ -618,6 +653,14 @@ pub async fn delete_connection(
 ) -> ApiResult<Done> {
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
+    hold_parties(
+        &mut tx,
+        &state,
+        CONNECTION_PARTIES,
+        &connection_id,
+        &me.user_id,
+    )
+    .await?;
     let ended: Option<(String, String)> = sqlx::query_as(
         "DELETE FROM connections WHERE id = $1 AND (patient_id = $2 OR doctor_id = $2) \
          RETURNING patient_id, doctor_id",
