@@ -1547,6 +1547,72 @@ async fn a_share_racing_its_owners_erase_waits_for_it() {
     assert_eq!(n, 0);
 }
 
+/// Shares to a doctor the patient is not connected with raise a notice each: at most 20 an hour
+/// (429 after, nothing shared, no notice), so sharing and revoking in a loop cannot bury a
+/// doctor in notices. Shares to connected doctors are not counted; the hour ends.
+#[tokio::test]
+async fn shares_to_unconnected_doctors_are_limited_per_hour() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let stranger = app.signup("Dr Rao", "doctor").await;
+    let mine = app.signup("Dr Iyer", "doctor").await;
+    connect(&app, &owner, &mine).await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    let share = |to: &User| format!("{}?p={}&t=r", path("tempFileShare", &file), to.id);
+    let revoke = format!("{}?p={}", path("revokeFileAccess", &file), stranger.id);
+    let notices = |u: &User| {
+        let cookie = u.cookie.clone();
+        let app = &app;
+        async move {
+            let r = app.get("/protected/notification/list", &cookie).await;
+            r.expect(200, "");
+            r.data()["unread"].as_i64().unwrap()
+        }
+    };
+    // A share to no doctor at all is refused and not counted.
+    for _ in 0..5 {
+        let r = app
+            .post_empty(
+                &format!("{}?p=nobody&t=r", path("tempFileShare", &file)),
+                &owner.cookie,
+            )
+            .await;
+        r.expect(404, "NOT_FOUND");
+    }
+    for _ in 0..10 {
+        app.post_empty(&share(&stranger), &owner.cookie)
+            .await
+            .expect(200, "");
+        app.post_empty(&revoke, &owner.cookie).await.expect(200, "");
+        app.post_empty(&share(&stranger), &owner.cookie)
+            .await
+            .expect(200, "");
+    }
+    let before = notices(&stranger).await;
+    let r = app.post_empty(&share(&stranger), &owner.cookie).await;
+    r.expect(429, "RATE_LIMITED");
+    assert!(r.headers.get("retry-after").is_some());
+    assert_eq!(
+        notices(&stranger).await,
+        before,
+        "a refused share raised a notice"
+    );
+    // The connected doctor is not held back by it.
+    for _ in 0..25 {
+        app.post_empty(&share(&mine), &owner.cookie)
+            .await
+            .expect(200, "");
+    }
+    // An hour on, in steps short of the idle timeout (each request keeps the session).
+    for secs in [1500, 1500, 601] {
+        app.clock().advance(Duration::from_secs(secs));
+        notices(&owner).await;
+    }
+    app.post_empty(&share(&stranger), &owner.cookie)
+        .await
+        .expect(200, "");
+}
+
 /// An upload still streaming when its owner erases the account: refused in the envelope
 /// (409, nothing stored), not a 500 from the database refusing a row for a missing owner.
 #[tokio::test]

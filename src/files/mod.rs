@@ -28,6 +28,11 @@ pub use upload::{FileView, UploadForm};
 pub const LINK_TTL_MS: Millis = 2 * 60 * 1000;
 /// How long a temporary share lives.
 pub const SHARE_TTL_MS: Millis = 30 * 60 * 1000;
+
+/// Shares a patient may send in an hour to doctors they are not connected with. Each raises a
+/// notice for a doctor who never agreed to hear from them; sharing and revoking in a loop must
+/// not bury a doctor in notices (as for connection requests). Connected doctors are not counted.
+pub const UNCONNECTED_SHARES_PER_HOUR: i64 = 20;
 /// Orphan objects (no row points at them) older than this are removed by the sweep.
 pub const ORPHAN_AGE_MS: Millis = 60 * 60 * 1000;
 const FILES_PER_PAGE: i64 = 10;
@@ -938,7 +943,8 @@ async fn revoke_file_access(
     params(("file_id" = String, Path), ShareQuery),
     responses((status = 200, body = crate::api::Envelope<GrantView>), (status = 401, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
-        (status = 400, body = ErrorEnvelope)))]
+        (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope)))]
 async fn temp_file_share(
     State(state): State<AppState>,
     me: AuthUser,
@@ -949,6 +955,27 @@ async fn temp_file_share(
     access_type(&q.t)?;
     let now = state.clock.now();
     let expires_at = now + SHARE_TTL_MS;
+    // Counted before the transaction (the counter is a write of its own), and only for a share
+    // that would reach an unconnected doctor: anything else is refused below, or not counted.
+    let unconnected: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT u.id, c.id FROM users u \
+         LEFT JOIN connections c ON c.patient_id = $1 AND c.doctor_id = u.id \
+         WHERE u.id = $2 AND u.role = 'doctor'",
+    )
+    .bind(&me.user_id)
+    .bind(&q.p)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    if let Some((_, None)) = unconnected {
+        crate::ratelimit::hit(
+            &state.db,
+            &format!("unconnected-share:{}", me.user_id),
+            UNCONNECTED_SHARES_PER_HOUR,
+            3600,
+            now,
+        )
+        .await?;
+    }
     let mut tx = state.db.begin().await?;
     let file = to_give(
         &mut tx,
