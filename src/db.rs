@@ -140,6 +140,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_totp_sms"),
     migration!(9, "0009_alert_session"),
     migration!(10, "0010_device_lanes"),
+    migration!(11, "0011_ledger_names"),
 ];
 
 impl Db {

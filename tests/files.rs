@@ -920,6 +920,76 @@ async fn access_log_records_every_link_grant_revoke_and_share() {
     assert!(edit.is_err(), "the ledger must refuse updates");
 }
 
+/// The ledger shows who acted under the name they had when they acted: a doctor who reads a
+/// file, then renames themselves and erases their account, stays in the owner's ledger under
+/// the name they read it with (rows of the link just issued, still in the journal, included).
+#[tokio::test]
+async fn the_ledger_keeps_names_as_they_were() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    connect(&app, &owner, &doctor).await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    let give = format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id);
+    app.post_empty(&give, &owner.cookie).await.expect(200, "");
+    link(&app, &doctor, &format!("{}?o=f", path("fileURL", &file))).await;
+    let rename = |name: &str| {
+        app.post(
+            "/protected/user/updateProfile",
+            &doctor.cookie,
+            serde_json::json!({ "name": name }),
+        )
+    };
+    rename("Someone Else").await.expect(200, "");
+    link(&app, &doctor, &format!("{}?o=f", path("fileURL", &file))).await;
+    let names = || async {
+        let r = app
+            .get("/protected/resource/accessLog", &owner.cookie)
+            .await;
+        r.expect(200, "");
+        let entries = r.data()["entries"].as_array().unwrap().clone();
+        let mut out: Vec<(String, String)> = entries
+            .iter()
+            .filter_map(|e| {
+                let person = if e["actor"]["id"] == doctor.id.as_str() {
+                    &e["actor"]
+                } else if e["subject"]["id"] == doctor.id.as_str() {
+                    &e["subject"]
+                } else {
+                    return None;
+                };
+                Some((
+                    e["action"].as_str().unwrap().to_string(),
+                    person["name"].as_str().unwrap().to_string(),
+                ))
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let before = vec![
+        ("grant".to_string(), "Dr Rao".to_string()),
+        ("read".to_string(), "Dr Rao".to_string()),
+        ("read".to_string(), "Someone Else".to_string()),
+    ];
+    assert_eq!(names().await, before);
+    app.post(
+        "/protected/user/deleteProfile",
+        &doctor.cookie,
+        serde_json::json!({}),
+    )
+    .await
+    .expect(200, "");
+    let after = names().await;
+    assert!(
+        after.iter().all(|(_, name)| name != "deleted account"),
+        "{after:?}"
+    );
+    for row in &before {
+        assert!(after.contains(row), "{row:?} lost from {after:?}");
+    }
+}
+
 #[tokio::test]
 async fn ended_connection_and_erased_account_end_access() {
     let app = TestApp::spawn().await;

@@ -610,6 +610,9 @@ async fn insert_chunk(
     rows: &[Row],
     replay: bool,
 ) -> Result<(), sqlx::Error> {
+    // The actor's name is kept as it is when the row is written. A journaled row (SQLite) is
+    // written when it is moved, a moment after its link; a rename (`updateProfile`) and an erase
+    // flush the journal first, so the name is still the one the reader had.
     // subject_id (the doctor a grant was about) is left NULL: a read has none. A row whose
     // owner's account is gone is dropped: its link was read before the erase committed, and
     // the erase removes the ledger after the user's row (`files::forget_ledger`). Holding the
@@ -617,9 +620,10 @@ async fn insert_chunk(
     // PostgreSQL (and nothing else: a profile update does not wait).
     let sql = format!(
         "INSERT INTO file_access_log (id, owner_id, file_id, file_name, actor_id, action, \
-         grant_id, at, ip, user_agent) \
+         grant_id, at, ip, user_agent, actor_name) \
          SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, \
-         v.column8, v.column9, v.column10 FROM (VALUES {}) AS v \
+         v.column8, v.column9, v.column10, (SELECT a.name FROM users a WHERE a.id = v.column5) \
+         FROM (VALUES {}) AS v \
          WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.column2{}){}",
         crate::batch::placeholder_rows(dialect, rows.len(), 10),
         dialect.lock_rows(crate::db::RowLock::KeyShare),

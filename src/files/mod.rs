@@ -369,7 +369,9 @@ async fn record(
 ) -> Result<(), AppError> {
     sqlx::query(
         "INSERT INTO file_access_log (id, owner_id, file_id, file_name, actor_id, action, grant_id, \
-         subject_id, at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         subject_id, at, ip, user_agent, actor_name, subject_name) VALUES ($1, $2, $3, $4, $5, $6, \
+         $7, $8, $9, $10, $11, (SELECT name FROM users WHERE id = $5), \
+         (SELECT name FROM users WHERE id = $8))",
     )
     .bind(crate::db::new_id())
     .bind(owner)
@@ -1225,8 +1227,9 @@ async fn access_log(
             .fetch_one(&state.db.pool)
             .await?;
     let rows: Vec<LogRow> = sqlx::query_as(
-        "SELECT l.id, l.action, l.actor_id, a.name, l.file_id, l.file_name, l.grant_id, l.subject_id, \
-         s.name, l.at, l.ip, l.user_agent FROM file_access_log l \
+        "SELECT l.id, l.action, l.actor_id, COALESCE(l.actor_name, a.name), l.file_id, l.file_name, \
+         l.grant_id, l.subject_id, COALESCE(l.subject_name, s.name), l.at, l.ip, l.user_agent \
+         FROM file_access_log l \
          LEFT JOIN users a ON a.id = l.actor_id LEFT JOIN users s ON s.id = l.subject_id \
          WHERE l.owner_id = $1 ORDER BY l.at DESC, l.id DESC LIMIT $2 OFFSET $3",
     )

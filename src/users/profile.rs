@@ -115,6 +115,10 @@ pub async fn update_profile(
             ));
         }
     }
+    if name.is_some() {
+        // Ledger rows still in the journal take the name they were read under (`files::ledger`).
+        state.ledger.flush().await?;
+    }
     let mut tx = state.db.begin().await?;
     // SET expressions all read the old row, so the verification check compares against the
     // name and number the operator actually verified: a change of either takes the badge away
