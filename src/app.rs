@@ -470,7 +470,7 @@ pub fn spawn_background(state: &AppState) {
 
 async fn sweep(state: &AppState) -> anyhow::Result<()> {
     let now = state.clock.now();
-    let idle = state.config.limits.session_idle_secs * 1000;
+    let idle = state.config.limits.session_idle_ms();
     sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
         .bind(now)
         .bind(now - idle)

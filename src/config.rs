@@ -331,6 +331,23 @@ pub struct Limits {
     pub db_max_connections: u32,
 }
 
+impl Limits {
+    /// How often a session's `last_seen_at` is written: on a request at least this long after
+    /// the last write (a write on every request would queue reads behind the writer). A tenth of
+    /// the idle timeout, at most a minute.
+    pub fn session_touch_ms(&self) -> i64 {
+        (self.session_idle_secs * 100).clamp(1, 60_000)
+    }
+
+    /// How long after its recorded `last_seen_at` a session stays live: the idle timeout plus the
+    /// touch interval, since a request within that interval was not recorded. So a session ends
+    /// no sooner than the idle timeout after its last request, and at most a tenth (or a minute)
+    /// later.
+    pub fn session_idle_ms(&self) -> i64 {
+        self.session_idle_secs * 1000 + self.session_touch_ms()
+    }
+}
+
 impl Config {
     /// Parse from flags and environment only, as tests do with `Config::for_tests`.
     pub fn database_url(&self) -> String {

@@ -736,6 +736,36 @@ async fn an_idle_session_expires_after_30_minutes_and_activity_keeps_it_alive() 
     );
 }
 
+/// Activity is recorded at most once per touch interval (a tenth of the idle timeout, at most a
+/// minute), and the interval is added to the idle timeout: a session never ends sooner than the
+/// idle timeout after its last request, however short the timeout, and at most an interval later.
+#[tokio::test]
+async fn a_session_ends_no_sooner_than_the_idle_timeout_after_its_last_request() {
+    for (idle_ms, steps) in [
+        (65_000u64, [20_000u64, 20_000, 18_000]),
+        (4_000, [2_000, 1_900, 1_500]),
+    ] {
+        let app =
+            TestApp::spawn_with(|c| c.limits.session_idle_secs = (idle_ms / 1000) as i64).await;
+        let user = app.signup("Idle", "patient").await;
+        let get = || app.get("/protected/user/sessionDetail", &user.cookie);
+        // Requests closer together than the timeout keep it, recorded or not.
+        for _ in 0..3 {
+            for step in steps {
+                app.clock().advance(Duration::from_millis(step));
+                get().await.expect(200, "");
+            }
+        }
+        // Just short of the timeout after the last request: still live.
+        app.clock().advance(Duration::from_millis(idle_ms - 1));
+        get().await.expect(200, "");
+        // Past the timeout and its interval after that request: ended.
+        app.clock()
+            .advance(Duration::from_millis(idle_ms + idle_ms / 10 + 1));
+        get().await.expect(401, "SESSION_EXPIRED");
+    }
+}
+
 #[tokio::test]
 async fn a_session_ends_after_12_hours_however_active() {
     let app = TestApp::spawn().await;

@@ -381,7 +381,7 @@ pub async fn admit(
     else {
         return Err(session_ended());
     };
-    let idle_ms = state.config.limits.session_idle_secs * 1000;
+    let idle_ms = state.config.limits.session_idle_ms();
     if now >= expires_at || now >= last_seen + idle_ms {
         sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(&session_id)
@@ -393,9 +393,9 @@ pub async fn admit(
             "your session has expired; sign in again",
         ));
     }
-    // Writing on every request would serialise reads behind the writer; a minute's precision
-    // is plenty for a 30-minute idle timeout.
-    if now - last_seen > 60_000 {
+    // Writing on every request would serialise reads behind the writer: written once per touch
+    // interval, which `session_idle_ms` adds to the idle timeout.
+    if now - last_seen > state.config.limits.session_touch_ms() {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
             .bind(now)
             .bind(&session_id)

@@ -77,7 +77,7 @@ impl<'a> Reader<'a> {
         Reader {
             session: session.unwrap_or(""),
             now,
-            idle_cutoff: now - state.config.limits.session_idle_secs * 1000,
+            idle_cutoff: now - state.config.limits.session_idle_ms(),
         }
     }
 }

@@ -200,7 +200,7 @@ impl Feed {
             return !self.token_expired();
         };
         let now = self.state.clock.now();
-        let idle_ms = self.state.config.limits.session_idle_secs * 1000;
+        let idle_ms = self.state.config.limits.session_idle_ms();
         let row: Result<Option<(i64, i64)>, _> =
             sqlx::query_as("SELECT expires_at, last_seen_at FROM sessions WHERE id = $1")
                 .bind(session_id)

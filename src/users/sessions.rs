@@ -37,7 +37,7 @@ type SessionRow = (String, String, String, i64, i64);
     responses((status = 200, body = crate::api::Envelope<SessionList>), (status = 401, body = ErrorEnvelope)))]
 pub async fn list_sessions(State(state): State<AppState>, me: AuthUser) -> ApiResult<SessionList> {
     let now = state.clock.now();
-    let idle = state.config.limits.session_idle_secs * 1000;
+    let idle = state.config.limits.session_idle_ms();
     let rows: Vec<SessionRow> = sqlx::query_as(
         "SELECT id, ip, user_agent, created_at, last_seen_at FROM sessions \
          WHERE user_id = $1 AND expires_at > $2 AND last_seen_at > $3 ORDER BY last_seen_at DESC, id",
