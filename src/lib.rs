@@ -17,6 +17,7 @@ pub mod ratelimit;
 pub mod sms;
 pub mod stall;
 pub mod storage;
+pub mod text;
 pub mod users;
 pub mod web;
 pub mod wire;

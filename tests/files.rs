@@ -318,6 +318,55 @@ async fn upload_rules() {
     assert_eq!(tmp, 0, "temporary uploads left behind");
 }
 
+/// What a file is called cannot hide what it is: a name whose extension is not one of the type
+/// read from the bytes gets that type's (a PDF sent as `a.html` downloads as `a.html.pdf`), and
+/// bidirectional controls are dropped from names (`evil\u{202E}gpj.pdf` would show as
+/// "evilfdp.jpg"). Tags with control or bidirectional characters are refused.
+#[tokio::test]
+async fn file_names_and_tags_cannot_hide_what_a_file_is() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let png = b"\x89PNG\r\n\x1a\n0000".to_vec();
+    let jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 0];
+    for (bytes, sent, kept) in [
+        (pdf(1000), "a.html", "a.html.pdf"),
+        (pdf(1000), "report.PDF", "report.PDF"),
+        (pdf(1000), "evil\u{202E}gpj.pdf", "evilgpj.pdf"),
+        (pdf(1000), "evil\u{202E}fdp.html", "evilfdp.html.pdf"),
+        (png.clone(), "scan", "scan.png"),
+        (png, "scan.jpg", "scan.jpg.png"),
+        (jpeg.clone(), "photo.JPEG", "photo.JPEG"),
+        (jpeg, "photo.jfif", "photo.jfif"),
+        (dicom(), "ct.dcm", "ct.dcm"),
+        (dicom(), "ct", "ct.dcm"),
+    ] {
+        let r = upload_form(&app, &owner.cookie, file_form(bytes, sent, &[])).await;
+        r.expect(201, "");
+        assert_eq!(r.data()["file"]["file_name"], kept, "{sent:?}");
+    }
+    // A 200-character name keeps its length with the extension added.
+    let long = "x".repeat(200);
+    let r = upload_form(&app, &owner.cookie, file_form(pdf(1000), &long, &[])).await;
+    r.expect(201, "");
+    let kept = r.data()["file"]["file_name"].as_str().unwrap().to_string();
+    assert_eq!(kept.chars().count(), 200);
+    assert!(kept.ends_with("x.pdf"), "{kept}");
+    // The download carries the kept name.
+    let id = upload(&app, &owner, pdf(1000), "a.html").await;
+    let url = link(&app, &owner, &format!("{}?o=t", path("fileURL", &id))).await;
+    let (status, headers, _) = fetch(&app, &url).await;
+    assert_eq!(status, 200);
+    let disposition = headers["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.contains("filename=\"a.html.pdf\""),
+        "{disposition}"
+    );
+    for tag in ["a\nb", "a\u{0}b", "x\u{202E}y", "\u{2066}q"] {
+        let r = upload_form(&app, &owner.cookie, file_form(pdf(1000), "t.pdf", &[tag])).await;
+        r.expect(422, "VALIDATION_FAILED");
+    }
+}
+
 #[tokio::test]
 async fn paging_is_ten_a_page_newest_first() {
     let app = TestApp::spawn().await;

@@ -1275,3 +1275,61 @@ async fn an_accept_racing_the_patients_erase_waits_for_it() {
     let n = app.count("SELECT COUNT(*) FROM connections", &[]).await;
     assert_eq!(n, 0);
 }
+
+/// A name must show: one made only of zero-width or blank characters is refused, as is one with
+/// bidirectional controls (a doctor's name shown backwards in patients' lists). Names in other
+/// scripts, joiners included, are kept as sent. Sign-up, profile and clinic registration alike.
+#[tokio::test]
+async fn names_must_show_and_keep_their_direction() {
+    let app = TestApp::spawn().await;
+    let doctor = app.signup("Dr. Meera Iyer", "doctor").await;
+    let refused = [
+        "\u{200B}\u{200B}",
+        "\u{FEFF}",
+        "\u{00AD}",
+        "\u{3164}",
+        "\u{2800}",
+        "\u{E0041}",
+        "Dr \u{202E}oaR",
+        "\u{2067}Rao",
+        "Rao\u{200F}",
+    ];
+    for name in refused {
+        let r = app
+            .post(
+                "/protected/user/updateProfile",
+                &doctor.cookie,
+                json!({ "name": name }),
+            )
+            .await;
+        r.expect(422, "VALIDATION_FAILED");
+        let r = app
+            .post(
+                "/protected/user/createPatient",
+                &doctor.cookie,
+                json!({ "name": name, "phone": random_phone() }),
+            )
+            .await;
+        r.expect(422, "VALIDATION_FAILED");
+        let r = app
+            .post(
+                "/auth/signup",
+                "",
+                json!({ "name": name, "phone": random_phone(), "role": "patient" }),
+            )
+            .await;
+        r.expect(422, "VALIDATION_FAILED");
+    }
+    for name in ["अमित क्\u{200D}षत्रिय", "Zoë O'Brien", "山田 太郎", "R2"]
+    {
+        let r = app
+            .post(
+                "/protected/user/updateProfile",
+                &doctor.cookie,
+                json!({ "name": name }),
+            )
+            .await;
+        r.expect(200, "");
+        assert_eq!(r.data()["user"]["name"], name);
+    }
+}

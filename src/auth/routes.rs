@@ -100,7 +100,9 @@ pub struct SecondFactor {
     pub expires_at: String,
 }
 
-/// Validates a person's name: trimmed, 1 to 100 characters, no control characters.
+/// Validates a person's name: trimmed, 1 to 100 characters, no control characters, no
+/// bidirectional controls (which would show it, or what follows it, reordered), and at least
+/// one letter or digit that shows (not a name made of zero-width or blank characters).
 pub fn clean_name(raw: &str, field: &str) -> Result<String, AppError> {
     let name = raw.trim();
     if name.is_empty() {
@@ -114,6 +116,15 @@ pub fn clean_name(raw: &str, field: &str) -> Result<String, AppError> {
             field,
             "name cannot contain control characters",
         ));
+    }
+    if name.chars().any(crate::text::is_bidi_control) {
+        return Err(AppError::invalid(
+            field,
+            "name cannot contain characters that change the direction of text",
+        ));
+    }
+    if !name.chars().any(crate::text::is_visible_letter_or_digit) {
+        return Err(AppError::invalid(field, "name needs a letter or digit"));
     }
     Ok(name.to_string())
 }

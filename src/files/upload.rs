@@ -93,37 +93,48 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, max: u64) -> App
     }
 }
 
-/// Sniffs the type from the first bytes (DICOM needs 132).
-fn sniff(head: &[u8]) -> Option<(&'static str, &'static str)> {
+/// Sniffs the type from the first bytes (DICOM needs 132): the content type, and the file name
+/// extensions that type goes by (the first is added to a name that has none of them).
+fn sniff(head: &[u8]) -> Option<(&'static str, &'static [&'static str])> {
     if head.starts_with(b"%PDF-") {
-        Some(("application/pdf", "pdf"))
+        Some(("application/pdf", &["pdf"]))
     } else if head.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some(("image/png", "png"))
+        Some(("image/png", &["png"]))
     } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some(("image/jpeg", "jpg"))
+        Some(("image/jpeg", &["jpg", "jpeg", "jpe", "jfif"]))
     } else if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP" {
-        Some(("image/webp", "webp"))
+        Some(("image/webp", &["webp"]))
     } else if head.len() >= 132 && &head[128..132] == b"DICM" {
-        Some(("application/dicom", "dcm"))
+        Some(("application/dicom", &["dcm", "dicom"]))
     } else {
         None
     }
 }
 
-/// A display name: no folders, no control characters, bounded length.
-fn clean_name(raw: Option<&str>, ext: &str) -> String {
+/// A display name: no folders, no control or bidirectional characters, bounded length, and
+/// ending in an extension of the type read from the bytes (`ext`, or another of that type's:
+/// `exts`), added when it does not, so a PDF sent as `a.html` is saved by whoever downloads it
+/// as `a.html.pdf`, and opened as what it is.
+fn clean_name(raw: Option<&str>, ext: &str, exts: &[&str]) -> String {
     let base = raw.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
     let name: String = base
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !c.is_control() && !crate::text::is_bidi_control(*c))
         .take(MAX_NAME_CHARS)
         .collect();
-    let name = name.trim().to_string();
+    let name = name.trim();
     if name.is_empty() || name == "." || name == ".." {
-        format!("document.{ext}")
-    } else {
-        name
+        return format!("document.{ext}");
     }
+    let has_ext = name
+        .rsplit_once('.')
+        .is_some_and(|(_, e)| exts.iter().any(|x| e.eq_ignore_ascii_case(x)));
+    if has_ext {
+        return name.to_string();
+    }
+    let room = MAX_NAME_CHARS - ext.len() - 1;
+    let base: String = name.chars().take(room).collect();
+    format!("{}.{ext}", base.trim_end())
 }
 
 /// Uploads a medical document (patients only).
@@ -202,7 +213,7 @@ pub async fn upload_file(
                 hasher.update(&chunk);
                 out.write_all(&chunk).await.map_err(AppError::internal)?;
             }
-            let Some((ctype, ext)) = sniff(&head) else {
+            let Some((ctype, exts)) = sniff(&head) else {
                 return Err(AppError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "UNSUPPORTED_FILE_TYPE",
@@ -213,7 +224,7 @@ pub async fn upload_file(
             out.flush().await.map_err(AppError::internal)?;
             out.sync_all().await.map_err(AppError::internal)?;
             drop(out);
-            let file_name = clean_name(raw_name.as_deref(), ext);
+            let file_name = clean_name(raw_name.as_deref(), exts[0], exts);
             stored = Some((
                 guard,
                 size,
@@ -236,6 +247,16 @@ pub async fn upload_file(
                     let tag = text.trim().to_string();
                     if tag.is_empty() {
                         continue;
+                    }
+                    if tag
+                        .chars()
+                        .any(|c| c.is_control() || crate::text::is_bidi_control(c))
+                    {
+                        return Err(AppError::invalid(
+                            "tags",
+                            "a tag cannot contain control characters or ones that change the \
+                             direction of text",
+                        ));
                     }
                     if tag.chars().count() > MAX_TAG_CHARS {
                         return Err(AppError::invalid(
