@@ -109,6 +109,43 @@ async fn verify(app: &TestApp, purpose: &str, id: &str, otp: &str) -> Resp {
     .await
 }
 
+/// A clinic registers the phone (`createPatient`) while its owner's sign-up is being completed:
+/// the sign-up waits for it or sees it, and takes the clinic's record over, instead of failing on
+/// the phone's uniqueness with its code already spent (PostgreSQL read the phone as free, then
+/// met the clinic's row at its insert).
+#[tokio::test]
+async fn a_sign_up_racing_a_clinic_registration_takes_the_record_over() {
+    let app = TestApp::spawn().await;
+    let (phone, id, code) = start_signup(&app).await;
+    let clinic_record = "clinicrecord0000000000000000000a";
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO users (id, phone, name, name_lower, role, phone_verified, doctor_verified, \
+         created_at, updated_at) VALUES ($1, $2, 'From Clinic', 'from clinic', 'patient', 0, 0, $3, $3)",
+    )
+    .bind(clinic_record)
+    .bind(&phone)
+    .bind(app.clock().now())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let committing = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tx.commit().await.unwrap();
+    };
+    let (r, ()) = tokio::join!(verify(&app, "signup", &id, &code), committing);
+    r.expect(200, "");
+    let me = app
+        .get(
+            "/protected/user/sessionDetail",
+            r.cookie.as_deref().unwrap(),
+        )
+        .await;
+    me.expect(200, "");
+    assert_eq!(me.data()["user"]["id"], clinic_record);
+    assert_eq!(me.data()["user"]["name"], "Test Person");
+}
+
 // ---- one-time codes ----
 
 #[tokio::test]

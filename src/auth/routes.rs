@@ -216,25 +216,31 @@ async fn signup_verify(
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("signup challenge without a role")))?;
     let name = claimed.name.clone().unwrap_or_default();
     let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
-    let existing: Option<(String, String, i64)> =
-        sqlx::query_as("SELECT id, role, phone_verified FROM users WHERE phone = $1")
-            .bind(&claimed.phone)
-            .fetch_optional(&mut *tx)
-            .await?;
-    signup_allowed(&existing)?;
-    let take_over = match existing {
-        Some((id, _, _)) if role == Role::Patient => Some(id),
-        Some((id, _, _)) => {
-            crate::users::profile::remove_clinic_record(&mut tx, &state, &id).await?;
-            None
-        }
-        None => None,
-    };
-    let user_id = match take_over {
-        Some(id) => {
-            // The person takes over the account a clinic registered for them.
-            let taken = sqlx::query(
+    // Twice at most: on PostgreSQL a clinic may register this phone (`createPatient`) after the
+    // read below and before the insert; the insert then fails on the phone's uniqueness, and a
+    // second pass sees the clinic's record and takes it over (or replaces it) as it would have.
+    let mut passes = 0;
+    let (tx, user_id) = loop {
+        passes += 1;
+        let mut tx = state.db.begin().await?;
+        let existing: Option<(String, String, i64)> =
+            sqlx::query_as("SELECT id, role, phone_verified FROM users WHERE phone = $1")
+                .bind(&claimed.phone)
+                .fetch_optional(&mut *tx)
+                .await?;
+        signup_allowed(&existing)?;
+        let take_over = match existing {
+            Some((id, _, _)) if role == Role::Patient => Some(id),
+            Some((id, _, _)) => {
+                crate::users::profile::remove_clinic_record(&mut tx, &state, &id).await?;
+                None
+            }
+            None => None,
+        };
+        let user_id = match take_over {
+            Some(id) => {
+                // The person takes over the account a clinic registered for them.
+                let taken = sqlx::query(
                 "UPDATE users SET phone_verified = 1, name = $2, name_lower = $3, updated_at = $4 \
                  WHERE id = $1 AND phone_verified = 0",
             )
@@ -244,17 +250,17 @@ async fn signup_verify(
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            if taken.rows_affected() != 1 {
-                return Err(AppError::conflict(
-                    "PHONE_ALREADY_REGISTERED",
-                    "this phone already has an account; sign in instead",
-                ));
+                if taken.rows_affected() != 1 {
+                    return Err(AppError::conflict(
+                        "PHONE_ALREADY_REGISTERED",
+                        "this phone already has an account; sign in instead",
+                    ));
+                }
+                id
             }
-            id
-        }
-        None => {
-            let id = crate::db::new_id();
-            sqlx::query(
+            None => {
+                let id = crate::db::new_id();
+                let inserted = sqlx::query(
                 "INSERT INTO users (id, phone, name, name_lower, role, phone_verified, doctor_verified, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, 1, 0, $6, $6)",
             )
@@ -265,17 +271,23 @@ async fn signup_verify(
             .bind(role.as_str())
             .bind(now)
             .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                if crate::db::is_unique_violation(&e) {
-                    AppError::conflict("PHONE_ALREADY_REGISTERED", "this phone already has an account; sign in instead")
-                } else {
-                    e.into()
+            .await;
+                match inserted {
+                    Ok(_) => id,
+                    Err(e) if crate::db::is_unique_violation(&e) && passes == 1 => continue,
+                    Err(e) if crate::db::is_unique_violation(&e) => {
+                        return Err(AppError::conflict(
+                            "PHONE_ALREADY_REGISTERED",
+                            "this phone already has an account; sign in instead",
+                        ))
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-            })?;
-            id
-        }
+            }
+        };
+        break (tx, user_id);
     };
+    let mut tx = tx;
     crate::users::search::index_name(&mut tx, &user_id).await?;
     let proved = Proved {
         phone: &claimed.phone,
