@@ -212,8 +212,9 @@ pub struct Limits {
     )]
     pub otp_per_hour: i64,
     /// Codes one phone receives per hour in all its lanes together (its own and its devices',
-    /// `crate::auth::device`). The phone's own lane may use only this minus
-    /// `AURAVITA_OTP_PER_HOUR` of it (at least 1); the rest is kept for the owner's browsers.
+    /// `crate::auth::device`). The phone's own lane may use this minus `AURAVITA_OTP_PER_HOUR`
+    /// or minus half of it, whichever leaves more (`otp::phone_lane_share`); the rest is kept
+    /// for the owner's browsers.
     #[arg(
         long,
         env = "AURAVITA_OTP_PHONE_PER_HOUR",

@@ -462,6 +462,26 @@ async fn five_codes_per_phone_per_hour() {
         .expect(200, "");
 }
 
+/// With the phone's hourly count set at the lane's (4 and 4), the phone's own lane still gets
+/// half of it (2 codes), not a single one; the other half stays for the owner's browsers.
+#[tokio::test]
+async fn a_phone_count_at_the_lanes_leaves_the_phone_half_of_it() {
+    let app = TestApp::spawn_with(|cfg| {
+        cfg.limits.otp_per_hour = 4;
+        cfg.limits.otp_phone_per_hour = 4;
+    })
+    .await;
+    let (phone, _, _) = start_signup(&app).await;
+    app.clock().advance(Duration::from_secs(61));
+    app.post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await
+        .expect(200, "");
+    app.clock().advance(Duration::from_secs(61));
+    app.post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await
+        .expect(429, "OTP_HOURLY_LIMIT");
+}
+
 #[tokio::test]
 async fn auth_requests_are_limited_per_client_ip_but_sign_out_always_works() {
     let app = TestApp::spawn_with(|cfg| cfg.limits.auth_ip_per_minute = 4).await;

@@ -173,13 +173,22 @@ pub(crate) fn sms_error(e: SmsError) -> AppError {
     }
 }
 
+/// How far the phone's own lane (everyone without a device cookie for it) may bring the phone's
+/// hourly count: `AURAVITA_OTP_PHONE_PER_HOUR` less what is kept for the owner's browsers, which
+/// is `AURAVITA_OTP_PER_HOUR` or half the phone's count, whichever is less (10 and 5: 5 each).
+/// At least 1, so a phone's count set at or below the lane's does not leave the phone one code.
+pub fn phone_lane_share(l: &crate::config::Limits) -> i64 {
+    let kept = l.otp_per_hour.min(l.otp_phone_per_hour / 2);
+    (l.otp_phone_per_hour - kept).max(1)
+}
+
 /// Reserves one send in `lane` (a phone, or a phone and a device: `crate::auth::device`): allowed
 /// only if the lane's cooldown has passed (when `cooldown`), the lane is not backing off, its
 /// hourly allowance is not used up, and neither is the phone's across all its lanes
 /// (`AURAVITA_OTP_PHONE_PER_HOUR`, so device lanes cannot multiply what one number receives).
 /// The phone's own lane (strangers, and browsers new to the account) may take the phone's count
-/// only to `AURAVITA_OTP_PHONE_PER_HOUR - AURAVITA_OTP_PER_HOUR` (at least 1): the rest of each
-/// hour is kept for the owner's browsers, however a stranger times the two hourly windows.
+/// only to `phone_lane_share`: the rest of each hour is kept for the owner's browsers, however a
+/// stranger times the two hourly windows.
 /// Each check and its count are one conditional UPDATE, and both counts one transaction:
 /// concurrent requests cannot exceed either, and a refusal counts nowhere. The code that confirms
 /// turning two-step sign-in on skips the cooldown: it follows a sign-in's code by moments, and
@@ -211,7 +220,7 @@ pub(crate) async fn reserve_send(
     // any lane on any instance (whose clock may run a little ahead), must not refuse this one.
     let any_time = i64::MAX;
     let all_max = if lane == phone {
-        (l.otp_phone_per_hour - l.otp_per_hour).max(1)
+        phone_lane_share(l)
     } else {
         l.otp_phone_per_hour
     };
