@@ -66,17 +66,16 @@ pub async fn hold_accounts(
     let mut ids: Vec<&str> = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
+    let mut all = true;
     for id in &ids {
         let found: Option<(String,)> =
             sqlx::query_as("SELECT id FROM users WHERE id = $1 FOR KEY SHARE")
                 .bind(*id)
                 .fetch_optional(&mut *conn)
                 .await?;
-        if found.is_none() {
-            return Ok(false);
-        }
+        all &= found.is_some();
     }
-    Ok(true)
+    Ok(all)
 }
 
 #[derive(Clone, Debug)]

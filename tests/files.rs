@@ -1039,6 +1039,43 @@ async fn the_ledger_keeps_names_as_they_were() {
     }
 }
 
+/// The reader's name is taken with the link's own read, not when its row reaches the table: a
+/// name changed a moment later (here straight in the database, so nothing flushes the journal
+/// first) does not reach the row. Both `fileURL` and `sharedFileURL`.
+#[tokio::test]
+async fn a_links_row_keeps_the_name_read_with_it() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    connect(&app, &owner, &doctor).await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    let give = format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id);
+    let r = app.post_empty(&give, &owner.cookie).await;
+    r.expect(200, "");
+    let access = r.data()["access_id"].as_str().unwrap().to_string();
+    link(&app, &doctor, &format!("{}?o=f", path("fileURL", &file))).await;
+    link(&app, &doctor, &path("sharedFileURL", &access)).await;
+    sqlx::query("UPDATE users SET name = 'Renamed Later' WHERE id = $1")
+        .bind(&doctor.id)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let r = app
+        .get("/protected/resource/accessLog", &owner.cookie)
+        .await;
+    r.expect(200, "");
+    let reads: Vec<&Value> = r.data()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "read")
+        .collect();
+    assert_eq!(reads.len(), 2);
+    for e in reads {
+        assert_eq!(e["actor"]["name"], "Dr Rao", "{e}");
+    }
+}
+
 #[tokio::test]
 async fn ended_connection_and_erased_account_end_access() {
     let app = TestApp::spawn().await;
@@ -1730,6 +1767,59 @@ async fn shares_to_unconnected_doctors_are_limited_per_hour() {
     app.post_empty(&share(&stranger), &owner.cookie)
         .await
         .expect(200, "");
+}
+
+/// A revoke or a file delete while the doctor holding a grant on it is being erased (the erase
+/// holds the doctor's account from its start, then ends the doctor's grants): each waits for the
+/// erase and answers as if it came after it. On PostgreSQL both used to lock the grants first and
+/// then wait for the doctor's account (the ledger row and notice they write name the doctor),
+/// while the erase held the account and waited for the grants: a deadlock, one side 503.
+#[tokio::test]
+async fn a_revoke_or_delete_racing_the_grantees_erase_waits_for_it() {
+    for route in ["revokeFileAccess", "deleteFile"] {
+        let app = TestApp::spawn().await;
+        let owner = app.signup("Asha", "patient").await;
+        let doctor = app.signup("Dr Rao", "doctor").await;
+        connect(&app, &owner, &doctor).await;
+        let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+        let give = format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id);
+        app.post_empty(&give, &owner.cookie).await.expect(200, "");
+        let lock = app
+            .state
+            .db
+            .dialect
+            .lock_rows(auravita::db::RowLock::Update);
+        let mut tx = app.state.db.begin().await.unwrap();
+        sqlx::query(&format!("SELECT id FROM users WHERE id = $1{lock}"))
+            .bind(&doctor.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .unwrap();
+        let erase = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            sqlx::query(
+                "UPDATE file_grants SET ended_at = $2, ended_reason = 'account_deleted' \
+                 WHERE grantee_id = $1",
+            )
+            .bind(&doctor.id)
+            .bind(app.clock().now())
+            .execute(&mut *tx)
+            .await
+            .expect("the erase's end of the doctor's grants");
+            tx.commit().await.unwrap();
+        };
+        let request = match route {
+            "revokeFileAccess" => format!("{}?p={}", path(route, &file), doctor.id),
+            _ => path(route, &file),
+        };
+        let (r, ()) = tokio::join!(app.post_empty(&request, &owner.cookie), erase);
+        assert!(
+            r.status.as_u16() == 200 || r.status.as_u16() == 404,
+            "{route}: {} {}",
+            r.status,
+            r.body
+        );
+    }
 }
 
 /// An upload still streaming when its owner erases the account: refused in the envelope

@@ -21,6 +21,7 @@ fn entry(n: i64) -> Entry {
         file_id: "file-1".into(),
         file_name: "scan \"1\".pdf".into(),
         actor: "doctor-1".into(),
+        actor_name: None,
         action: "read",
         grant_id: Some("grant-1".into()),
         at: 1_000 + n,

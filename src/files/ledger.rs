@@ -39,6 +39,8 @@ pub struct Entry {
     pub file_id: String,
     pub file_name: String,
     pub actor: String,
+    /// The actor's name as it was when they acted (`None`: read when the row is written).
+    pub actor_name: Option<String>,
     pub action: &'static str,
     pub grant_id: Option<String>,
     pub at: i64,
@@ -59,6 +61,9 @@ struct Row {
     at: i64,
     ip: String,
     user_agent: String,
+    /// Absent in journal lines written before it existed.
+    #[serde(default)]
+    actor_name: Option<String>,
 }
 
 impl Row {
@@ -76,6 +81,7 @@ impl Row {
             at: e.at,
             ip: e.ip,
             user_agent: e.user_agent,
+            actor_name: e.actor_name,
         }
     }
 }
@@ -96,7 +102,7 @@ pub struct Ledger {
     journaled: bool,
 }
 
-/// The most rows one `INSERT` carries (10 parameters each, well under SQLite's limit).
+/// The most rows one `INSERT` carries (11 parameters each, well under SQLite's limit).
 const MAX_BATCH: usize = 256;
 
 /// When journaled rows are moved into the table.
@@ -610,9 +616,9 @@ async fn insert_chunk(
     rows: &[Row],
     replay: bool,
 ) -> Result<(), sqlx::Error> {
-    // The actor's name is kept as it is when the row is written. A journaled row (SQLite) is
-    // written when it is moved, a moment after its link; a rename (`updateProfile`) and an erase
-    // flush the journal first, so the name is still the one the reader had.
+    // The actor's name is the one read with the link's own read (`actor_name`), or else as the
+    // row is written: a journaled row (SQLite) a moment after its link, and a rename
+    // (`updateProfile`) and an erase flush the journal first.
     // subject_id (the doctor a grant was about) is left NULL: a read has none. A row whose
     // owner's account is gone is dropped: its link was read before the erase committed, and
     // the erase removes the ledger after the user's row (`files::forget_ledger`). Holding the
@@ -622,10 +628,11 @@ async fn insert_chunk(
         "INSERT INTO file_access_log (id, owner_id, file_id, file_name, actor_id, action, \
          grant_id, at, ip, user_agent, actor_name) \
          SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, \
-         v.column8, v.column9, v.column10, (SELECT a.name FROM users a WHERE a.id = v.column5) \
+         v.column8, v.column9, v.column10, \
+         COALESCE(v.column11, (SELECT a.name FROM users a WHERE a.id = v.column5)) \
          FROM (VALUES {}) AS v \
          WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.column2{}){}",
-        crate::batch::placeholder_rows(dialect, rows.len(), 10),
+        crate::batch::placeholder_rows(dialect, rows.len(), 11),
         dialect.lock_rows(crate::db::RowLock::KeyShare),
         if replay {
             " ON CONFLICT (id) DO NOTHING"
@@ -645,7 +652,8 @@ async fn insert_chunk(
             .bind(&r.grant_id)
             .bind(r.at)
             .bind(&r.ip)
-            .bind(&r.user_agent);
+            .bind(&r.user_agent)
+            .bind(&r.actor_name);
     }
     // A full chunk (most of a journal move) has one shape, kept prepared; the sizes of other
     // groups vary, and would only crowd the connection's statement cache.
@@ -669,6 +677,7 @@ mod tests {
             at: 1,
             ip: "127.0.0.1".into(),
             user_agent: "ua".into(),
+            actor_name: None,
         }
     }
 

@@ -412,6 +412,8 @@ struct IssuedLink<'a> {
     file: &'a OwnedFile,
     grant_id: Option<String>,
     grant_expires: Option<Millis>,
+    /// The caller's name, read with the request's own read (`None`: read as the row is written).
+    actor_name: Option<String>,
 }
 
 /// Issues a download link and records it as a read, in one transaction: no link without its entry.
@@ -448,6 +450,7 @@ async fn issue_link(
             file_id: link.file_id.to_string(),
             file_name: link.file.name.clone(),
             actor: me.user_id.clone(),
+            actor_name: link.actor_name,
             action: "read",
             grant_id: link.grant_id.clone(),
             at: now,
@@ -530,23 +533,27 @@ async fn file_url(
         }
     };
     let now = state.clock.now();
-    let (me, access) = match caller {
-        // One batched read brings the session, the file and the caller's grants on it.
+    let (me, actor_name, access) = match caller {
+        // One batched read brings the session, the caller's name, the file and the caller's
+        // grants on it.
         Caller::Session(token) => {
             let found = state
                 .session_files
                 .get((session::token_key(&token), file_id.clone(), now))
                 .await?;
-            let (found, access) = found.unzip();
+            let (found, rest) = found
+                .map(|(session, name, access)| (session, (name, access)))
+                .unzip();
+            let (name, access) = rest.unzip();
             let me = session::admit(&state, found, now).await?;
-            (me, access.flatten())
+            (me, name, access.flatten())
         }
         Caller::Judged(me) => {
             let access = state
                 .file_access
                 .get((file_id.clone(), me.user_id.clone(), now))
                 .await?;
-            (me, access)
+            (me, None, access)
         }
     };
     let Some(access) = access else {
@@ -565,6 +572,7 @@ async fn file_url(
         file: &access.file,
         grant_id,
         grant_expires,
+        actor_name,
     };
     issue_link(&state, &me, &client, link, now).await
 }
@@ -676,8 +684,10 @@ pub fn file_access_lookups(db: crate::db::Db) -> FileAccessLookups {
 
 /// (session token hash, file id, the request's time) → the session, and the file with the
 /// session's user's grants live at that time (`None` when there is no such file).
-pub type SessionFileLookups =
-    crate::batch::Batcher<(String, String, Millis), (session::SessionCore, Option<FileAccess>)>;
+pub type SessionFileLookups = crate::batch::Batcher<
+    (String, String, Millis),
+    (session::SessionCore, String, Option<FileAccess>),
+>;
 
 /// `fileURL`'s read for a session cookie, batched (`crate::batch`): the session (with its user)
 /// and the file with the user's live grants, in one query. Each read starts after its request
@@ -688,7 +698,7 @@ pub fn session_file_lookups(db: crate::db::Db) -> SessionFileLookups {
         Box::pin(async move {
             let values = crate::batch::placeholder_rows(dialect, keys.len(), 3);
             let sql = format!(
-                "SELECT {SESSION_CORE_COLS}, k.column2, k.column3, {ACCESS_JOIN_COLS} \
+                "SELECT {SESSION_CORE_COLS}, m.name, k.column2, k.column3, {ACCESS_JOIN_COLS} \
                  FROM (VALUES {values}) AS k \
                  JOIN sessions s ON s.token_hash = k.column1 JOIN users m ON m.id = s.user_id \
                  LEFT JOIN files f ON f.id = k.column2 \
@@ -702,9 +712,10 @@ pub fn session_file_lookups(db: crate::db::Db) -> SessionFileLookups {
             let mut found = std::collections::HashMap::new();
             for row in q.fetch_all(conn).await? {
                 let (hash, session) = session::session_core(&row)?;
-                let at = |i| SESSION_CORE_COL_COUNT + i;
+                let name: String = row.try_get(SESSION_CORE_COL_COUNT)?;
+                let at = |i| SESSION_CORE_COL_COUNT + 1 + i;
                 let key = (hash, row.try_get(at(0))?, row.try_get(at(1))?);
-                let (_, file) = found.entry(key).or_insert_with(|| (session, None));
+                let (_, _, file) = found.entry(key).or_insert_with(|| (session, name, None));
                 // No file row: the session alone (the file is not there).
                 let Some(owner) = row.try_get::<Option<String>, _>(at(2))? else {
                     continue;
@@ -726,7 +737,7 @@ pub fn session_file_lookups(db: crate::db::Db) -> SessionFileLookups {
     })
 }
 
-/// file, expires_at, ended_at, owner, object key, name, content type
+/// file, expires_at, ended_at, owner, object key, name, content type, the caller's name
 type AccessRow = (
     String,
     Option<i64>,
@@ -735,6 +746,7 @@ type AccessRow = (
     String,
     String,
     String,
+    Option<String>,
 );
 
 /// A 2-minute download link under one grant or share given to the caller.
@@ -753,14 +765,15 @@ async fn shared_file_url(
     let now = state.clock.now();
     let mut tx = state.db.pool.acquire().await?;
     let row: Option<AccessRow> = sqlx::query_as(
-        "SELECT g.file_id, g.expires_at, g.ended_at, f.owner_id, f.object_key, f.file_name, f.content_type \
+        "SELECT g.file_id, g.expires_at, g.ended_at, f.owner_id, f.object_key, f.file_name, f.content_type, \
+         (SELECT u.name FROM users u WHERE u.id = $2) \
          FROM file_grants g JOIN files f ON f.id = g.file_id WHERE g.id = $1 AND g.grantee_id = $2",
     )
     .bind(&access_id)
     .bind(&me.user_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let (file_id, expires, ended, owner, key, name, content_type) =
+    let (file_id, expires, ended, owner, key, name, content_type, actor_name) =
         row.ok_or_else(|| not_found("access"))?;
     if ended.is_some() {
         return Err(AppError::gone(
@@ -782,6 +795,7 @@ async fn shared_file_url(
         file: &file,
         grant_id: Some(access_id.clone()),
         grant_expires: expires,
+        actor_name,
     };
     drop(tx); // the connection is not needed while the ledger row commits
     issue_link(&state, &me, &client, link, now).await
@@ -886,6 +900,8 @@ async fn revoke_file_access(
 ) -> ApiResult<Detail> {
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
+    // The doctor too, before the grants' rows: their erase ends those grants (`db::hold_accounts`).
+    crate::db::hold_accounts(&mut tx, state.db.dialect, &[&me.user_id, &q.p]).await?;
     let file = owned_file(
         &mut tx,
         state.db.dialect,
@@ -1127,6 +1143,19 @@ async fn delete_file(
 ) -> ApiResult<Detail> {
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
+    // Everyone the delete writes about (each holder of a grant gets a ledger row and a notice),
+    // held before the file's and the grants' rows: a holder's erase ends those grants
+    // (`db::hold_accounts`). A holder already gone is no one to tell.
+    let holders: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT grantee_id FROM file_grants WHERE file_id = $1 AND owner_id = $2",
+    )
+    .bind(&file_id)
+    .bind(&me.user_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut held: Vec<&str> = holders.iter().map(|(id,)| id.as_str()).collect();
+    held.push(&me.user_id);
+    crate::db::hold_accounts(&mut tx, state.db.dialect, &held).await?;
     let file = owned_file(
         &mut tx,
         state.db.dialect,
