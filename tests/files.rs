@@ -1735,6 +1735,17 @@ async fn shares_to_unconnected_doctors_are_limited_per_hour() {
             .await;
         r.expect(404, "NOT_FOUND");
     }
+    // Nor is a share of a file that is not the caller's.
+    let other = format!(
+        "{}?p={}&t=r",
+        path("tempFileShare", "nosuchfile"),
+        stranger.id
+    );
+    for _ in 0..25 {
+        app.post_empty(&other, &owner.cookie)
+            .await
+            .expect(404, "NOT_FOUND");
+    }
     for _ in 0..10 {
         app.post_empty(&share(&stranger), &owner.cookie)
             .await

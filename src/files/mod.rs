@@ -974,14 +974,17 @@ async fn temp_file_share(
     let now = state.clock.now();
     let expires_at = now + SHARE_TTL_MS;
     // Counted before the transaction (the counter is a write of its own), and only for a share
-    // that would reach an unconnected doctor: anything else is refused below, or not counted.
+    // of the caller's own file to an unconnected doctor: anything else is refused below, or not
+    // counted.
     let unconnected: Option<(String, Option<String>)> = sqlx::query_as(
         "SELECT u.id, c.id FROM users u \
+         JOIN files f ON f.id = $3 AND f.owner_id = $1 \
          LEFT JOIN connections c ON c.patient_id = $1 AND c.doctor_id = u.id \
          WHERE u.id = $2 AND u.role = 'doctor'",
     )
     .bind(&me.user_id)
     .bind(&q.p)
+    .bind(&file_id)
     .fetch_optional(&state.db.pool)
     .await?;
     if let Some((_, None)) = unconnected {
