@@ -10,6 +10,12 @@ pub fn is_bidi_control(c: char) -> bool {
     )
 }
 
+/// A control character, or a line or paragraph separator (U+2028, U+2029: not controls, but
+/// they break a line wherever the text is shown).
+pub fn is_break_or_control(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
 /// A letter or digit that shows: not one of the blank "letters" (the Hangul fillers) that look
 /// like nothing. Zero-width and formatting characters are neither letters nor digits.
 pub fn is_visible_letter_or_digit(c: char) -> bool {
@@ -30,6 +36,10 @@ mod tests {
         for c in ['a', 'अ', '\u{200D}', '\u{200C}', ' '] {
             assert!(!is_bidi_control(c), "{c:?}");
         }
+        for c in ['\n', '\u{0}', '\u{2028}', '\u{2029}', '\u{85}'] {
+            assert!(is_break_or_control(c), "{c:?}");
+        }
+        assert!(!is_break_or_control(' ') && !is_break_or_control('a'));
         for c in ['a', 'Z', '7', 'अ', 'ß', '山'] {
             assert!(is_visible_letter_or_digit(c), "{c:?}");
         }

@@ -361,7 +361,7 @@ async fn file_names_and_tags_cannot_hide_what_a_file_is() {
         disposition.contains("filename=\"a.html.pdf\""),
         "{disposition}"
     );
-    for tag in ["a\nb", "a\u{0}b", "x\u{202E}y", "\u{2066}q"] {
+    for tag in ["a\nb", "a\u{0}b", "x\u{202E}y", "\u{2066}q", "a\u{2028}b"] {
         let r = upload_form(&app, &owner.cookie, file_form(pdf(1000), "t.pdf", &[tag])).await;
         r.expect(422, "VALIDATION_FAILED");
     }

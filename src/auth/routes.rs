@@ -111,10 +111,10 @@ pub fn clean_name(raw: &str, field: &str) -> Result<String, AppError> {
     if name.chars().count() > 100 {
         return Err(AppError::invalid(field, "name is at most 100 characters"));
     }
-    if name.chars().any(char::is_control) {
+    if name.chars().any(crate::text::is_break_or_control) {
         return Err(AppError::invalid(
             field,
-            "name cannot contain control characters",
+            "name cannot contain control characters or line breaks",
         ));
     }
     if name.chars().any(crate::text::is_bidi_control) {

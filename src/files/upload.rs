@@ -119,7 +119,7 @@ fn clean_name(raw: Option<&str>, ext: &str, exts: &[&str]) -> String {
     let base = raw.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
     let name: String = base
         .chars()
-        .filter(|c| !c.is_control() && !crate::text::is_bidi_control(*c))
+        .filter(|c| !crate::text::is_break_or_control(*c) && !crate::text::is_bidi_control(*c))
         .take(MAX_NAME_CHARS)
         .collect();
     let name = name.trim();
@@ -248,10 +248,9 @@ pub async fn upload_file(
                     if tag.is_empty() {
                         continue;
                     }
-                    if tag
-                        .chars()
-                        .any(|c| c.is_control() || crate::text::is_bidi_control(c))
-                    {
+                    if tag.chars().any(|c| {
+                        crate::text::is_break_or_control(c) || crate::text::is_bidi_control(c)
+                    }) {
                         return Err(AppError::invalid(
                             "tags",
                             "a tag cannot contain control characters or ones that change the \

@@ -218,10 +218,13 @@ fn clean_note(note: Option<String>) -> Result<Option<String>, AppError> {
     if note.chars().count() > 200 {
         return Err(AppError::invalid("note", "note is at most 200 characters"));
     }
-    if note.chars().any(|c| c.is_control() && c != '\n') {
+    if note
+        .chars()
+        .any(|c| (c.is_control() && c != '\n') || crate::text::is_bidi_control(c))
+    {
         return Err(AppError::invalid(
             "note",
-            "note cannot contain control characters",
+            "note cannot contain control characters or ones that change the direction of text",
         ));
     }
     Ok(Some(note.to_string()))

@@ -60,10 +60,15 @@ fn clean_text(
             format!("{field} is at most {max} characters"),
         ));
     }
-    if v.chars().any(char::is_control) {
+    if v.chars()
+        .any(|c| crate::text::is_break_or_control(c) || crate::text::is_bidi_control(c))
+    {
         return Err(AppError::invalid(
             field,
-            format!("{field} cannot contain control characters"),
+            format!(
+                "{field} cannot contain control characters, line breaks or characters that \
+                 change the direction of text"
+            ),
         ));
     }
     Ok(Some(v.to_string()))
