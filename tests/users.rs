@@ -1293,6 +1293,7 @@ async fn names_must_show_and_keep_their_direction() {
         "Dr \u{202E}oaR",
         "\u{2067}Rao",
         "Rao\u{200F}",
+        "a\u{2028}b",
     ];
     for name in refused {
         let r = app
@@ -1320,6 +1321,28 @@ async fn names_must_show_and_keep_their_direction() {
             .await;
         r.expect(422, "VALIDATION_FAILED");
     }
+    // A doctor's professional fields and a request's note are shown to others too.
+    for field in ["specialization", "qualification"] {
+        for text in ["Cardio\u{202E}ygolo", "a\u{2028}b", "\u{2066}x"] {
+            let r = app
+                .post(
+                    "/protected/user/updateProfile",
+                    &doctor.cookie,
+                    json!({ field: text }),
+                )
+                .await;
+            r.expect(422, "VALIDATION_FAILED");
+        }
+    }
+    let patient = app.signup("Asha Rao", "patient").await;
+    let r = app
+        .post(
+            &format!("/protected/user/connectionRequest/{}", doctor.id),
+            &patient.cookie,
+            json!({ "note": "please \u{202E}tcennoc" }),
+        )
+        .await;
+    r.expect(422, "VALIDATION_FAILED");
     for name in ["अमित क्\u{200D}षत्रिय", "Zoë O'Brien", "山田 太郎", "R2"]
     {
         let r = app
