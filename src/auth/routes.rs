@@ -220,7 +220,7 @@ async fn signup_verify(
     // read below and before the insert; the insert then fails on the phone's uniqueness, and a
     // second pass sees the clinic's record and takes it over (or replaces it) as it would have.
     let mut passes = 0;
-    let (tx, user_id) = loop {
+    let (mut tx, user_id) = loop {
         passes += 1;
         let mut tx = state.db.begin().await?;
         let existing: Option<(String, String, i64)> =
@@ -287,7 +287,6 @@ async fn signup_verify(
         };
         break (tx, user_id);
     };
-    let mut tx = tx;
     crate::users::search::index_name(&mut tx, &user_id).await?;
     let proved = Proved {
         phone: &claimed.phone,

@@ -364,8 +364,9 @@ async fn session_lookup(state: &AppState, token: &str) -> Result<AuthUser, AppEr
 }
 
 /// Judges a looked-up session as of `now` (taken before the lookup): absent is refused, past its
-/// idle or absolute timeout is deleted and refused, and a live one is touched at most once a
-/// minute. Every session check, batched alone or with other reads, ends here.
+/// idle or absolute timeout is deleted and refused, and a live one is touched at most once per
+/// touch interval (`Limits::session_touch_ms`). Every session check, batched alone or with other
+/// reads, ends here.
 pub async fn admit(
     state: &AppState,
     row: Option<SessionCore>,

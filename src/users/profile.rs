@@ -121,7 +121,8 @@ pub async fn update_profile(
         }
     }
     if name.is_some() {
-        // Ledger rows still in the journal take the name they were read under (`files::ledger`).
+        // Ledger rows still in the journal without a name of their own (a bearer token's
+        // links) take the one they were read under (`files::ledger`).
         state.ledger.flush().await?;
     }
     let mut tx = state.db.begin().await?;
