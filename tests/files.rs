@@ -1676,17 +1676,7 @@ async fn a_share_racing_its_owners_erase_waits_for_it() {
     let doctor = app.signup("Dr Rao", "doctor").await;
     let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
     // The erase's transaction: the account held first, the files deleted 300 ms later.
-    let lock = app
-        .state
-        .db
-        .dialect
-        .lock_rows(auravita::db::RowLock::Update);
-    let mut tx = app.state.db.begin().await.unwrap();
-    sqlx::query(&format!("SELECT id FROM users WHERE id = $1{lock}"))
-        .bind(&owner.id)
-        .fetch_optional(&mut *tx)
-        .await
-        .unwrap();
+    let mut tx = app.erase_started(&owner.id).await;
     let erase = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         sqlx::query("DELETE FROM files WHERE owner_id = $1")
@@ -1795,17 +1785,7 @@ async fn a_revoke_or_delete_racing_the_grantees_erase_waits_for_it() {
         let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
         let give = format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id);
         app.post_empty(&give, &owner.cookie).await.expect(200, "");
-        let lock = app
-            .state
-            .db
-            .dialect
-            .lock_rows(auravita::db::RowLock::Update);
-        let mut tx = app.state.db.begin().await.unwrap();
-        sqlx::query(&format!("SELECT id FROM users WHERE id = $1{lock}"))
-            .bind(&doctor.id)
-            .fetch_optional(&mut *tx)
-            .await
-            .unwrap();
+        let mut tx = app.erase_started(&doctor.id).await;
         let erase = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             sqlx::query(

@@ -1249,17 +1249,7 @@ async fn an_accept_racing_the_patients_erase_waits_for_it() {
     let r = request(&app, &patient, &doctor.id).await;
     r.expect(201, "");
     let request_id = r.data()["request_id"].as_str().unwrap().to_string();
-    let lock = app
-        .state
-        .db
-        .dialect
-        .lock_rows(auravita::db::RowLock::Update);
-    let mut tx = app.state.db.begin().await.unwrap();
-    sqlx::query(&format!("SELECT id FROM users WHERE id = $1{lock}"))
-        .bind(&patient.id)
-        .fetch_optional(&mut *tx)
-        .await
-        .unwrap();
+    let mut tx = app.erase_started(&patient.id).await;
     let erase = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         sqlx::query("DELETE FROM connection_requests WHERE patient_id = $1")

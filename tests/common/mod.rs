@@ -202,6 +202,24 @@ impl TestApp {
             .collect()
     }
 
+    /// An erase's transaction as it starts (`users::profile`): the account's row held
+    /// `FOR UPDATE` (on PostgreSQL; SQLite's write lock on both), left open for a race test to
+    /// go on with and commit.
+    pub async fn erase_started(&self, user_id: &str) -> sqlx::Transaction<'static, sqlx::Any> {
+        let lock = self
+            .state
+            .db
+            .dialect
+            .lock_rows(auravita::db::RowLock::Update);
+        let mut tx = self.state.db.begin().await.unwrap();
+        sqlx::query(&format!("SELECT id FROM users WHERE id = $1{lock}"))
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .unwrap();
+        tx
+    }
+
     /// One number straight from the database (a `SELECT COUNT(*) ...`, say), with the query's
     /// `$1, $2, ...` bound to `binds` in order.
     pub async fn count(&self, sql: &str, binds: &[&str]) -> i64 {
