@@ -124,7 +124,8 @@ impl Keys {
         ChaCha20Poly1305::new((&self.totp).into())
     }
 
-    /// Signature of a device cookie: its phone, its nonce and when it was set.
+    /// A device cookie's signature (its phone, account, nonce and when it was set) and the tag
+    /// in its name (`crate::auth::device`).
     pub fn device_mac(&self, parts: &[&[u8]]) -> String {
         mac_hex(&self.device, parts)
     }

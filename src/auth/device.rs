@@ -79,13 +79,8 @@ fn device_of(
         return None;
     }
     let set_secs: i64 = set_at.parse().ok()?;
-    let max_age = state
-        .config
-        .limits
-        .device_cookie_days
-        .saturating_mul(86_400);
     let age = (now_ms / 1000).saturating_sub(set_secs);
-    if !(-SKEW_SECS..max_age).contains(&age) {
+    if !(-SKEW_SECS..max_age_secs(state)).contains(&age) {
         return None;
     }
     let expected = mac(state, phone, user_id, nonce, set_at);
@@ -115,15 +110,20 @@ pub fn cookie(
         );
     let set_at = (now_ms / 1000).to_string();
     let signature = mac(state, phone, user_id, &nonce, &set_at);
-    let secure = if state.config.https() { "; Secure" } else { "" };
     let v = format!(
-        "{}={nonce}.{set_at}.{signature}; Path=/; HttpOnly; SameSite=Lax{secure}; Max-Age={}",
+        "{}={nonce}.{set_at}.{signature}{}; Max-Age={}",
         name(state, phone),
-        state
-            .config
-            .limits
-            .device_cookie_days
-            .saturating_mul(86_400)
+        crate::auth::session::cookie_attrs(state),
+        max_age_secs(state)
     );
     HeaderValue::from_str(&v).expect("cookie is ASCII")
+}
+
+/// How long a device cookie lasts, seconds (`AURAVITA_DEVICE_COOKIE_DAYS`).
+fn max_age_secs(state: &AppState) -> i64 {
+    state
+        .config
+        .limits
+        .device_cookie_days
+        .saturating_mul(86_400)
 }

@@ -509,7 +509,8 @@ pub async fn create(
     })
 }
 
-fn cookie_attrs(state: &AppState) -> &'static str {
+/// The attributes every cookie of ours carries (`Secure` over https).
+pub(crate) fn cookie_attrs(state: &AppState) -> &'static str {
     if state.config.https() {
         "; Path=/; HttpOnly; SameSite=Lax; Secure"
     } else {
