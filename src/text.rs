@@ -16,6 +16,11 @@ pub fn is_break_or_control(c: char) -> bool {
     c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
+/// Either of the above: what tags, file names and professional fields may not hold.
+pub fn breaks_or_reorders(c: char) -> bool {
+    is_break_or_control(c) || is_bidi_control(c)
+}
+
 /// A letter or digit that shows: not one of the blank "letters" (the Hangul fillers) that look
 /// like nothing. Zero-width and formatting characters are neither letters nor digits.
 pub fn is_visible_letter_or_digit(c: char) -> bool {

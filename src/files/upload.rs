@@ -112,14 +112,15 @@ fn sniff(head: &[u8]) -> Option<(&'static str, &'static [&'static str])> {
 }
 
 /// A display name: no folders, no control or bidirectional characters, bounded length, and
-/// ending in an extension of the type read from the bytes (`ext`, or another of that type's:
-/// `exts`), added when it does not, so a PDF sent as `a.html` is saved by whoever downloads it
-/// as `a.html.pdf`, and opened as what it is.
-fn clean_name(raw: Option<&str>, ext: &str, exts: &[&str]) -> String {
+/// ending in one of the extensions of the type read from the bytes (`exts`), the first added
+/// when it does not, so a PDF sent as `a.html` is saved by whoever downloads it as
+/// `a.html.pdf`, and opened as what it is.
+fn clean_name(raw: Option<&str>, exts: &[&str]) -> String {
+    let ext = exts[0];
     let base = raw.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
     let name: String = base
         .chars()
-        .filter(|c| !crate::text::is_break_or_control(*c) && !crate::text::is_bidi_control(*c))
+        .filter(|c| !crate::text::breaks_or_reorders(*c))
         .take(MAX_NAME_CHARS)
         .collect();
     let name = name.trim();
@@ -224,7 +225,7 @@ pub async fn upload_file(
             out.flush().await.map_err(AppError::internal)?;
             out.sync_all().await.map_err(AppError::internal)?;
             drop(out);
-            let file_name = clean_name(raw_name.as_deref(), exts[0], exts);
+            let file_name = clean_name(raw_name.as_deref(), exts);
             stored = Some((
                 guard,
                 size,
@@ -248,9 +249,7 @@ pub async fn upload_file(
                     if tag.is_empty() {
                         continue;
                     }
-                    if tag.chars().any(|c| {
-                        crate::text::is_break_or_control(c) || crate::text::is_bidi_control(c)
-                    }) {
+                    if tag.chars().any(crate::text::breaks_or_reorders) {
                         return Err(AppError::invalid(
                             "tags",
                             "a tag cannot contain control characters or ones that change the \

@@ -60,9 +60,7 @@ fn clean_text(
             format!("{field} is at most {max} characters"),
         ));
     }
-    if v.chars()
-        .any(|c| crate::text::is_break_or_control(c) || crate::text::is_bidi_control(c))
-    {
+    if v.chars().any(crate::text::breaks_or_reorders) {
         return Err(AppError::invalid(
             field,
             format!(
