@@ -48,34 +48,35 @@ impl Dialect {
     }
 }
 
-/// Holds the accounts `ids` (their `users` rows, `FOR KEY SHARE`, in id order) until the
-/// caller commits, on PostgreSQL; `false` when one of them is gone. An erase holds its account's
-/// row `FOR UPDATE` from its start and then deletes what refers to it, so a write that refers to
-/// an account and takes other rows first (a file, a request, a connection) could wait for the
-/// erase while the erase waits for one of those rows: a deadlock, one side answered 503. Taken
-/// first, before any other row, the write queues behind the erase instead, or the erase behind
-/// it. Nothing on SQLite, whose write transactions run one at a time (`Db::begin`).
+/// Holds the accounts `ids` (their `users` rows, `FOR KEY SHARE`, in id order, one statement)
+/// until the caller commits, on PostgreSQL, and returns those found: an id missing is an account
+/// gone. An erase holds its account's row `FOR UPDATE` from its start and then deletes what
+/// refers to it, so a write that refers to an account and takes other rows first (a file, a
+/// request, a connection) could wait for the erase while the erase waits for one of those rows:
+/// a deadlock, one side answered 503. Taken first, before any other row, the write queues behind
+/// the erase instead, or the erase behind it. On SQLite, whose write transactions run one at a
+/// time (`Db::begin`), nothing is read and every id is returned.
 pub async fn hold_accounts(
     conn: &mut AnyConnection,
     dialect: Dialect,
     ids: &[&str],
-) -> Result<bool, sqlx::Error> {
-    if dialect == Dialect::Sqlite {
-        return Ok(true);
+) -> Result<Vec<String>, sqlx::Error> {
+    if dialect == Dialect::Sqlite || ids.is_empty() {
+        return Ok(ids.iter().map(|id| id.to_string()).collect());
     }
-    let mut ids: Vec<&str> = ids.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut all = true;
-    for id in &ids {
-        let found: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM users WHERE id = $1 FOR KEY SHARE")
-                .bind(*id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        all &= found.is_some();
+    let sql = format!(
+        "SELECT id FROM users WHERE id IN ({}) ORDER BY id FOR KEY SHARE",
+        crate::batch::placeholders(dialect, 1, ids.len())
+    );
+    let mut q = sqlx::query_as::<_, (String,)>(&sql);
+    for id in ids {
+        q = q.bind(*id);
     }
-    Ok(all)
+    Ok(q.fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(id,)| id)
+        .collect())
 }
 
 #[derive(Clone, Debug)]

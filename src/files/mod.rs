@@ -268,15 +268,21 @@ struct OwnedFile {
 /// `lock` (`Dialect::lock_rows`) holds the file's row until the caller commits: a grant or share
 /// written meanwhile cannot lose its file to a concurrent delete (PostgreSQL would refuse its
 /// row, or keep a grant the delete did not see), and a delete waits for them and ends them.
+/// Before it, the owner's account and those of `others` (the doctors the caller writes about)
+/// are held (`db::hold_accounts`): their erases end grants on this file, and would otherwise
+/// deadlock with the caller. The owner gone is 409; another account gone is no one to write about.
 async fn owned_file(
     conn: &mut sqlx::AnyConnection,
     dialect: Dialect,
     lock: RowLock,
     file_id: &str,
     owner: &str,
+    others: &[&str],
 ) -> Result<OwnedFile, AppError> {
-    // The owner's account first, as an erase takes it (`db::hold_accounts`).
-    if !crate::db::hold_accounts(conn, dialect, &[owner]).await? {
+    let mut accounts = vec![owner];
+    accounts.extend_from_slice(others);
+    let held = crate::db::hold_accounts(conn, dialect, &accounts).await?;
+    if !held.iter().any(|id| id == owner) {
         return Err(AppError::gone_meanwhile());
     }
     let row: Option<(String, String, String)> = sqlx::query_as(&format!(
@@ -345,10 +351,8 @@ async fn to_give(
     doctor: &str,
     need_connection: bool,
 ) -> Result<OwnedFile, AppError> {
-    // Both accounts before the file's row: a doctor's erase racing the grant queues with it
-    // instead of deadlocking (`db::hold_accounts`); a doctor gone is looked up below (404).
-    crate::db::hold_accounts(conn, dialect, &[owner, doctor]).await?;
-    let file = owned_file(conn, dialect, RowLock::KeyShare, file_id, owner).await?;
+    // A doctor gone is looked up below (404).
+    let file = owned_file(conn, dialect, RowLock::KeyShare, file_id, owner, &[doctor]).await?;
     target_doctor(conn, dialect, owner, doctor, need_connection).await?;
     Ok(file)
 }
@@ -900,14 +904,13 @@ async fn revoke_file_access(
 ) -> ApiResult<Detail> {
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    // The doctor too, before the grants' rows: their erase ends those grants (`db::hold_accounts`).
-    crate::db::hold_accounts(&mut tx, state.db.dialect, &[&me.user_id, &q.p]).await?;
     let file = owned_file(
         &mut tx,
         state.db.dialect,
         RowLock::KeyShare,
         &file_id,
         &me.user_id,
+        &[&q.p],
     )
     .await?;
     let ended: Vec<(String,)> = sqlx::query_as(&format!(
@@ -1146,9 +1149,7 @@ async fn delete_file(
 ) -> ApiResult<Detail> {
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    // Everyone the delete writes about (each holder of a grant gets a ledger row and a notice),
-    // held before the file's and the grants' rows: a holder's erase ends those grants
-    // (`db::hold_accounts`). A holder already gone is no one to tell.
+    // Everyone the delete writes about: each holder of a grant gets a ledger row and a notice.
     let holders: Vec<(String,)> = sqlx::query_as(
         "SELECT DISTINCT grantee_id FROM file_grants WHERE file_id = $1 AND owner_id = $2",
     )
@@ -1156,15 +1157,14 @@ async fn delete_file(
     .bind(&me.user_id)
     .fetch_all(&mut *tx)
     .await?;
-    let mut held: Vec<&str> = holders.iter().map(|(id,)| id.as_str()).collect();
-    held.push(&me.user_id);
-    crate::db::hold_accounts(&mut tx, state.db.dialect, &held).await?;
+    let holder_ids: Vec<&str> = holders.iter().map(|(id,)| id.as_str()).collect();
     let file = owned_file(
         &mut tx,
         state.db.dialect,
         RowLock::Update,
         &file_id,
         &me.user_id,
+        &holder_ids,
     )
     .await?;
     let holders: Vec<(String,)> = sqlx::query_as(&format!(
