@@ -1860,3 +1860,53 @@ content-type: application/pdf\r\n\r\n"
         "the object went with its refused row: {left:?}"
     );
 }
+
+/// Two connected accounts, the doctor holding a grant on the patient's file, erased at the same
+/// moment: both erases go through. Each writes about the other (the peer's notice, the owner's
+/// ledger), so on PostgreSQL each used to hold its own account and then
+/// wait for the other's: a deadlock, one side answered 503. Both are let go at once here: a
+/// transaction holds their sessions, which each erase deletes first, for 300 ms.
+#[tokio::test]
+async fn two_connected_accounts_erased_at_once_both_go() {
+    let app = TestApp::spawn().await;
+    let patient = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    connect(&app, &patient, &doctor).await;
+    let file = upload(&app, &patient, pdf(1000), "report.pdf").await;
+    app.post_empty(
+        &format!("{}?p={}&t=r", path("createFileAccess", &file), doctor.id),
+        &patient.cookie,
+    )
+    .await
+    .expect(200, "");
+    let lock = app
+        .state
+        .db
+        .dialect
+        .lock_rows(auravita::db::RowLock::Update);
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query(&format!(
+        "SELECT id FROM sessions WHERE user_id IN ($1, $2){lock}"
+    ))
+    .bind(&patient.id)
+    .bind(&doctor.id)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let erase = "/protected/user/deleteProfile";
+    let both = async {
+        tokio::join!(
+            app.post_empty(erase, &patient.cookie),
+            app.post_empty(erase, &doctor.cookie)
+        )
+    };
+    let (a, b) = while_open(tx, both).await;
+    a.expect(200, "");
+    b.expect(200, "");
+    for table in ["users", "connections", "file_grants", "files"] {
+        let n = app
+            .count(&format!("SELECT COUNT(*) FROM {table}"), &[])
+            .await;
+        assert_eq!(n, 0, "{table}");
+    }
+}

@@ -383,6 +383,67 @@ async fn tell_peers(
     Ok(())
 }
 
+/// The accounts an erase of `$1` writes about or changes: the other side of each connection and
+/// request (told the connection ended), the owners of files it was given (an `end` row in their
+/// ledgers) and the patients it registered (`created_by` cleared).
+const RELATED_ACCOUNTS: &str = "SELECT doctor_id FROM connections WHERE patient_id = $1 \
+     UNION SELECT patient_id FROM connections WHERE doctor_id = $1 \
+     UNION SELECT doctor_id FROM connection_requests WHERE patient_id = $1 \
+     UNION SELECT patient_id FROM connection_requests WHERE doctor_id = $1 \
+     UNION SELECT owner_id FROM file_grants WHERE grantee_id = $1 \
+     UNION SELECT id FROM users WHERE created_by = $1";
+
+/// PostgreSQL: holds `user_id`'s row `FOR UPDATE` and those of the accounts its erase writes
+/// about (`RELATED_ACCOUNTS`) `FOR KEY SHARE`, all in id order, the order in which every write
+/// naming several accounts holds them (`db::hold_accounts`). Two erases of connected accounts
+/// then queue, where each used to hold its own row and wait for the other's (a deadlock, one
+/// answered 503). An account related in the meantime is held after the others, out of order;
+/// once `user_id` is held, nothing new can refer to it. Nothing on SQLite, whose write
+/// transactions run one at a time.
+async fn hold_for_erase(
+    tx: &mut sqlx::AnyConnection,
+    dialect: crate::db::Dialect,
+    user_id: &str,
+) -> Result<(), AppError> {
+    use crate::db::RowLock;
+    if dialect == crate::db::Dialect::Sqlite {
+        return Ok(());
+    }
+    let mut held = std::collections::BTreeSet::new();
+    loop {
+        let related: Vec<(String,)> = sqlx::query_as(RELATED_ACCOUNTS)
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut ids: std::collections::BTreeSet<String> = related
+            .into_iter()
+            .map(|(id,)| id)
+            .filter(|id| !held.contains(id))
+            .collect();
+        if held.is_empty() {
+            ids.insert(user_id.to_string());
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for id in ids {
+            let lock = if id == user_id {
+                RowLock::Update
+            } else {
+                RowLock::KeyShare
+            };
+            sqlx::query(&format!(
+                "SELECT id FROM users WHERE id = $1{}",
+                dialect.lock_rows(lock)
+            ))
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            held.insert(id);
+        }
+    }
+}
+
 /// Removes every row of `user_id` in one transaction and leaves the durable record that drives
 /// the purge of their stored objects.
 pub async fn erase_account(
@@ -403,13 +464,7 @@ pub async fn erase_account(
     // registered, a request sent, a grant made) either committed before and is cleaned up
     // below, or waits and then finds the account gone (409 GONE_MEANWHILE). Without it, such a
     // write could land between the clean-up and the final DELETE and outlive the account.
-    sqlx::query(&format!(
-        "SELECT id FROM users WHERE id = $1{}",
-        state.db.dialect.lock_rows(crate::db::RowLock::Update)
-    ))
-    .bind(user_id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    hold_for_erase(&mut tx, state.db.dialect, user_id).await?;
     let name = super::connections::name_of(&mut tx, user_id).await?;
     let peers = end_connections(&mut tx, user_id).await?;
     // What a doctor was given ends, in each owner's ledger, before the rows go.
