@@ -668,12 +668,13 @@ async fn a_sign_in_alert_is_for_the_sessions_signed_in_before_it() {
         about_c["id"].as_i64().unwrap(),
         about_b["id"].as_i64().unwrap(),
     );
-    // B sees its own alert as its own, not as news; C's (newer) as news it may mark read.
+    // B sees its own alert as its own, not as news; C's (newer) as news, but one it may not mark
+    // read while its own alert is unread.
     assert_eq!(about_b["this_session"], true);
     assert_eq!(about_b["can_mark_read"], false);
     assert_eq!(about_c["this_session"], false);
-    assert_eq!(about_c["can_mark_read"], true);
-    assert_eq!(l.data()["unread"], 1);
+    assert_eq!(about_c["can_mark_read"], false);
+    assert_eq!(l.data()["unread"], 0);
     // C may mark neither: its own, and B's (older and live).
     let l = list(&c).await;
     assert_eq!(l.data()["unread"], 0);
@@ -688,9 +689,8 @@ async fn a_sign_in_alert_is_for_the_sessions_signed_in_before_it() {
             .post("/protected/notification/readAll", cookie, json!({}))
             .await;
         r.expect(200, "");
-        // B's readAll marks C's alert; C's marks nothing.
-        let expected = if cookie == &b { 1 } else { 0 };
-        assert_eq!(r.data()["updated"], expected);
+        // Neither marks anything.
+        assert_eq!(r.data()["updated"], 0);
     }
     // Another account is told there is no such notification, as before.
     read(&bob.cookie, nb).await.expect(404, "NOT_FOUND");
@@ -709,7 +709,7 @@ async fn a_sign_in_alert_is_for_the_sessions_signed_in_before_it() {
     assert_eq!(news["id"], nb);
     assert_eq!(news["can_mark_read"], true);
     let l = list(&alice.cookie).await;
-    assert_eq!(l.data()["unread"], 1);
+    assert_eq!(l.data()["unread"], 2);
 
     // Once B has ended, any session may mark its alert read; read, it stays read for everyone,
     // and marking it again is a no-op that answers 200.
@@ -718,10 +718,68 @@ async fn a_sign_in_alert_is_for_the_sessions_signed_in_before_it() {
     assert_eq!(l.data()["notifications"][1]["can_mark_read"], true);
     assert_eq!(l.data()["unread"], 1);
     read(&c, nb).await.expect(200, "");
-    assert_eq!(list(&alice.cookie).await.data()["unread"], 0);
+    assert_eq!(list(&alice.cookie).await.data()["unread"], 1);
     read(&c, nb).await.expect(200, "");
-    // C's own alert, which B marked read before: a no-op for C too.
-    read(&c, nc).await.expect(200, "");
+    // C's own alert is still not C's to mark; the first device marks it.
+    read(&c, nc).await.expect(403, "SIGN_IN_ALERT_NOT_YOURS");
+    read(&alice.cookie, nc).await.expect(200, "");
+    assert_eq!(list(&alice.cookie).await.data()["unread"], 0);
+}
+
+/// Two stolen codes cannot clear both alerts. The older session cannot mark the newer one's
+/// alert read while its own is unread; so the newer cannot sign the older out and then clear
+/// the older's alert (ended, anyone's to mark) and be left unreported. The owner's device still
+/// sees the alert about the session that stays. Once the owner marks a sign-in's alert read
+/// (it was theirs), that session may mark newer ones.
+#[tokio::test]
+async fn two_stolen_codes_cannot_clear_both_alerts() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Alice", "patient").await;
+    app.clock().advance(Duration::from_secs(61));
+    let t1 = app.signin(&owner.phone).await;
+    app.clock().advance(Duration::from_secs(61));
+    let t2 = app.signin(&owner.phone).await;
+    let read_all = |cookie: &str| {
+        let cookie = cookie.to_string();
+        let app = &app;
+        async move {
+            let r = app
+                .post("/protected/notification/readAll", &cookie, json!({}))
+                .await;
+            r.expect(200, "");
+            r.data()["updated"].as_i64().unwrap()
+        }
+    };
+    assert_eq!(read_all(&t1).await, 0);
+    // T2 signs T1 out (T1 is the middle of the three sessions by age), then clears its alert.
+    let r = app.get("/protected/user/sessions", &t2).await;
+    let mut sessions = r.data()["sessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 3);
+    sessions.sort_by_key(|s| s["created_at"].as_str().unwrap().to_string());
+    let t1_id = sessions[1]["id"].as_str().unwrap();
+    app.post_empty(&format!("/protected/user/revokeSession/{t1_id}"), &t2)
+        .await
+        .expect(200, "");
+    assert_eq!(read_all(&t2).await, 1);
+    let l = app.get("/protected/notification/list", &owner.cookie).await;
+    assert_eq!(l.data()["unread"], 1);
+    let about_t2 = &l.data()["notifications"][0];
+    assert_eq!(about_t2["read"], false);
+    assert_eq!(about_t2["can_mark_read"], true);
+    // The owner says T2 was theirs; then T2 may mark a newer sign-in's alert read.
+    let id = about_t2["id"].as_i64().unwrap();
+    app.post(
+        &format!("/protected/notification/readNotification/{id}"),
+        &owner.cookie,
+        json!({}),
+    )
+    .await
+    .expect(200, "");
+    app.clock().advance(Duration::from_secs(61));
+    let _t3 = app.signin(&owner.phone).await;
+    assert_eq!(read_all(&t2).await, 1);
+    let l = app.get("/protected/notification/list", &owner.cookie).await;
+    assert_eq!(l.data()["unread"], 0);
 }
 
 #[tokio::test]
