@@ -1346,3 +1346,60 @@ async fn names_must_show_and_keep_their_direction() {
         assert_eq!(r.data()["user"]["name"], name);
     }
 }
+
+async fn notifications_of(app: &TestApp, u: &User) -> Vec<Value> {
+    let r = app.get("/protected/notification/list", &u.cookie).await;
+    r.expect(200, "");
+    r.data()["notifications"].as_array().unwrap().clone()
+}
+
+/// An erased account vanishes from its peers' notifications: nothing a doctor was told still
+/// carries the patient's id, name or request note, and the notice that the patient left names
+/// no one. What others told the doctor stays.
+#[tokio::test]
+async fn an_erased_account_leaves_nothing_in_its_peers_notifications() {
+    let app = TestApp::spawn().await;
+    let patient = app.signup("Secret Patient", "patient").await;
+    let other = app.signup("Other Patient", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    let r = app
+        .post(
+            &format!("/protected/user/connectionRequest/{}", doctor.id),
+            &patient.cookie,
+            json!({"note": "I have condition X"}),
+        )
+        .await;
+    r.expect(201, "");
+    let request_id = r.data()["request_id"].as_str().unwrap().to_string();
+    app.post_empty(
+        &format!("/protected/user/acceptConnectionRequest/{request_id}"),
+        &doctor.cookie,
+    )
+    .await
+    .expect(200, "");
+    request(&app, &other, &doctor.id).await.expect(201, "");
+    let before = notifications_of(&app, &doctor).await;
+    assert!(before.iter().any(|n| n.to_string().contains("condition X")));
+    app.post_empty("/protected/user/deleteProfile", &patient.cookie)
+        .await
+        .expect(200, "");
+    let after = notifications_of(&app, &doctor).await;
+    for n in &after {
+        let text = n.to_string();
+        for secret in [patient.id.as_str(), "Secret Patient", "condition X"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    let ended: Vec<&Value> = after
+        .iter()
+        .filter(|n| n["kind"] == "connection_ended")
+        .collect();
+    assert_eq!(ended.len(), 1, "{after:?}");
+    assert_eq!(
+        ended[0]["message"],
+        "Someone you were connected with closed their account"
+    );
+    assert!(after
+        .iter()
+        .any(|n| n["kind"] == "connection_requested" && n.to_string().contains(&other.id)));
+}

@@ -305,7 +305,7 @@ pub async fn remove_clinic_record(
     let told = format!(
         "The phone you registered {name} with now belongs to a doctor's account; that patient record was removed"
     );
-    tell_peers(tx, state, &doctors, patient_id, &name, &told).await?;
+    tell_peers(tx, state, &doctors, Some((patient_id, &name)), &told).await?;
     Ok(())
 }
 
@@ -359,27 +359,39 @@ async fn end_connections(
     Ok(peers)
 }
 
-/// Tells each peer of `end_connections` that its connection with `user_id` (`name`) ended,
-/// and why (`message`).
+/// Tells each peer of `end_connections` that its connection ended, and why (`message`); `by`
+/// names who ended it (id, name), or no one (an erased account leaves nothing of itself behind).
 async fn tell_peers(
     tx: &mut sqlx::AnyConnection,
     state: &AppState,
     peers: &[(String, String)],
-    user_id: &str,
-    name: &str,
+    by: Option<(&str, &str)>,
     message: &str,
 ) -> Result<(), AppError> {
     for (connection_id, peer) in peers {
-        raise(
-            tx,
-            state,
-            peer,
-            Kind::ConnectionEnded,
-            message,
-            json!({"connection_id": connection_id, "by": user_id, "by_name": name}),
-        )
-        .await?;
+        let data = match by {
+            Some((id, name)) => json!({"connection_id": connection_id, "by": id, "by_name": name}),
+            None => json!({"connection_id": connection_id}),
+        };
+        raise(tx, state, peer, Kind::ConnectionEnded, message, data).await?;
     }
+    Ok(())
+}
+
+/// Removes, inside an erase, every other account's notification that carries `user_id`'s
+/// details (each names the account that acted by id: `patient_id`, `doctor_id` or `by`, beside
+/// its name, a request's note, a file's name). Notifications hold JSON text, so each one
+/// holding the id as a JSON string goes; ids are hexadecimal, with nothing `LIKE` reads as a
+/// pattern. Owners' access ledgers keep who read their files, by name (see the README).
+async fn forget_mentions(tx: &mut sqlx::AnyConnection, user_id: &str) -> Result<(), AppError> {
+    debug_assert!(user_id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    sqlx::query("DELETE FROM notifications WHERE user_id <> $1 AND data LIKE $2")
+        .bind(user_id)
+        .bind(format!("%\"{user_id}\"%"))
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -465,13 +477,17 @@ pub async fn erase_account(
     // below, or waits and then finds the account gone (409 GONE_MEANWHILE). Without it, such a
     // write could land between the clean-up and the final DELETE and outlive the account.
     hold_for_erase(&mut tx, state.db.dialect, user_id).await?;
-    let name = super::connections::name_of(&mut tx, user_id).await?;
+    // Still there (a second erase of the same account finds it gone: 401).
+    super::connections::name_of(&mut tx, user_id).await?;
     let peers = end_connections(&mut tx, user_id).await?;
     // What a doctor was given ends, in each owner's ledger, before the rows go.
     crate::files::end_access(&mut tx, None, user_id, user_id, now, client).await?;
     let keys = crate::files::forget_user(&mut tx, user_id).await?;
-    let told = format!("{name} closed their account");
-    tell_peers(&mut tx, state, &peers, user_id, &name, &told).await?;
+    // The account vanishes from its peers' notifications too, and the notice that it left
+    // names no one.
+    forget_mentions(&mut tx, user_id).await?;
+    let told = "Someone you were connected with closed their account";
+    tell_peers(&mut tx, state, &peers, None, told).await?;
     sqlx::query(
         "INSERT INTO deleted_users (user_id, object_keys, deleted_at, attempts, next_attempt_at) \
          VALUES ($1, $2, $3, 0, $3)",
