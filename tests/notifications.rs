@@ -668,13 +668,12 @@ async fn a_sign_in_alert_is_for_the_sessions_signed_in_before_it() {
         about_c["id"].as_i64().unwrap(),
         about_b["id"].as_i64().unwrap(),
     );
-    // B sees its own alert as its own, not as news; C's (newer) as news, but one it may not mark
-    // read while its own alert is unread.
+    // B sees its own alert as its own, not as news; C's (newer) as news it may mark read.
     assert_eq!(about_b["this_session"], true);
     assert_eq!(about_b["can_mark_read"], false);
     assert_eq!(about_c["this_session"], false);
-    assert_eq!(about_c["can_mark_read"], false);
-    assert_eq!(l.data()["unread"], 0);
+    assert_eq!(about_c["can_mark_read"], true);
+    assert_eq!(l.data()["unread"], 1);
     // C may mark neither: its own, and B's (older and live).
     let l = list(&c).await;
     assert_eq!(l.data()["unread"], 0);
@@ -689,8 +688,9 @@ async fn a_sign_in_alert_is_for_the_sessions_signed_in_before_it() {
             .post("/protected/notification/readAll", cookie, json!({}))
             .await;
         r.expect(200, "");
-        // Neither marks anything.
-        assert_eq!(r.data()["updated"], 0);
+        // B's readAll marks C's alert; C's marks nothing.
+        let expected = if cookie == &b { 1 } else { 0 };
+        assert_eq!(r.data()["updated"], expected);
     }
     // Another account is told there is no such notification, as before.
     read(&bob.cookie, nb).await.expect(404, "NOT_FOUND");
@@ -709,28 +709,30 @@ async fn a_sign_in_alert_is_for_the_sessions_signed_in_before_it() {
     assert_eq!(news["id"], nb);
     assert_eq!(news["can_mark_read"], true);
     let l = list(&alice.cookie).await;
-    assert_eq!(l.data()["unread"], 2);
+    assert_eq!(l.data()["unread"], 1);
 
-    // Once B has ended, any session may mark its alert read; read, it stays read for everyone,
-    // and marking it again is a no-op that answers 200.
+    // Once B has ended, its alert is still for the sessions older than it while one lives: not
+    // C's to mark, the first device's. Read, it stays read for everyone, and marking it again is
+    // a no-op that answers 200.
     app.post_empty("/auth/signout", &b).await.expect(200, "");
     let l = list(&c).await;
-    assert_eq!(l.data()["notifications"][1]["can_mark_read"], true);
-    assert_eq!(l.data()["unread"], 1);
-    read(&c, nb).await.expect(200, "");
+    assert_eq!(l.data()["notifications"][1]["can_mark_read"], false);
+    assert_eq!(l.data()["unread"], 0);
+    read(&c, nb).await.expect(403, "SIGN_IN_ALERT_NOT_YOURS");
     assert_eq!(list(&alice.cookie).await.data()["unread"], 1);
-    read(&c, nb).await.expect(200, "");
-    // C's own alert is still not C's to mark; the first device marks it.
-    read(&c, nc).await.expect(403, "SIGN_IN_ALERT_NOT_YOURS");
-    read(&alice.cookie, nc).await.expect(200, "");
+    read(&alice.cookie, nb).await.expect(200, "");
     assert_eq!(list(&alice.cookie).await.data()["unread"], 0);
+    read(&c, nb).await.expect(200, "");
+    // C's own alert, which B marked read before: a no-op for C too.
+    read(&c, nc).await.expect(200, "");
 }
 
-/// Two stolen codes cannot clear both alerts. The older session cannot mark the newer one's
-/// alert read while its own is unread; so the newer cannot sign the older out and then clear
-/// the older's alert (ended, anyone's to mark) and be left unreported. The owner's device still
-/// sees the alert about the session that stays. Once the owner marks a sign-in's alert read
-/// (it was theirs), that session may mark newer ones.
+/// Two stolen codes cannot clear both alerts. The older session may mark the newer one's alert
+/// read, but then the newer cannot sign the older out and clear its alert too: an alert about
+/// an ended session is still for the sessions older than it, while one lives, and the owner's
+/// device keeps seeing it. With no older session left (the owner signed out everywhere and
+/// back in), any session may mark it: a device signing in again is not left with alerts no one
+/// can clear.
 #[tokio::test]
 async fn two_stolen_codes_cannot_clear_both_alerts() {
     let app = TestApp::spawn().await;
@@ -750,8 +752,8 @@ async fn two_stolen_codes_cannot_clear_both_alerts() {
             r.data()["updated"].as_i64().unwrap()
         }
     };
-    assert_eq!(read_all(&t1).await, 0);
-    // T2 signs T1 out (T1 is the middle of the three sessions by age), then clears its alert.
+    assert_eq!(read_all(&t1).await, 1);
+    // T2 signs T1 out (the middle of the three sessions by age), then tries to clear its alert.
     let r = app.get("/protected/user/sessions", &t2).await;
     let mut sessions = r.data()["sessions"].as_array().unwrap().clone();
     assert_eq!(sessions.len(), 3);
@@ -760,26 +762,22 @@ async fn two_stolen_codes_cannot_clear_both_alerts() {
     app.post_empty(&format!("/protected/user/revokeSession/{t1_id}"), &t2)
         .await
         .expect(200, "");
-    assert_eq!(read_all(&t2).await, 1);
+    assert_eq!(read_all(&t2).await, 0);
     let l = app.get("/protected/notification/list", &owner.cookie).await;
     assert_eq!(l.data()["unread"], 1);
-    let about_t2 = &l.data()["notifications"][0];
-    assert_eq!(about_t2["read"], false);
-    assert_eq!(about_t2["can_mark_read"], true);
-    // The owner says T2 was theirs; then T2 may mark a newer sign-in's alert read.
-    let id = about_t2["id"].as_i64().unwrap();
-    app.post(
-        &format!("/protected/notification/readNotification/{id}"),
-        &owner.cookie,
-        json!({}),
-    )
-    .await
-    .expect(200, "");
-    app.clock().advance(Duration::from_secs(61));
-    let _t3 = app.signin(&owner.phone).await;
-    assert_eq!(read_all(&t2).await, 1);
-    let l = app.get("/protected/notification/list", &owner.cookie).await;
-    assert_eq!(l.data()["unread"], 0);
+    let about_t1 = &l.data()["notifications"][1];
+    assert_eq!(about_t1["read"], false);
+    assert_eq!(about_t1["can_mark_read"], true);
+    let id = about_t1["id"].as_i64().unwrap();
+    let read = format!("/protected/notification/readNotification/{id}");
+    app.post(&read, &t2, json!({}))
+        .await
+        .expect(403, "SIGN_IN_ALERT_NOT_YOURS");
+    // The owner's device signs out: no session older than T1 is left, so T2 may.
+    app.post_empty("/auth/signout", &owner.cookie)
+        .await
+        .expect(200, "");
+    app.post(&read, &t2, json!({})).await.expect(200, "");
 }
 
 #[tokio::test]

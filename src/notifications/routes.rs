@@ -85,18 +85,23 @@ impl<'a> Reader<'a> {
 /// SQL true when the reader bound at `$first` (session), `$first + 1` (now) and `$first + 2`
 /// (idle cut-off) may mark a notification read. Anything but a sign-in alert, yes. A sign-in
 /// alert is news to the sessions signed in before the one it reports: while that session lives,
-/// only an older session whose own sign-in alert (if it had one) was marked read may mark it
-/// read. So a session cannot dismiss the alert about itself, nor one about an older session,
-/// nor, while its own alert is unread, one about a newer session: of two stolen codes, the
-/// older cannot clear the newer's alert and then be signed out by it to free its own. Once the
-/// reported session has ended, any session may.
+/// only an older session may mark it read, so a session cannot dismiss the alert about itself,
+/// nor one about an older session. Once the reported session has ended, still only a session
+/// older than it may, while one lives; so of two stolen codes, the newer cannot sign the older
+/// out and then clear the older's alert. When no session older than it lives (a device that
+/// signed in again after its last session ended), any session may.
 pub(crate) fn may_mark_read(first: u8) -> String {
     let (s, now, cut) = (first, first + 1, first + 2);
+    let live = |t: &str| format!("{t}.expires_at > ${now} AND {t}.last_seen_at > ${cut}");
+    let (x, y) = (live("x"), live("y"));
+    let reader = format!("COALESCE((SELECT c.created_at FROM sessions c WHERE c.id = ${s}), -1)");
     format!(
-        "(session_id IS NULL OR NOT EXISTS (SELECT 1 FROM sessions x \
-         WHERE x.id = notifications.session_id AND x.expires_at > ${now} AND x.last_seen_at > ${cut} \
-         AND (x.created_at <= COALESCE((SELECT c.created_at FROM sessions c WHERE c.id = ${s}), -1) \
-         OR EXISTS (SELECT 1 FROM notifications o WHERE o.session_id = ${s} AND o.read_at IS NULL))))"
+        "(session_id IS NULL \
+         OR EXISTS (SELECT 1 FROM sessions x WHERE x.id = notifications.session_id AND {x} \
+         AND x.created_at > {reader}) \
+         OR (NOT EXISTS (SELECT 1 FROM sessions x WHERE x.id = notifications.session_id AND {x}) \
+         AND ({reader} < notifications.created_at OR NOT EXISTS (SELECT 1 FROM sessions y \
+         WHERE y.user_id = notifications.user_id AND {y} AND y.created_at < notifications.created_at))))"
     )
 }
 
@@ -116,9 +121,9 @@ pub struct NotificationView {
     pub read: bool,
     /// A sign-in alert about the session reading it.
     pub this_session: bool,
-    /// Whether the reader may mark it read: false for a sign-in alert about a live session that
-    /// is the reader's own or older than it, or about any live session while the reader's own
-    /// sign-in alert is unread (see `readNotification`). Such an alert is not
+    /// Whether the reader may mark it read: false for a sign-in alert about a session that is
+    /// the reader's own or older than it, while that session lives or, once it ended, while a
+    /// session older than it lives (see `readNotification`). Such an alert is not
     /// counted as unread for the reader, nor replayed as unread on its stream.
     pub can_mark_read: bool,
 }
@@ -217,9 +222,9 @@ fn bad_last_event_id() -> AppError {
 /// Mark one notification as read.
 ///
 /// A sign-in alert is news to the devices signed in before it: while the session it reports
-/// lives, only an older session whose own sign-in alert is read (or that had none) may mark it
-/// read (403 `SIGN_IN_ALERT_NOT_YOURS` for that session itself, a newer one, or one whose own
-/// alert is unread). Once that session has ended, any session may. Marking a notification
+/// lives, only an older session may mark it read (403 `SIGN_IN_ALERT_NOT_YOURS` for that session
+/// itself or a newer one). Once that session has ended, the same holds while a session older
+/// than it lives; when none does, any session may. Marking a notification
 /// that is already read changes nothing and answers 200.
 #[utoipa::path(post, path = "/protected/notification/readNotification/{notification_id}", tag = "notification",
     params(("notification_id" = i64, Path, description = "the notification's id")),
@@ -261,7 +266,7 @@ async fn read_notification(
         }
         return Err(AppError::forbidden(
             "SIGN_IN_ALERT_NOT_YOURS",
-            "this sign-in alert is for the devices signed in before it whose own sign-in was acknowledged; one of those can mark it read, or any device once that sign-in has ended",
+            "this sign-in alert is for the devices signed in before it; one of those can mark it read",
         ));
     }
     Ok(ApiOk::new(done(), "marked as read"))
