@@ -290,6 +290,17 @@ async fn upload_rules() {
     raw("multipart/form-data", pdf(100))
         .await
         .expect(400, "BAD_MULTIPART");
+    // A type that only begins like multipart is not multipart.
+    raw("multipart/form-dataX; boundary=XyZ", pdf(100))
+        .await
+        .expect(415, "UNSUPPORTED_MEDIA_TYPE");
+    // A tag that is not UTF-8, sent as `tags[]`, is named as the contract names the field.
+    let mut bad_tag =
+        b"--XyZ\r\ncontent-disposition: form-data; name=\"tags[]\"\r\n\r\n\xff\xfe\r\n--XyZ--\r\n"
+            .to_vec();
+    let r = raw("multipart/form-data; boundary=XyZ", bad_tag).await;
+    r.expect(422, "VALIDATION_FAILED");
+    assert_eq!(r.body["error"]["details"]["field"], "tags", "{}", r.body);
 
     // Not multipart, not a patient, not signed in.
     app.post(

@@ -157,7 +157,10 @@ pub async fn upload_file(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/form-data"));
+        .is_some_and(|ct| {
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            essence.eq_ignore_ascii_case("multipart/form-data")
+        });
     if !is_multipart {
         return Err(AppError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -234,15 +237,25 @@ pub async fn upload_file(
                 file_name,
             ));
         } else {
+            // Errors name a field as the contract does (`tags`, whichever way it was sent).
+            let field_name = if name == "tags[]" {
+                "tags"
+            } else {
+                name.as_str()
+            };
             let mut text = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, max))? {
                 text.extend_from_slice(&chunk);
                 if text.len() > MAX_TEXT_FIELD {
-                    return Err(AppError::invalid(&name, format!("{name} is too long")));
+                    return Err(AppError::invalid(
+                        field_name,
+                        format!("{field_name} is too long"),
+                    ));
                 }
             }
-            let text = String::from_utf8(text)
-                .map_err(|_| AppError::invalid(&name, format!("{name} must be UTF-8 text")))?;
+            let text = String::from_utf8(text).map_err(|_| {
+                AppError::invalid(field_name, format!("{field_name} must be UTF-8 text"))
+            })?;
             match name.as_str() {
                 "tags[]" | "tags" => {
                     let tag = text.trim().to_string();
