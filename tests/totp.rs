@@ -254,7 +254,24 @@ async fn five_wrong_codes_end_the_second_step_and_back_the_phone_off() {
         r.expect(401, "TOTP_INVALID");
         assert_eq!(r.body["error"]["details"]["attempts_left"], left);
     }
+    let stopped = || async {
+        let r = app.get("/protected/notification/list", &me.cookie).await;
+        r.expect(200, "");
+        let all = r.data()["notifications"].as_array().unwrap().clone();
+        all.into_iter()
+            .filter(|n| n["kind"] == "sign_in_stopped")
+            .collect::<Vec<_>>()
+    };
+    assert!(stopped().await.is_empty());
     second_step(&app, &id, wrong).await.expect(410, "TOTP_DEAD");
+    // The owner hears that someone had the phone's code but not the authenticator's.
+    let told = stopped().await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["can_mark_read"], true);
+    assert!(told[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("authenticator"));
     // Dead means dead, even for the right code now.
     second_step(&app, &id, &right)
         .await

@@ -545,6 +545,7 @@ async fn signin_second_factor(
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
+            crate::notifications::on_second_step_dead(&state, &mut tx, &user_id, &client).await?;
         }
         tx.commit().await?;
         if dead {

@@ -43,7 +43,7 @@ use crate::error::AppError;
 
 pub use hub::Hub;
 pub use routes::NotificationView;
-pub use signin::on_sign_in;
+pub use signin::{on_second_step_dead, on_sign_in};
 
 /// The PostgreSQL channel every instance listens on; the payload is the user id.
 pub const CHANNEL: &str = "auravita_notifications";
@@ -61,6 +61,7 @@ pub enum Kind {
     FileShared,
     PatientAccountCreated,
     NewSignIn,
+    SignInStopped,
 }
 
 impl Kind {
@@ -75,6 +76,7 @@ impl Kind {
             Kind::FileShared => "file_shared",
             Kind::PatientAccountCreated => "patient_account_created",
             Kind::NewSignIn => "new_sign_in",
+            Kind::SignInStopped => "sign_in_stopped",
         }
     }
 }

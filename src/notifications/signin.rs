@@ -33,3 +33,27 @@ pub async fn on_sign_in(
     )
     .await
 }
+
+/// Raises `sign_in_stopped` for `user_id`: someone gave the sign-in code sent to the account's
+/// phone, then the authenticator code wrong until the sign-in ended. The phone's codes may be
+/// read by someone else; the owner hears of it as of a sign-in (any device may mark it read).
+pub async fn on_second_step_dead(
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    user_id: &str,
+    client: &ClientInfo,
+) -> Result<(), AppError> {
+    let device = crate::auth::session::device_summary(&client.user_agent);
+    super::raise(
+        tx,
+        state,
+        user_id,
+        Kind::SignInStopped,
+        &format!(
+            "Someone signing in from {device} (IP {}) gave the code sent to your phone but not your authenticator code, and the sign-in was stopped. If this was not you, someone else can read your text messages.",
+            client.ip
+        ),
+        json!({"device": device, "ip": client.ip, "user_agent": client.user_agent}),
+    )
+    .await
+}
