@@ -295,7 +295,7 @@ async fn upload_rules() {
         .await
         .expect(415, "UNSUPPORTED_MEDIA_TYPE");
     // A tag that is not UTF-8, sent as `tags[]`, is named as the contract names the field.
-    let mut bad_tag =
+    let bad_tag =
         b"--XyZ\r\ncontent-disposition: form-data; name=\"tags[]\"\r\n\r\n\xff\xfe\r\n--XyZ--\r\n"
             .to_vec();
     let r = raw("multipart/form-data; boundary=XyZ", bad_tag).await;
