@@ -405,55 +405,56 @@ const RELATED_ACCOUNTS: &str = "SELECT doctor_id FROM connections WHERE patient_
      UNION SELECT owner_id FROM file_grants WHERE grantee_id = $1 \
      UNION SELECT id FROM users WHERE created_by = $1";
 
+/// `RELATED_ACCOUNTS` of `user_id`.
+async fn related_accounts(
+    tx: &mut sqlx::AnyConnection,
+    user_id: &str,
+) -> Result<Vec<String>, AppError> {
+    let rows: Vec<(String,)> = sqlx::query_as(RELATED_ACCOUNTS)
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
 /// PostgreSQL: holds `user_id`'s row `FOR UPDATE` and those of the accounts its erase writes
 /// about (`RELATED_ACCOUNTS`) `FOR KEY SHARE`, all in id order, the order in which every write
 /// naming several accounts holds them (`db::hold_accounts`). Two erases of connected accounts
 /// then queue, where each used to hold its own row and wait for the other's (a deadlock, one
-/// answered 503). An account related in the meantime is held after the others, out of order;
-/// once `user_id` is held, nothing new can refer to it. Nothing on SQLite, whose write
-/// transactions run one at a time.
+/// answered 503). Once `user_id` is held, nothing new can refer to it (a write that does holds
+/// it first), so one more read finds every account related in the meantime, held last, out of
+/// order. Nothing on SQLite, whose write transactions run one at a time.
 async fn hold_for_erase(
     tx: &mut sqlx::AnyConnection,
     dialect: crate::db::Dialect,
     user_id: &str,
 ) -> Result<(), AppError> {
-    use crate::db::RowLock;
+    use crate::db::{hold_accounts, RowLock};
     if dialect == crate::db::Dialect::Sqlite {
         return Ok(());
     }
-    let mut held = std::collections::BTreeSet::new();
-    loop {
-        let related: Vec<(String,)> = sqlx::query_as(RELATED_ACCOUNTS)
-            .bind(user_id)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut ids: std::collections::BTreeSet<String> = related
-            .into_iter()
-            .map(|(id,)| id)
-            .filter(|id| !held.contains(id))
-            .collect();
-        if held.is_empty() {
-            ids.insert(user_id.to_string());
-        }
-        if ids.is_empty() {
-            return Ok(());
-        }
-        for id in ids {
-            let lock = if id == user_id {
-                RowLock::Update
-            } else {
-                RowLock::KeyShare
-            };
-            sqlx::query(&format!(
-                "SELECT id FROM users WHERE id = $1{}",
-                dialect.lock_rows(lock)
-            ))
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            held.insert(id);
-        }
-    }
+    let related = related_accounts(tx, user_id).await?;
+    let (before, after): (Vec<&str>, Vec<&str>) = related
+        .iter()
+        .map(String::as_str)
+        .partition(|id| *id < user_id);
+    hold_accounts(tx, dialect, &before).await?;
+    sqlx::query(&format!(
+        "SELECT id FROM users WHERE id = $1{}",
+        dialect.lock_rows(RowLock::Update)
+    ))
+    .bind(user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    hold_accounts(tx, dialect, &after).await?;
+    let again = related_accounts(tx, user_id).await?;
+    let late: Vec<&str> = again
+        .iter()
+        .filter(|id| !related.contains(id))
+        .map(String::as_str)
+        .collect();
+    hold_accounts(tx, dialect, &late).await?;
+    Ok(())
 }
 
 /// Removes every row of `user_id` in one transaction and leaves the durable record that drives
