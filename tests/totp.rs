@@ -59,6 +59,16 @@ async fn to_second_step_from(app: &TestApp, phone: &str, cookies: &str) -> Strin
         .to_string()
 }
 
+/// The `two_step_changed` notices the owner of `cookie` holds, newest first.
+async fn two_step_notices(app: &TestApp, cookie: &str) -> Vec<serde_json::Value> {
+    let r = app.get("/protected/notification/list", cookie).await;
+    r.expect(200, "");
+    let all = r.data()["notifications"].as_array().unwrap().clone();
+    all.into_iter()
+        .filter(|n| n["kind"] == "two_step_changed")
+        .collect()
+}
+
 async fn second_step(app: &TestApp, id: &str, code: &str) -> common::Resp {
     app.post(
         &format!("/auth/signin/totp/{id}"),
@@ -158,6 +168,12 @@ async fn set_up_turn_on_sign_in_with_both_steps_and_turn_off() {
     r.expect(200, "");
     assert_eq!(r.data()["enabled"], true);
     assert_eq!(r.data()["signed_out_sessions"], 1);
+    // The owner is told, once, wherever they sign in next.
+    let told = two_step_notices(&app, &me.cookie).await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["data"]["enabled"], true);
+    assert_eq!(told[0]["can_mark_read"], true);
+    assert!(told[0]["message"].as_str().unwrap().contains("turned on"));
     // The device that signed in without the second step is out; this one stays.
     app.get("/protected/user/sessionDetail", &other_device)
         .await
@@ -229,6 +245,11 @@ async fn set_up_turn_on_sign_in_with_both_steps_and_turn_off() {
     )
     .await
     .expect(409, "TOTP_NOT_ENABLED");
+    // Turning it off is told too; the wrong code and the second try above raised nothing.
+    let told = two_step_notices(&app, &me.cookie).await;
+    assert_eq!(told.len(), 2, "{told:?}");
+    assert_eq!(told[0]["data"]["enabled"], false);
+    assert!(told[0]["message"].as_str().unwrap().contains("turned off"));
     // Back to one step.
     app.clock().advance(Duration::from_secs(61));
     let plain = app.signin(&me.phone).await;

@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::session::AuthUser;
+use super::session::{AuthUser, ClientInfo};
 use crate::api::{ApiJson, ApiOk, ApiResult};
 use crate::app::AppState;
 use crate::clock::Millis;
@@ -539,6 +539,7 @@ fn already_enabled() -> AppError {
 async fn enable(
     State(state): State<AppState>,
     me: AuthUser,
+    client: ClientInfo,
     ApiJson(req): ApiJson<EnableRequest>,
 ) -> ApiResult<TotpEnabled> {
     session_only(&me)?;
@@ -626,6 +627,7 @@ async fn enable(
         .bind(me.session_id.as_deref().unwrap_or(""))
         .execute(&mut *tx)
         .await?;
+    crate::notifications::on_two_step_changed(&state, &mut tx, &me.user_id, true, &client).await?;
     tx.commit().await?;
     Ok(ApiOk::new(
         TotpEnabled {
@@ -662,6 +664,7 @@ fn sms_dead() -> AppError {
 async fn disable(
     State(state): State<AppState>,
     me: AuthUser,
+    client: ClientInfo,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> ApiResult<TotpStatus> {
     session_only(&me)?;
@@ -688,6 +691,7 @@ async fn disable(
     .bind(&me.user_id)
     .execute(&mut *tx)
     .await?;
+    crate::notifications::on_two_step_changed(&state, &mut tx, &me.user_id, false, &client).await?;
     tx.commit().await?;
     Ok(ApiOk::new(
         TotpStatus {

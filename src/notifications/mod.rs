@@ -43,7 +43,7 @@ use crate::error::AppError;
 
 pub use hub::Hub;
 pub use routes::NotificationView;
-pub use signin::{on_second_step_dead, on_sign_in};
+pub use signin::{on_second_step_dead, on_sign_in, on_two_step_changed};
 
 /// The PostgreSQL channel every instance listens on; the payload is the user id.
 pub const CHANNEL: &str = "auravita_notifications";
@@ -62,6 +62,7 @@ pub enum Kind {
     PatientAccountCreated,
     NewSignIn,
     SignInStopped,
+    TwoStepChanged,
 }
 
 impl Kind {
@@ -77,6 +78,7 @@ impl Kind {
             Kind::PatientAccountCreated => "patient_account_created",
             Kind::NewSignIn => "new_sign_in",
             Kind::SignInStopped => "sign_in_stopped",
+            Kind::TwoStepChanged => "two_step_changed",
         }
     }
 }

@@ -57,3 +57,36 @@ pub async fn on_second_step_dead(
     )
     .await
 }
+
+/// Raises `two_step_changed` for `user_id`: two-step sign-in was turned on (`on`) or off from the
+/// device `client`. Turning it off weakens the account and turning it on signs every other device
+/// out, so either is told to the owner wherever they are signed in (any device may mark it read).
+pub async fn on_two_step_changed(
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    user_id: &str,
+    on: bool,
+    client: &ClientInfo,
+) -> Result<(), AppError> {
+    let device = crate::auth::session::device_summary(&client.user_agent);
+    let message = if on {
+        format!(
+            "Two-step sign-in was turned on from {device} (IP {}), and your other devices were signed out. If this was not you, sign in again and check your authenticator.",
+            client.ip
+        )
+    } else {
+        format!(
+            "Two-step sign-in was turned off from {device} (IP {}): signing in now needs only the code sent to your phone. If this was not you, turn it on again and end the sessions you do not know.",
+            client.ip
+        )
+    };
+    super::raise(
+        tx,
+        state,
+        user_id,
+        Kind::TwoStepChanged,
+        &message,
+        json!({"enabled": on, "device": device, "ip": client.ip, "user_agent": client.user_agent}),
+    )
+    .await
+}

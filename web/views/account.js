@@ -326,7 +326,7 @@ const KIND_LABEL = {
   connection_requested: 'Connection request', connection_accepted: 'Request accepted', connection_rejected: 'Request declined',
   connection_ended: 'Connection ended', file_access_granted: 'File shared', file_access_revoked: 'Access revoked',
   file_shared: 'Shared for 30 minutes', patient_account_created: 'Account created', new_sign_in: 'New sign-in',
-  sign_in_stopped: 'Sign-in stopped',
+  sign_in_stopped: 'Sign-in stopped', two_step_changed: 'Two-step sign-in changed',
 };
 
 export async function notifications(ctx) {
