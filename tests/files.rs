@@ -600,6 +600,45 @@ async fn every_actor_tries_every_route() {
     )
     .await
     .expect(422, "VALIDATION_FAILED");
+    // A parameter the route does not know is refused, not ignored: a misspelt end time must
+    // not quietly make a permanent grant, nor a misspelt page show the first one.
+    for (route, id, query) in [
+        (
+            "createFileAccess",
+            &file,
+            format!("p={}&t=r&end=60", granted.id),
+        ),
+        ("tempFileShare", &file, format!("p={}&t=r&e=60", granted.id)),
+        ("revokeFileAccess", &file, format!("p={}&all=1", granted.id)),
+    ] {
+        let r = app
+            .post_empty(&format!("{}?{query}", path(route, id)), &owner.cookie)
+            .await;
+        r.expect(422, "VALIDATION_FAILED");
+        let field = if route == "revokeFileAccess" {
+            "all"
+        } else if route == "tempFileShare" {
+            "e"
+        } else {
+            "end"
+        };
+        assert_eq!(r.body["error"]["details"]["field"], field, "{}", r.body);
+    }
+    for (route, field) in [
+        ("/protected/resource/userFiles?q=1&page=2", "page"),
+        ("/protected/resource/accessLog?q=2", "q"),
+        (&*format!("{}?o=t&x=1", path("fileURL", &file)), "x"),
+        ("/protected/notification/list?page=1&limit=5", "limit"),
+        ("/protected/user/searchDoctorByName?name=ab&lmit=5", "lmit"),
+    ] {
+        let r = app.get(route, &owner.cookie).await;
+        r.expect(422, "VALIDATION_FAILED");
+        assert_eq!(
+            r.body["error"]["details"]["field"], field,
+            "{route}: {}",
+            r.body
+        );
+    }
     // The owner cannot reach into another patient's file either.
     app.post_empty(
         &format!(

@@ -152,24 +152,28 @@ pub struct LogPage {
 // Queries
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Page number, from 1.
     pub q: Option<i64>,
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Page number, from 1.
     pub page: Option<i64>,
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct UrlQuery {
     /// `t`: as the owner; `f`: under a grant or share. Absent: whichever applies.
     pub o: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct GrantQuery {
     /// The doctor's user id.
     pub p: String,
@@ -180,6 +184,7 @@ pub struct GrantQuery {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct ShareQuery {
     /// The doctor's user id.
     pub p: String,
@@ -188,6 +193,7 @@ pub struct ShareQuery {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct PersonQuery {
     /// The doctor's user id.
     pub p: String,

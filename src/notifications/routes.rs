@@ -276,6 +276,7 @@ const PAGE_SIZE: i64 = 20;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// 1-based page number (20 per page, newest first); default 1.
     #[param(minimum = 1, maximum = 1000000)]

@@ -53,6 +53,7 @@ fn doctor_view(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct NameQuery {
     /// A piece of the doctor's name, any case (1 to 100 characters).
     pub name: Option<String>,
@@ -264,6 +265,7 @@ pub async fn by_name(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct PhoneQuery {
     /// The doctor's phone, E.164 (`+919876543210`).
     pub phone: Option<String>,
