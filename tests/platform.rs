@@ -172,6 +172,78 @@ async fn openapi_publishes_every_route_of_the_contract_with_schemas() {
         missing.is_empty(),
         "routes missing from /openapi.json: {missing:?}"
     );
+    // Every parameter sits where the route reads it: a path parameter is in the path's
+    // template, and the query parameters the seed's table names are in the query, required only
+    // where the route cannot do without them.
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap();
+                if p["in"] == "path" {
+                    assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: path parameter {name} is not in the path"
+                    );
+                }
+            }
+        }
+    }
+    let query = [
+        ("get", "/protected/resource/userFiles", "q", false),
+        ("get", "/protected/resource/fileURL/{file_id}", "o", false),
+        (
+            "post",
+            "/protected/resource/createFileAccess/{file_id}",
+            "p",
+            true,
+        ),
+        (
+            "post",
+            "/protected/resource/createFileAccess/{file_id}",
+            "t",
+            false,
+        ),
+        (
+            "post",
+            "/protected/resource/createFileAccess/{file_id}",
+            "e",
+            false,
+        ),
+        (
+            "post",
+            "/protected/resource/revokeFileAccess/{file_id}",
+            "p",
+            true,
+        ),
+        (
+            "post",
+            "/protected/resource/tempFileShare/{file_id}",
+            "p",
+            true,
+        ),
+        (
+            "post",
+            "/protected/resource/tempFileShare/{file_id}",
+            "t",
+            false,
+        ),
+        ("get", "/protected/resource/accessLog", "page", false),
+        ("get", "/protected/user/searchDoctorByName", "name", false),
+        ("get", "/protected/notification/list", "page", false),
+    ];
+    for (method, path, name, required) in query {
+        let params = doc["paths"][path][method]["parameters"].as_array().unwrap();
+        let p = params
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{method} {path} documents no {name}"));
+        assert_eq!(p["in"], "query", "{method} {path} {name}: {p}");
+        assert_eq!(
+            p["required"].as_bool().unwrap_or(false),
+            required,
+            "{method} {path} {name}: {p}"
+        );
+    }
 }
 
 /// The server's own accept loop (`app::serve`): an HTTP/1 connection buffers at most 64 KB that

@@ -152,6 +152,7 @@ pub struct LogPage {
 // Queries
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Page number, from 1.
@@ -159,6 +160,7 @@ pub struct PageQuery {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Page number, from 1.
@@ -166,6 +168,7 @@ pub struct LogQuery {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UrlQuery {
     /// `t`: as the owner; `f`: under a grant or share. Absent: whichever applies.
@@ -173,6 +176,7 @@ pub struct UrlQuery {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GrantQuery {
     /// The doctor's user id.
@@ -184,6 +188,7 @@ pub struct GrantQuery {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ShareQuery {
     /// The doctor's user id.
@@ -193,6 +198,7 @@ pub struct ShareQuery {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PersonQuery {
     /// The doctor's user id.
