@@ -264,6 +264,37 @@ async fn concurrent_guesses_are_compared_at_most_five_times() {
         .expect(410, "OTP_DEAD");
 }
 
+/// A code killed within its send's cooldown: the phone's 30 s back-off is the reason given, but
+/// `Retry-After` is the cooldown's longer wait, and a client that waits exactly that long is
+/// served.
+#[tokio::test]
+async fn retry_after_is_the_longest_wait_that_holds_the_phone() {
+    let app = TestApp::spawn().await;
+    let (phone, id, code) = start_signup(&app).await;
+    app.clock().advance(Duration::from_secs(10));
+    for _ in 0..4 {
+        verify(&app, "signup", &id, &wrong(&code)).await;
+    }
+    verify(&app, "signup", &id, &wrong(&code))
+        .await
+        .expect(410, "OTP_DEAD");
+    let r = app
+        .post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await;
+    r.expect(429, "OTP_BACKOFF");
+    let wait = retry_after(&r);
+    assert!((49..=50).contains(&wait), "{wait}");
+    assert_eq!(r.body["error"]["details"]["retry_after"], wait);
+    app.clock().advance(Duration::from_secs(wait - 1));
+    app.post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await
+        .expect(429, "OTP_COOLDOWN");
+    app.clock().advance(Duration::from_secs(1));
+    app.post("/auth/signup/resendotp", "", json!({"phone": phone}))
+        .await
+        .expect(200, "");
+}
+
 #[tokio::test]
 async fn five_wrong_codes_kill_the_code_and_the_phone_backs_off_without_resend_resetting_it() {
     let app = TestApp::spawn().await;

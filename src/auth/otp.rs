@@ -256,32 +256,49 @@ pub(crate) async fn reserve_send(
         all.as_str()
     };
     drop(tx);
-    let (last_sent, hour_start, locked_until): (i64, i64, i64) = sqlx::query_as(
-        "SELECT last_sent_at, hour_start, locked_until FROM phone_limits WHERE phone = $1",
+    let (last_sent, hour_start, hour_count, locked_until): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT last_sent_at, hour_start, hour_count, locked_until FROM phone_limits WHERE phone = $1",
     )
     .bind(refused)
     .fetch_one(&state.db.pool)
     .await?;
-    let secs = |until: i64| ((until - now).max(0) as u64).div_ceil(1000);
-    if locked_until > now {
-        Err(AppError::rate_limited(
+    // Every wait that holds the key back, first the one named: `Retry-After` is the longest, so
+    // a client that waits that long is not refused again for another of them.
+    let max = if refused == lane {
+        l.otp_per_hour
+    } else {
+        all_max
+    };
+    let waits = [
+        (locked_until > now).then_some((
             "OTP_BACKOFF",
             "too many wrong codes for this phone; wait before asking for a new one",
-            secs(locked_until),
-        ))
-    } else if refused == lane && last_sent + cooldown_ms > now {
-        Err(AppError::rate_limited(
+            locked_until,
+        )),
+        (refused == lane && last_sent + cooldown_ms > now).then_some((
             "OTP_COOLDOWN",
             "a code was sent to this phone moments ago; wait before asking for another",
-            secs(last_sent + cooldown_ms),
-        ))
-    } else {
-        Err(AppError::rate_limited(
+            last_sent + cooldown_ms,
+        )),
+        (hour_start > hour_ago && hour_count >= max).then_some((
             "OTP_HOURLY_LIMIT",
             "too many codes for this phone this hour",
-            secs(hour_start + 3_600_000),
-        ))
-    }
+            hour_start + 3_600_000,
+        )),
+    ];
+    let mut held = waits.iter().flatten();
+    // None holds any longer (it ran out between the two statements): the hour's, as before.
+    let (code, message, first) = held.next().copied().unwrap_or((
+        "OTP_HOURLY_LIMIT",
+        "too many codes for this phone this hour",
+        hour_start + 3_600_000,
+    ));
+    let until = held.map(|w| w.2).fold(first, i64::max);
+    Err(AppError::rate_limited(
+        code,
+        message,
+        ((until - now).max(0) as u64).div_ceil(1000),
+    ))
 }
 
 /// state, attempts, phone, user_id, name, role, lane
