@@ -120,8 +120,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         return Err(nul_refused(&field));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
+    match serde_path_to_error::deserialize::<_, T>(&mut *de) {
+        // Only whitespace may follow the value: `{..} garbage` is not a JSON body.
+        Ok(v) => match de.end() {
+            Ok(()) => Ok(v),
+            Err(inner) => Err(AppError::bad_request(
+                "MALFORMED_JSON",
+                format!("the body is not valid JSON: {inner}"),
+            )),
+        },
         Err(err) => {
             let path = err.path().to_string();
             let inner = err.into_inner();

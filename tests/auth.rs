@@ -707,6 +707,29 @@ async fn malformed_json_wrong_type_and_oversized_bodies_are_refused_in_the_envel
     )
     .await;
     r.expect(400, "MALFORMED_JSON");
+    // A value followed by anything but whitespace is not a JSON body either.
+    for body in [
+        "{\"phone\": \"+919812345678\"} {\"phone\": \"+919812345679\"}",
+        "{\"phone\": \"+919812345678\"}]]]",
+        "{\"phone\": \"+919812345678\"}\u{1}garbage",
+    ] {
+        let r = send(
+            app.http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await;
+        r.expect(400, "MALFORMED_JSON");
+    }
+    let r = send(
+        app.http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body("{\"phone\": \"+919812345678\"} \n\t "),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
     let r = send(
         app.http
             .post(&url)
