@@ -1231,7 +1231,9 @@ async fn connection_requests_are_limited_per_patient() {
             &[&d1.id],
         )
         .await;
-    assert_eq!(notices, auravita::users::connections::REQUESTS_PER_HOUR);
+    // Each withdrawal took its notice back, but each was pushed to the doctor's open streams as
+    // it came: the limit is what bounds those.
+    assert_eq!(notices, 0);
     // Another patient is not held back.
     request(&app, &p2, &d1.id).await.expect(201, "");
 }
@@ -1402,4 +1404,79 @@ async fn an_erased_account_leaves_nothing_in_its_peers_notifications() {
     assert!(after
         .iter()
         .any(|n| n["kind"] == "connection_requested" && n.to_string().contains(&other.id)));
+}
+
+/// Withdrawing a request takes its notice (and so its note) back from the doctor; a request that
+/// is not withdrawn, and the notice of one that was decided, stay.
+#[tokio::test]
+async fn a_withdrawn_request_takes_its_notice_back() {
+    let app = TestApp::spawn().await;
+    let patient = app.signup("Nita", "patient").await;
+    let other = app.signup("Other Patient", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    let r = ask(
+        &app,
+        &doctor,
+        &patient,
+        "please see my results for condition Y",
+    )
+    .await;
+    r.expect(201, "");
+    let withdrawn = r.data()["request_id"].as_str().unwrap().to_string();
+    ask(&app, &doctor, &other, "a second opinion, please")
+        .await
+        .expect(201, "");
+    let requested = |all: &[Value]| {
+        all.iter()
+            .filter(|n| n["kind"] == "connection_requested")
+            .map(|n| n["data"]["note"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(requested(&notifications_of(&app, &doctor).await).len(), 2);
+    // Someone else's withdrawal of it is refused and takes nothing.
+    app.post_empty(
+        &format!("/protected/user/deletePendingRequest/{withdrawn}"),
+        &other.cookie,
+    )
+    .await
+    .expect(404, "NOT_FOUND");
+    assert_eq!(requested(&notifications_of(&app, &doctor).await).len(), 2);
+    app.post_empty(
+        &format!("/protected/user/deletePendingRequest/{withdrawn}"),
+        &patient.cookie,
+    )
+    .await
+    .expect(200, "");
+    let left = notifications_of(&app, &doctor).await;
+    assert_eq!(requested(&left), vec!["a second opinion, please"]);
+    assert!(!Value::from(left).to_string().contains("condition Y"));
+    let r = app
+        .get("/protected/notification/list", &doctor.cookie)
+        .await;
+    assert_eq!(r.data()["unread"], 1, "{}", r.body);
+
+    // Asked again and rejected: the notice stays, the doctor has seen it.
+    let r = ask(&app, &doctor, &patient, "asking again").await;
+    r.expect(201, "");
+    let again = r.data()["request_id"].as_str().unwrap().to_string();
+    app.post_empty(
+        &format!("/protected/user/rejectConnectionRequest/{again}"),
+        &doctor.cookie,
+    )
+    .await
+    .expect(200, "");
+    assert_eq!(
+        requested(&notifications_of(&app, &doctor).await),
+        vec!["asking again", "a second opinion, please"]
+    );
+}
+
+/// `who` asks `doctor` to connect, with `note`.
+async fn ask(app: &TestApp, doctor: &User, who: &User, note: &str) -> common::Resp {
+    app.post(
+        &format!("/protected/user/connectionRequest/{}", doctor.id),
+        &who.cookie,
+        json!({ "note": note }),
+    )
+    .await
 }

@@ -628,16 +628,28 @@ pub async fn delete_pending_request(
     me: AuthUser,
     ApiPath(request_id): ApiPath<String>,
 ) -> ApiResult<Done> {
-    let gone = sqlx::query(
-        "DELETE FROM connection_requests WHERE id = $1 AND patient_id = $2 AND status = 'pending'",
+    let mut tx = state.db.begin().await?;
+    let gone: Option<(String,)> = sqlx::query_as(
+        "DELETE FROM connection_requests WHERE id = $1 AND patient_id = $2 AND status = 'pending' \
+         RETURNING doctor_id",
     )
     .bind(&request_id)
     .bind(&me.user_id)
-    .execute(&state.db.pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    if gone.rows_affected() != 1 {
+    let Some((doctor_id,)) = gone else {
+        drop(tx);
         return Err(why_not_pending(&state, &request_id, "patient_id", &me.user_id).await);
-    }
+    };
+    // The doctor's notice of it goes too: it holds the patient's note, which withdrawing takes
+    // back. The id matched a stored request's, so it is hexadecimal: nothing in it is a pattern.
+    sqlx::query("DELETE FROM notifications WHERE user_id = $1 AND kind = $2 AND data LIKE $3")
+        .bind(&doctor_id)
+        .bind(Kind::ConnectionRequested.as_str())
+        .bind(format!("%\"request_id\":\"{request_id}\"%"))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(ApiOk::new(done(), "request withdrawn"))
 }
 
