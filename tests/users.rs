@@ -1480,3 +1480,41 @@ async fn ask(app: &TestApp, doctor: &User, who: &User, note: &str) -> common::Re
     )
     .await
 }
+
+/// A doctor's long history of decided requests never hides one still waiting: pending requests
+/// come first in `getConnectionRequests`, however old, then decided ones up to the list's bound.
+#[tokio::test]
+async fn a_long_history_does_not_hide_a_pending_request() {
+    let app = TestApp::spawn().await;
+    let first = app.signup("First", "patient").await;
+    let later = app.signup("Later", "patient").await;
+    let doctor = app.signup("Dr Busy", "doctor").await;
+    let r = request(&app, &first, &doctor.id).await;
+    r.expect(201, "");
+    let waiting = r.data()["request_id"].as_str().unwrap().to_string();
+    // A bound's worth of decided requests, all newer than the waiting one.
+    let listed = auravita::users::connections::REQUESTS_LISTED;
+    let start = app.clock().now() + 1_000;
+    for i in 0..listed {
+        sqlx::query(
+            "INSERT INTO connection_requests (id, patient_id, doctor_id, status, created_at, decided_at) \
+             VALUES ($1, $2, $3, 'rejected', $4, $4)",
+        )
+        .bind(format!("old{i:04}"))
+        .bind(&later.id)
+        .bind(&doctor.id)
+        .bind(start + i)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    }
+    let incoming = requests_of(&app, &doctor).await["incoming"].clone();
+    let incoming = incoming.as_array().unwrap();
+    assert_eq!(incoming.len() as i64, listed);
+    assert_eq!(incoming[0]["id"], waiting.as_str());
+    assert_eq!(incoming[0]["status"], "pending");
+    // Then the decided ones, newest first.
+    assert_eq!(incoming[1]["id"], format!("old{:04}", listed - 1).as_str());
+    let outgoing = requests_of(&app, &later).await["outgoing"].clone();
+    assert_eq!(outgoing.as_array().unwrap().len() as i64, listed);
+}

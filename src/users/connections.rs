@@ -556,11 +556,15 @@ pub struct RequestView {
 
 #[derive(Serialize, ToSchema)]
 pub struct RequestLists {
-    /// Requests addressed to you (doctors), newest first.
+    /// Requests addressed to you (doctors): every pending one first, then decided ones, newest
+    /// first in each; 500 at most, so a long history never hides a request still waiting.
     pub incoming: Vec<RequestView>,
-    /// Requests you sent (patients), newest first.
+    /// Requests you sent (patients), in the same order and with the same bound.
     pub outgoing: Vec<RequestView>,
 }
+
+/// At most this many requests in each of `getConnectionRequests`' lists.
+pub const REQUESTS_LISTED: i64 = 500;
 
 type RequestRow = (
     String,
@@ -584,7 +588,9 @@ async fn requests(
     let rows: Vec<RequestRow> = sqlx::query_as(&format!(
         "SELECT r.id, r.note, r.status, r.created_at, r.decided_at, {PEER_COLS} \
          FROM connection_requests r JOIN users u ON u.id = r.{peer} \
-         WHERE r.{mine} = $1 ORDER BY r.created_at DESC, r.id LIMIT 500"
+         WHERE r.{mine} = $1 \
+         ORDER BY CASE WHEN r.status = 'pending' THEN 0 ELSE 1 END, r.created_at DESC, r.id \
+         LIMIT {REQUESTS_LISTED}"
     ))
     .bind(me)
     .fetch_all(&state.db.pool)
