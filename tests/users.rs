@@ -1213,7 +1213,31 @@ async fn registering_patients_is_limited_per_doctor() {
 async fn connection_requests_are_limited_per_patient() {
     let app = TestApp::spawn().await;
     let Cast { p1, p2, d1, .. } = cast(&app).await;
-    for _ in 0..auravita::users::connections::REQUESTS_PER_HOUR {
+    // Refusals reach no doctor and use up nothing: a mistyped id, a patient's id, a second click.
+    let per_hour = auravita::users::connections::REQUESTS_PER_HOUR as usize;
+    for _ in 0..per_hour {
+        request(&app, &p1, "no-such-doctor")
+            .await
+            .expect(404, "NOT_FOUND");
+        request(&app, &p1, &p2.id).await.expect(404, "NOT_FOUND");
+    }
+    let r = request(&app, &p1, &d1.id).await;
+    r.expect(201, "");
+    for _ in 0..per_hour {
+        request(&app, &p1, &d1.id)
+            .await
+            .expect(409, "REQUEST_PENDING");
+    }
+    app.post_empty(
+        &format!(
+            "/protected/user/deletePendingRequest/{}",
+            r.data()["request_id"].as_str().unwrap()
+        ),
+        &p1.cookie,
+    )
+    .await
+    .expect(200, "");
+    for _ in 1..auravita::users::connections::REQUESTS_PER_HOUR {
         let r = request(&app, &p1, &d1.id).await;
         r.expect(201, "");
         let id = r.data()["request_id"].as_str().unwrap().to_string();

@@ -233,6 +233,20 @@ fn clean_note(note: Option<String>) -> Result<Option<String>, AppError> {
 /// Connection requests one patient may send per hour (to any doctors).
 pub const REQUESTS_PER_HOUR: i64 = 20;
 
+fn request_pending() -> AppError {
+    AppError::conflict(
+        "REQUEST_PENDING",
+        "you already have a pending request to this doctor",
+    )
+}
+
+fn already_connected() -> AppError {
+    AppError::conflict(
+        "ALREADY_CONNECTED",
+        "you are already connected to this doctor",
+    )
+}
+
 /// Ask a doctor to connect (patients only). The body (`{note}`) may be left out.
 #[utoipa::path(post, path = "/protected/user/connectionRequest/{doctor_id}", tag = "user", security(("session" = [])),
     params(("doctor_id" = String, Path, description = "the doctor's user id")),
@@ -253,6 +267,28 @@ pub async fn connection_request(
     me.require_role(Role::Patient)?;
     let note = clean_note(body.and_then(|b| b.note))?;
     let now = state.clock.now();
+    // A request that would be refused raises no notice, so it is refused before the count: a
+    // mistyped id or a second click must not use up the patient's hour. (The transaction below
+    // decides; this read only keeps the count to requests that can reach a doctor.)
+    let (doctors, pending, connected): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM users WHERE id = $2 AND role = 'doctor'), \
+           (SELECT COUNT(*) FROM connection_requests \
+             WHERE patient_id = $1 AND doctor_id = $2 AND status = 'pending'), \
+           (SELECT COUNT(*) FROM connections WHERE patient_id = $1 AND doctor_id = $2)",
+    )
+    .bind(&me.user_id)
+    .bind(&doctor_id)
+    .fetch_one(&state.db.pool)
+    .await?;
+    if doctors == 0 {
+        return Err(not_found("doctor"));
+    }
+    if pending > 0 {
+        return Err(request_pending());
+    }
+    if connected > 0 {
+        return Err(already_connected());
+    }
     // Each request raises a notice for the doctor: sending and withdrawing in a loop must not
     // bury a doctor in notices.
     crate::ratelimit::hit(
@@ -280,10 +316,7 @@ pub async fn connection_request(
     .await
     .map_err(|e| {
         if crate::db::is_unique_violation(&e) {
-            AppError::conflict(
-                "REQUEST_PENDING",
-                "you already have a pending request to this doctor",
-            )
+            request_pending()
         } else {
             e.into()
         }
@@ -298,10 +331,7 @@ pub async fn connection_request(
             .fetch_optional(&mut *tx)
             .await?;
     if connected.is_some() {
-        return Err(AppError::conflict(
-            "ALREADY_CONNECTED",
-            "you are already connected to this doctor",
-        ));
+        return Err(already_connected());
     }
     let doctor: PeerRow =
         sqlx::query_as(&format!("SELECT {PEER_COLS} FROM users u WHERE u.id = $1"))
