@@ -201,6 +201,7 @@ pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
     let app = routes
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn_with_state(state.clone(), check_origin))
+        .layer(axum::middleware::from_fn(refuse_head_on_links))
         .layer(axum::middleware::from_fn(envelope_errors))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(state.clone(), record_metrics))
@@ -280,6 +281,23 @@ async fn check_origin(State(state): State<AppState>, req: Request, next: Next) -
                 .into_response();
             }
         }
+    }
+    next.run(req).await
+}
+
+/// `HEAD` on the routes that issue download links is refused (405, `Allow: GET`) rather than run
+/// as a `GET` whose body is dropped: each link is recorded in the owner's ledger, and a `HEAD`
+/// would record a link nobody received.
+async fn refuse_head_on_links(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if req.method() == Method::HEAD
+        && (path.starts_with("/protected/resource/fileURL/")
+            || path.starts_with("/protected/resource/sharedFileURL/"))
+    {
+        let mut res = wrong_method().await.into_response();
+        res.headers_mut()
+            .insert(header::ALLOW, axum::http::HeaderValue::from_static("GET"));
+        return res;
     }
     next.run(req).await
 }

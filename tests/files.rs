@@ -977,6 +977,22 @@ async fn access_log_records_every_link_grant_revoke_and_share() {
     .await
     .expect(200, "");
 
+    // HEAD issues no link, so it records none: refused, with the method that works.
+    for (route, cookie) in [
+        (format!("{}?o=t", path("fileURL", &file)), &owner.cookie),
+        (path("sharedFileURL", &grant), &doctor.cookie),
+    ] {
+        let r = app
+            .http
+            .head(app.url(&route))
+            .header("cookie", cookie.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{route}");
+        assert_eq!(r.headers()["allow"], "GET", "{route}");
+    }
+
     let r = app
         .get("/protected/resource/accessLog?page=1", &owner.cookie)
         .await;
