@@ -19,7 +19,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::api::{ApiOk, ApiResult};
@@ -122,7 +122,6 @@ pub async fn on_sign_in(
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Auravita API", description = "Patients keep their medical documents and share them with the doctors they choose."),
-    modifiers(&SessionCookie),
     components(schemas(ErrorEnvelope)),
     tags(
         (name = "auth", description = "Sign-up, sign-in, sessions"),
@@ -134,15 +133,55 @@ pub async fn on_sign_in(
 )]
 struct ApiDoc;
 
-struct SessionCookie;
-
-impl Modify for SessionCookie {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "session",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("auravita_session"))),
-        );
+/// What the document says beyond each handler's own annotations:
+/// - the session cookie under the name this server gives it (`__Host-` prefixed over https);
+/// - 403 on every route that changes something, which `check_origin` answers (`ORIGIN_REFUSED`)
+///   to a request from another site's page;
+/// - 413 on every route that takes a body (its size limit).
+fn document_common(openapi: &mut utoipa::openapi::OpenApi, cookie: &str) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "session",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(cookie))),
+    );
+    let refusal = |what: &str| {
+        ResponseBuilder::new()
+            .description(what)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in openapi.paths.paths.values_mut() {
+        let ops = [
+            (&mut item.get, true),
+            (&mut item.head, true),
+            (&mut item.options, true),
+            (&mut item.post, false),
+            (&mut item.put, false),
+            (&mut item.patch, false),
+            (&mut item.delete, false),
+        ];
+        for (op, safe) in ops {
+            let Some(op) = op.as_mut() else {
+                continue;
+            };
+            let responses = &mut op.responses.responses;
+            if !safe {
+                responses.entry("403".into()).or_insert_with(|| {
+                    refusal("Refused (`ORIGIN_REFUSED`: sent from another site's page)").into()
+                });
+            }
+            if op.request_body.is_some() {
+                responses
+                    .entry("413".into())
+                    .or_insert_with(|| refusal("The body is larger than this route takes").into());
+            }
+        }
     }
 }
 
@@ -160,6 +199,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ready))
         .split_for_parts();
     let mut openapi = openapi;
+    document_common(&mut openapi, state.config.cookie_name());
     crate::auth::oidc::document_bearer(&mut openapi);
     (router, openapi)
 }

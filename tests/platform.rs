@@ -172,6 +172,29 @@ async fn openapi_publishes_every_route_of_the_contract_with_schemas() {
         missing.is_empty(),
         "routes missing from /openapi.json: {missing:?}"
     );
+    // What every route may answer besides its own refusals: 403 from the origin check on each
+    // route that changes something, 413 on each that takes a body. The session cookie is named
+    // as the server names it.
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            if method != "get" {
+                assert!(
+                    op["responses"]["403"].is_object(),
+                    "{method} {path}: no 403"
+                );
+            }
+            if op["requestBody"].is_object() {
+                assert!(
+                    op["responses"]["413"].is_object(),
+                    "{method} {path}: no 413"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["session"]["name"],
+        app.state.config.cookie_name()
+    );
     // Every parameter sits where the route reads it: a path parameter is in the path's
     // template, and the query parameters the seed's table names are in the query, required only
     // where the route cannot do without them.
@@ -977,5 +1000,25 @@ async fn a_panicking_handler_is_answered_500_and_counted() {
     assert!(
         text.contains(r#"auravita_http_requests_total{method="GET",route="/boom",status="500"} 1"#),
         "{text}"
+    );
+}
+
+/// Over https the session cookie is `__Host-auravita_session`, and the document says so.
+#[tokio::test]
+async fn the_document_names_the_session_cookie_as_set_over_https() {
+    let app =
+        TestApp::spawn_with(|c| c.public_url = "https://auravita.example".parse().unwrap()).await;
+    let doc: serde_json::Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        doc["components"]["securitySchemes"]["session"]["name"],
+        "__Host-auravita_session"
     );
 }
