@@ -150,6 +150,17 @@ async fn roundtrip(app: &TestApp) {
             "attachment; filename=\"R_sum_ _scan_.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9%20%22scan%22.pdf"
         );
         assert_eq!(headers["content-type"], "application/pdf");
+        // The contract's directives, and a sandbox: the file is never a page of this site.
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        for directive in [
+            "sandbox",
+            "default-src 'none'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{directive} missing: {csp}");
+        }
     } else {
         assert!(
             url.contains("response-content-disposition=attachment"),

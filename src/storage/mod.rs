@@ -356,7 +356,7 @@ async fn serve_local(
     );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("sandbox; default-src 'none'"),
+        HeaderValue::from_static("sandbox; default-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"),
     );
     Ok(res)
 }
