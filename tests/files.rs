@@ -1559,13 +1559,21 @@ async fn an_erased_account_takes_its_latest_ledger_rows_along() {
     let app = TestApp::spawn().await;
     let owner = app.signup("Asha", "patient").await;
     let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    let mut url = String::new();
     for _ in 0..3 {
-        link(&app, &owner, &format!("{}?o=t", path("fileURL", &file))).await;
+        url = link(&app, &owner, &format!("{}?o=t", path("fileURL", &file))).await;
     }
     // On SQLite these rows may still wait in the ledger's journal: the erasure moves them first.
     app.post_empty("/protected/user/deleteProfile", &owner.cookie)
         .await
         .expect(200, "");
+    // The owner's own link stops with the account, before the purge removes the object.
+    if !app.state.storage.is_s3() {
+        let (status, _, body) = fetch(&app, &url).await;
+        assert_eq!(status, 410);
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "FILE_DELETED", "{body}");
+    }
     app.state.ledger.flush().await.unwrap();
     let left = app
         .count(

@@ -422,6 +422,16 @@ pub async fn grant_is_live(
     Ok(row.is_some())
 }
 
+/// Whether a file row still holds the object `key` (a deleted file's row, and an erased
+/// account's, go before their objects do).
+pub async fn file_is_kept(state: &AppState, key: &str) -> Result<bool, AppError> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM files WHERE object_key = $1")
+        .bind(key)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    Ok(row.is_some())
+}
+
 struct IssuedLink<'a> {
     file_id: &'a str,
     owner: &'a str,

@@ -328,6 +328,14 @@ async fn serve_local(
             "the access this link was issued under has ended",
         ));
     }
+    // The owner's own link: the file must still be theirs to have (deleted, or its account
+    // erased, it goes at once, not when the purge removes the object).
+    if q.g.is_empty() && !crate::files::file_is_kept(&state, &key).await? {
+        return Err(AppError::gone(
+            "FILE_DELETED",
+            "the file this link was issued for has been deleted",
+        ));
+    }
     let Backend::Local { .. } = &state.storage.backend else {
         return Err(refused());
     };
