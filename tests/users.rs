@@ -1542,3 +1542,36 @@ async fn a_long_history_does_not_hide_a_pending_request() {
     let outgoing = requests_of(&app, &later).await["outgoing"].clone();
     assert_eq!(outgoing.as_array().unwrap().len() as i64, listed);
 }
+
+/// Erasing cannot be undone, so an old session (a stolen cookie, say) may not do it: it takes a
+/// sign-in from the last 10 minutes, and a refused erase leaves everything in place.
+#[tokio::test]
+async fn erasing_needs_a_recent_sign_in() {
+    let app = TestApp::spawn().await;
+    let me = app.signup("Kiran", "patient").await;
+    app.clock().advance(std::time::Duration::from_secs(9 * 60));
+    // Still in use, so the session has not idled out; it is now 11 minutes old.
+    app.get("/protected/user/sessionDetail", &me.cookie)
+        .await
+        .expect(200, "");
+    app.clock().advance(std::time::Duration::from_secs(2 * 60));
+    let r = app
+        .post_empty("/protected/user/deleteProfile", &me.cookie)
+        .await;
+    r.expect(403, "REAUTH_REQUIRED");
+    assert!(r.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("erasing your account"));
+    app.get("/protected/user/sessionDetail", &me.cookie)
+        .await
+        .expect(200, "");
+    // Signed in again, with the phone's code: it goes.
+    let fresh = app.signin(&me.phone).await;
+    app.post_empty("/protected/user/deleteProfile", &fresh)
+        .await
+        .expect(200, "");
+    app.get("/protected/user/sessionDetail", &me.cookie)
+        .await
+        .expect(401, "UNAUTHENTICATED");
+}

@@ -413,6 +413,30 @@ pub async fn admit(
     })
 }
 
+/// How recent a sign-in must be for the steps a stolen cookie must not take.
+pub const RECENT_SIGNIN_MS: i64 = 10 * 60_000;
+
+/// Refuses (403 `REAUTH_REQUIRED`) unless the caller's session was signed into, with the phone's
+/// code, within the last 10 minutes: a thief's old cookie is not. `doing` names the step.
+pub async fn require_recent_signin(
+    conn: &mut sqlx::AnyConnection,
+    state: &AppState,
+    me: &AuthUser,
+    doing: &str,
+) -> Result<(), AppError> {
+    let created: Option<(i64,)> = sqlx::query_as("SELECT created_at FROM sessions WHERE id = $1")
+        .bind(me.session_id.as_deref().unwrap_or(""))
+        .fetch_optional(&mut *conn)
+        .await?;
+    match created {
+        Some((at,)) if state.clock.now() - at < RECENT_SIGNIN_MS => Ok(()),
+        _ => Err(AppError::forbidden(
+            "REAUTH_REQUIRED",
+            format!("sign in again: {doing} needs a sign-in from the last 10 minutes"),
+        )),
+    }
+}
+
 /// `admit` for a session read with its user's whole row: the caller, and that row.
 pub async fn admit_with_user(
     state: &AppState,

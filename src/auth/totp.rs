@@ -256,9 +256,6 @@ fn session_only(me: &AuthUser) -> Result<(), AppError> {
     Ok(())
 }
 
-/// How recent a sign-in must be to turn two-step sign-in on.
-pub const RECENT_SIGNIN_MS: i64 = 10 * 60_000;
-
 /// Turning the second step on signs every other device out and makes the authenticator needed
 /// to sign in: done with a stolen session, it would lock the owner out. So it takes a session
 /// signed into within the last 10 minutes (with the phone's code), as a thief's old cookie is
@@ -268,17 +265,7 @@ async fn recent_signin(
     state: &AppState,
     me: &AuthUser,
 ) -> Result<(), AppError> {
-    let created: Option<(i64,)> = sqlx::query_as("SELECT created_at FROM sessions WHERE id = $1")
-        .bind(me.session_id.as_deref().unwrap_or(""))
-        .fetch_optional(&mut *conn)
-        .await?;
-    match created {
-        Some((at,)) if state.clock.now() - at < RECENT_SIGNIN_MS => Ok(()),
-        _ => Err(AppError::forbidden(
-            "REAUTH_REQUIRED",
-            "sign in again: turning on two-step sign-in needs a sign-in from the last 10 minutes",
-        )),
-    }
+    super::session::require_recent_signin(conn, state, me, "turning on two-step sign-in").await
 }
 
 async fn limit(state: &AppState, me: &AuthUser) -> Result<(), AppError> {

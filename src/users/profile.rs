@@ -316,14 +316,23 @@ pub struct Deleted {
 }
 
 /// Erase your account for good: sessions end at once, you vanish from search and from every
-/// peer's lists, your files go, and the phone can sign up again as a new account.
+/// peer's lists, your files go, and the phone can sign up again as a new account. It cannot be
+/// undone, so a session must have been signed into within the last 10 minutes (403
+/// `REAUTH_REQUIRED` otherwise): a stolen cookie cannot erase someone's records.
 #[utoipa::path(post, path = "/protected/user/deleteProfile", tag = "user", security(("session" = [])),
-    responses((status = 200, body = crate::api::Envelope<Deleted>), (status = 401, body = ErrorEnvelope)))]
+    responses((status = 200, body = crate::api::Envelope<Deleted>), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope)))]
 pub async fn delete_profile(
     State(state): State<AppState>,
     me: AuthUser,
     client: crate::auth::ClientInfo,
 ) -> ApiResult<Deleted> {
+    // A bearer token is itself a recent sign-in at the identity provider (and short-lived).
+    if me.session_id.is_some() {
+        let mut conn = state.db.pool.acquire().await?;
+        crate::auth::session::require_recent_signin(&mut conn, &state, &me, "erasing your account")
+            .await?;
+    }
     erase_account(&state, &me.user_id, &client).await?;
     let message = "your account has been deleted".to_string();
     Ok(ApiOk::new(
