@@ -211,7 +211,7 @@ fn page_number(v: Option<i64>, field: &str) -> Result<i64, AppError> {
         Some(p) if (1..=1_000_000).contains(&p) => Ok(p),
         Some(_) => Err(AppError::invalid(
             field,
-            format!("{field} must be a page number from 1"),
+            format!("{field} must be a page number from 1 to 1000000"),
         )),
     }
 }
