@@ -736,15 +736,7 @@ async fn without_oidc_register_is_404_and_bearer_tokens_do_not_sign_in() {
 #[tokio::test]
 async fn openapi_documents_the_bearer_scheme() {
     let app = TestApp::spawn().await;
-    let doc: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"

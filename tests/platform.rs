@@ -91,15 +91,7 @@ async fn every_response_carries_a_request_id_even_errors() {
 #[tokio::test]
 async fn openapi_publishes_every_route_of_the_contract_with_schemas() {
     let app = TestApp::spawn().await;
-    let doc: serde_json::Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     let routes = [
         ("post", "/auth/signup"),
         ("post", "/auth/signup/verify/{id}"),
@@ -1008,15 +1000,7 @@ async fn a_panicking_handler_is_answered_500_and_counted() {
 async fn the_document_names_the_session_cookie_as_set_over_https() {
     let app =
         TestApp::spawn_with(|c| c.public_url = "https://auravita.example".parse().unwrap()).await;
-    let doc: serde_json::Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     assert_eq!(
         doc["components"]["securitySchemes"]["session"]["name"],
         "__Host-auravita_session"

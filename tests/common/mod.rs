@@ -173,6 +173,18 @@ impl TestApp {
         self.call(Method::GET, path, cookie, None).await
     }
 
+    /// The served OpenAPI document.
+    pub async fn openapi(&self) -> Value {
+        self.http
+            .get(self.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn post(&self, path: &str, cookie: &str, body: Value) -> Resp {
         self.call(Method::POST, path, cookie, Some(body)).await
     }
