@@ -364,9 +364,22 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// A new id that sorts after every id this process made before it (UUIDv7: milliseconds, then a
+/// counter, then random bits). Ledger rows take these, so rows written in the same millisecond
+/// (a revoke, then a link) still list newest first, whichever way each was written.
+pub fn new_ordered_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ordered_ids_increase_within_a_millisecond() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_ordered_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    }
 
     fn count() -> KeptFn<i64> {
         Box::new(|conn| {

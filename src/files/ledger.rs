@@ -71,7 +71,7 @@ impl Row {
         Row {
             // Time-ordered ids (UUIDv7): each batch appends to the end of the primary-key index
             // instead of dirtying one random page per row.
-            id: uuid::Uuid::now_v7().simple().to_string(),
+            id: crate::db::new_ordered_id(),
             owner: e.owner,
             file_id: e.file_id,
             file_name: e.file_name,

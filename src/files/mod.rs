@@ -389,7 +389,7 @@ async fn record(
          $7, $8, $9, $10, $11, (SELECT name FROM users WHERE id = $5), \
          (SELECT name FROM users WHERE id = $8))",
     )
-    .bind(crate::db::new_id())
+    .bind(crate::db::new_ordered_id())
     .bind(owner)
     .bind(file_id)
     .bind(file_name)
