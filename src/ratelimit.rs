@@ -12,6 +12,19 @@ pub async fn hit(
     window_secs: i64,
     now: i64,
 ) -> Result<(), AppError> {
+    let mut conn = db.pool.acquire().await?;
+    hit_in(&mut conn, key, limit, window_secs, now).await
+}
+
+/// `hit` inside the caller's transaction: the count stands only if that transaction commits, so
+/// an action refused after it (and rolled back) uses up nothing.
+pub async fn hit_in(
+    conn: &mut sqlx::AnyConnection,
+    key: &str,
+    limit: i64,
+    window_secs: i64,
+    now: i64,
+) -> Result<(), AppError> {
     let window_ms = window_secs * 1000;
     let (count, window_start): (i64, i64) = sqlx::query_as(
         "INSERT INTO rate_limits (key, window_start, count) VALUES ($1, $2, 1) \
@@ -23,7 +36,7 @@ pub async fn hit(
     .bind(key)
     .bind(now)
     .bind(now - window_ms)
-    .fetch_one(&db.pool)
+    .fetch_one(&mut *conn)
     .await?;
     if count > limit {
         let retry = ((window_start + window_ms - now).max(0) as u64).div_ceil(1000);

@@ -1575,3 +1575,38 @@ async fn erasing_needs_a_recent_sign_in() {
         .await
         .expect(401, "UNAUTHENTICATED");
 }
+
+/// Requests sent at the same moment to the same doctor (a double click): one is created, the
+/// others are refused with 409, and only the created one counts towards the hour's 20.
+#[tokio::test]
+async fn racing_duplicate_requests_count_once() {
+    let app = TestApp::spawn().await;
+    let Cast { p1, d1, .. } = cast(&app).await;
+    let per_hour = auravita::users::connections::REQUESTS_PER_HOUR;
+    let mut created = 0;
+    for _ in 0..per_hour {
+        let rs = futures::future::join_all((0..3).map(|_| request(&app, &p1, &d1.id))).await;
+        let made: Vec<&common::Resp> = rs.iter().filter(|r| r.status.as_u16() == 201).collect();
+        assert_eq!(
+            made.len(),
+            1,
+            "{:?}",
+            rs.iter().map(|r| &r.body).collect::<Vec<_>>()
+        );
+        for r in rs.iter().filter(|r| r.status.as_u16() != 201) {
+            r.expect(409, "REQUEST_PENDING");
+        }
+        created += 1;
+        app.post_empty(
+            &format!(
+                "/protected/user/deletePendingRequest/{}",
+                made[0].data()["request_id"].as_str().unwrap()
+            ),
+            &p1.cookie,
+        )
+        .await
+        .expect(200, "");
+    }
+    assert_eq!(created, per_hour);
+    request(&app, &p1, &d1.id).await.expect(429, "RATE_LIMITED");
+}

@@ -267,38 +267,6 @@ pub async fn connection_request(
     me.require_role(Role::Patient)?;
     let note = clean_note(body.and_then(|b| b.note))?;
     let now = state.clock.now();
-    // A request that would be refused raises no notice, so it is refused before the count: a
-    // mistyped id or a second click must not use up the patient's hour. (The transaction below
-    // decides; this read only keeps the count to requests that can reach a doctor.)
-    let (doctors, pending, connected): (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM users WHERE id = $2 AND role = 'doctor'), \
-           (SELECT COUNT(*) FROM connection_requests \
-             WHERE patient_id = $1 AND doctor_id = $2 AND status = 'pending'), \
-           (SELECT COUNT(*) FROM connections WHERE patient_id = $1 AND doctor_id = $2)",
-    )
-    .bind(&me.user_id)
-    .bind(&doctor_id)
-    .fetch_one(&state.db.pool)
-    .await?;
-    if doctors == 0 {
-        return Err(not_found("doctor"));
-    }
-    if pending > 0 {
-        return Err(request_pending());
-    }
-    if connected > 0 {
-        return Err(already_connected());
-    }
-    // Each request raises a notice for the doctor: sending and withdrawing in a loop must not
-    // bury a doctor in notices.
-    crate::ratelimit::hit(
-        &state.db,
-        &format!("connection-request:{}", me.user_id),
-        REQUESTS_PER_HOUR,
-        3600,
-        now,
-    )
-    .await?;
     let request_id = crate::db::new_id();
     let mut tx = state.db.begin().await?;
     // Writing first takes SQLite's write lock before any read, so a concurrent writer makes this
@@ -333,6 +301,18 @@ pub async fn connection_request(
     if connected.is_some() {
         return Err(already_connected());
     }
+    // Each request raises a notice for the doctor: sending and withdrawing in a loop must not
+    // bury a doctor in notices. Counted in this transaction, once the request is known to reach
+    // the doctor: a refused one (404, 409, even a second click racing the first) rolls its count
+    // back with it.
+    crate::ratelimit::hit_in(
+        &mut tx,
+        &format!("connection-request:{}", me.user_id),
+        REQUESTS_PER_HOUR,
+        3600,
+        now,
+    )
+    .await?;
     let doctor: PeerRow =
         sqlx::query_as(&format!("SELECT {PEER_COLS} FROM users u WHERE u.id = $1"))
             .bind(&doctor_id)
