@@ -1509,6 +1509,38 @@ async fn signed_up_with_device(app: &TestApp) -> (String, String) {
     (phone, device)
 }
 
+/// A lane refused for its cooldown while the phone's count across its lanes is used up for the
+/// hour: `Retry-After` is the hour's wait, not the cooldown's, so a client that waits as told is
+/// served.
+#[tokio::test]
+async fn retry_after_covers_the_phones_hour_behind_a_lanes_cooldown() {
+    let app = TestApp::spawn().await;
+    let (phone, device) = signed_up_with_device(&app).await;
+    for _ in 0..3 {
+        app.clock().advance(Duration::from_secs(61));
+        post_from(&app, "/auth/signin", &device, json!({"phone": phone}))
+            .await
+            .expect(200, "");
+    }
+    // The phone's own lane (no device cookie): its share of the phone's hour is now used up.
+    app.clock().advance(Duration::from_secs(61));
+    post_from(&app, "/auth/signin", "", json!({"phone": phone}))
+        .await
+        .expect(200, "");
+    let r = post_from(&app, "/auth/signin", "", json!({"phone": phone})).await;
+    r.expect(429, "OTP_COOLDOWN");
+    let wait = retry_after(&r);
+    assert!(wait > 3000, "{wait}");
+    app.clock().advance(Duration::from_secs(wait - 1));
+    post_from(&app, "/auth/signin", "", json!({"phone": phone}))
+        .await
+        .expect(429, "OTP_HOURLY_LIMIT");
+    app.clock().advance(Duration::from_secs(1));
+    post_from(&app, "/auth/signin", "", json!({"phone": phone}))
+        .await
+        .expect(200, "");
+}
+
 /// Anyone who knows a phone number can ask for its codes and guess wrong: the phone's lane backs
 /// off. A browser that signed in to that phone before has a device cookie, and its codes are
 /// counted in a lane of its own: the stranger's wrong tries neither keep it waiting, nor end

@@ -256,44 +256,59 @@ pub(crate) async fn reserve_send(
         all.as_str()
     };
     drop(tx);
-    let (last_sent, hour_start, hour_count, locked_until): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT last_sent_at, hour_start, hour_count, locked_until FROM phone_limits WHERE phone = $1",
+    // Both rows: the lane's and the phone's count across its lanes. Every wait that holds either
+    // back is counted, the refusing row's first named: `Retry-After` is the longest, so a client
+    // that waits that long is not refused again for another of them (a lane's cooldown ending
+    // while the phone's hour is used up, say).
+    let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT phone, last_sent_at, hour_start, hour_count, locked_until FROM phone_limits \
+         WHERE phone = $1 OR phone = $2",
     )
-    .bind(refused)
-    .fetch_one(&state.db.pool)
+    .bind(lane)
+    .bind(&all)
+    .fetch_all(&state.db.pool)
     .await?;
-    // Every wait that holds the key back, first the one named: `Retry-After` is the longest, so
-    // a client that waits that long is not refused again for another of them.
-    let max = if refused == lane {
-        l.otp_per_hour
-    } else {
-        all_max
-    };
-    let waits = [
-        (locked_until > now).then_some((
-            "OTP_BACKOFF",
-            "too many wrong codes for this phone; wait before asking for a new one",
-            locked_until,
-        )),
-        (refused == lane && last_sent + cooldown_ms > now).then_some((
-            "OTP_COOLDOWN",
-            "a code was sent to this phone moments ago; wait before asking for another",
-            last_sent + cooldown_ms,
-        )),
-        (hour_start > hour_ago && hour_count >= max).then_some((
-            "OTP_HOURLY_LIMIT",
-            "too many codes for this phone this hour",
-            hour_start + 3_600_000,
-        )),
-    ];
-    let mut held = waits.iter().flatten();
-    // None holds any longer (it ran out between the two statements): the hour's, as before.
-    let (code, message, first) = held.next().copied().unwrap_or((
+    let mut waits = Vec::new();
+    for (key, last_sent, hour_start, hour_count, locked_until) in rows {
+        let in_lane = key == lane;
+        let max = if in_lane { l.otp_per_hour } else { all_max };
+        let first = key == refused;
+        if in_lane && locked_until > now {
+            waits.push((
+                first,
+                "OTP_BACKOFF",
+                "too many wrong codes for this phone; wait before asking for a new one",
+                locked_until,
+            ));
+        }
+        if in_lane && last_sent + cooldown_ms > now {
+            waits.push((
+                first,
+                "OTP_COOLDOWN",
+                "a code was sent to this phone moments ago; wait before asking for another",
+                last_sent + cooldown_ms,
+            ));
+        }
+        if hour_start > hour_ago && hour_count >= max {
+            waits.push((
+                first,
+                "OTP_HOURLY_LIMIT",
+                "too many codes for this phone this hour",
+                hour_start + 3_600_000,
+            ));
+        }
+    }
+    let named = waits
+        .iter()
+        .find(|w| w.0)
+        .or_else(|| waits.first())
+        .map(|w| (w.1, w.2));
+    // None holds any longer (it ran out between the two statements): a second's wait.
+    let (code, message) = named.unwrap_or((
         "OTP_HOURLY_LIMIT",
         "too many codes for this phone this hour",
-        hour_start + 3_600_000,
     ));
-    let until = held.map(|w| w.2).fold(first, i64::max);
+    let until = waits.iter().map(|w| w.3).max().unwrap_or(now + 1000);
     Err(AppError::rate_limited(
         code,
         message,
