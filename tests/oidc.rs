@@ -975,3 +975,53 @@ async fn a_doctor_without_a_phone_is_verified_by_subject() {
     set(configured, sub, Verification::Unverify).await.unwrap();
     assert_eq!(verified().await, false);
 }
+
+/// Erasing an account through a provider's token takes a token from a recent sign-in there
+/// (`auth_time`, else `iat`, within 10 minutes), as a session must be: an old token, which a
+/// thief may hold until it expires, cannot erase someone's records.
+#[tokio::test]
+async fn erasing_with_a_token_needs_a_recent_sign_in_at_the_provider() {
+    let issuer = Issuer::start(default_keys()).await;
+    let app = spawn_for(&issuer).await;
+    let sub = "auth0|erase";
+    register(
+        &app,
+        &rs256("rsa-1", &claims(&app, &issuer, sub)),
+        "Esha",
+        "patient",
+    )
+    .await
+    .expect(201, "");
+    let now = now_secs(&app);
+    let erase = "/protected/user/deleteProfile";
+    // Issued 11 minutes ago, still valid: refused, and nothing goes.
+    let mut old = claims(&app, &issuer, sub);
+    old["iat"] = json!(now - 660);
+    let r = app
+        .post_bearer(erase, &rs256("rsa-1", &old), json!({}))
+        .await;
+    r.expect(403, "REAUTH_REQUIRED");
+    // A fresh token for an old sign-in (`auth_time`) is refused too.
+    let mut refreshed = claims(&app, &issuer, sub);
+    refreshed["auth_time"] = json!(now - 660);
+    app.post_bearer(erase, &rs256("rsa-1", &refreshed), json!({}))
+        .await
+        .expect(403, "REAUTH_REQUIRED");
+    // No sign-in time at all: refused.
+    let mut none = claims(&app, &issuer, sub);
+    none.as_object_mut().unwrap().remove("iat");
+    app.post_bearer(erase, &rs256("rsa-1", &none), json!({}))
+        .await
+        .expect(403, "REAUTH_REQUIRED");
+    app.get_bearer("/protected/user/sessionDetail", &rs256("rsa-1", &old))
+        .await
+        .expect(200, "");
+    // Signed in just now: it goes.
+    let fresh = rs256("rsa-1", &claims(&app, &issuer, sub));
+    app.post_bearer(erase, &fresh, json!({}))
+        .await
+        .expect(200, "");
+    app.get_bearer("/protected/user/sessionDetail", &fresh)
+        .await
+        .expect(403, "OIDC_REGISTRATION_REQUIRED");
+}

@@ -45,6 +45,8 @@ pub struct Identity {
     pub subject: String,
     /// When the token stops being accepted (its `exp` plus the tolerated skew), in ms.
     pub valid_until: Millis,
+    /// When its holder signed in at the provider: `auth_time` if the token has it, else `iat`.
+    pub signed_in_at: Option<Millis>,
 }
 
 pub struct Oidc {
@@ -81,6 +83,8 @@ struct Claims {
     sub: Option<String>,
     exp: Option<f64>,
     nbf: Option<f64>,
+    iat: Option<f64>,
+    auth_time: Option<f64>,
 }
 
 fn invalid_token(message: &str) -> AppError {
@@ -208,6 +212,11 @@ impl Oidc {
             issuer: self.issuer.clone(),
             subject,
             valid_until: ((exp + LEEWAY_SECS) * 1000.0) as Millis,
+            signed_in_at: claims
+                .auth_time
+                .or(claims.iat)
+                .filter(|t| t.is_finite())
+                .map(|t| (t * 1000.0) as Millis),
         })
     }
 
@@ -480,6 +489,7 @@ pub async fn bearer_user(state: &AppState, oidc: &Oidc, token: &str) -> Result<A
         role,
         session_id: None,
         valid_until: Some(identity.valid_until),
+        signed_in_at: identity.signed_in_at,
     })
 }
 

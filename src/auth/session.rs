@@ -171,6 +171,9 @@ pub struct AuthUser {
     /// For an identity-provider token, when it stops being accepted (a long request such as
     /// an event stream ends then); a session is checked against the database instead.
     pub valid_until: Option<Millis>,
+    /// For an identity-provider token, when its holder signed in there (`auth_time`, else
+    /// `iat`); a session's sign-in is its row's `created_at`.
+    pub signed_in_at: Option<Millis>,
 }
 
 impl AuthUser {
@@ -410,6 +413,7 @@ pub async fn admit(
         role: parsed,
         session_id: Some(session_id),
         valid_until: None,
+        signed_in_at: None,
     })
 }
 
@@ -424,12 +428,17 @@ pub async fn require_recent_signin(
     me: &AuthUser,
     doing: &str,
 ) -> Result<(), AppError> {
-    let created: Option<(i64,)> = sqlx::query_as("SELECT created_at FROM sessions WHERE id = $1")
-        .bind(me.session_id.as_deref().unwrap_or(""))
-        .fetch_optional(&mut *conn)
-        .await?;
+    let created = match me.session_id.as_deref() {
+        Some(id) => sqlx::query_as::<_, (i64,)>("SELECT created_at FROM sessions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|(at,)| at),
+        // A provider's token: the sign-in it names, if it names one.
+        None => me.signed_in_at,
+    };
     match created {
-        Some((at,)) if state.clock.now() - at < RECENT_SIGNIN_MS => Ok(()),
+        Some(at) if state.clock.now() - at < RECENT_SIGNIN_MS => Ok(()),
         _ => Err(AppError::forbidden(
             "REAUTH_REQUIRED",
             format!("sign in again: {doing} needs a sign-in from the last 10 minutes"),

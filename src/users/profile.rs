@@ -327,8 +327,9 @@ pub async fn delete_profile(
     me: AuthUser,
     client: crate::auth::ClientInfo,
 ) -> ApiResult<Deleted> {
-    // A bearer token is itself a recent sign-in at the identity provider (and short-lived).
-    if me.session_id.is_some() {
+    // A session: signed into in the last 10 minutes. A provider's token: issued for a sign-in
+    // (`auth_time`, else `iat`) in the last 10 minutes.
+    {
         let mut conn = state.db.pool.acquire().await?;
         crate::auth::session::require_recent_signin(&mut conn, &state, &me, "erasing your account")
             .await?;
