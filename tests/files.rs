@@ -1031,6 +1031,20 @@ async fn access_log_records_every_link_grant_revoke_and_share() {
     // Newest first.
     assert_eq!(entries[0]["action"], "read");
     assert_eq!(entries[0]["actor"]["id"], owner.id.as_str());
+    // Ids follow the order rows were made, whether a request wrote its row (grant, share,
+    // revoke) or the ledger's writer did (a link): rows of one millisecond still list in order.
+    app.state.ledger.flush().await.unwrap();
+    let by_id: Vec<(String,)> =
+        sqlx::query_as("SELECT action FROM file_access_log WHERE owner_id = $1 ORDER BY id")
+            .bind(&owner.id)
+            .fetch_all(&app.state.db.pool)
+            .await
+            .unwrap();
+    let by_id: Vec<&str> = by_id.iter().map(|(a,)| a.as_str()).collect();
+    assert_eq!(
+        by_id,
+        ["grant", "read", "share", "revoke", "revoke", "read"]
+    );
 
     // Nobody else reads it; it cannot be edited.
     let r = app
