@@ -156,6 +156,7 @@ pub struct LogPage {
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Page number, from 1.
+    #[param(minimum = 1, maximum = 1000000)]
     pub q: Option<i64>,
 }
 
@@ -164,6 +165,7 @@ pub struct PageQuery {
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Page number, from 1.
+    #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<i64>,
 }
 

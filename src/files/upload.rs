@@ -45,7 +45,8 @@ pub struct FileView {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
-    /// The document: PDF, PNG, JPEG, WebP or DICOM, at most 5 MB.
+    /// The document: PDF, PNG, JPEG, WebP or DICOM, at most 5 MiB (5,242,880 bytes; the server's
+    /// `AURAVITA_MAX_UPLOAD_BYTES`).
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,
     /// Up to 10 tags of up to 32 characters; repeat the field (`tags[]` or `tags`).

@@ -71,7 +71,7 @@ pub async fn on_two_step_changed(
     let device = crate::auth::session::device_summary(&client.user_agent);
     let message = if on {
         format!(
-            "Two-step sign-in was turned on from {device} (IP {}), and your other devices were signed out. If this was not you, sign in again and check your authenticator.",
+            "Two-step sign-in was turned on from {device} (IP {}); any other device signed in to your account was signed out. If this was not you, someone else holds a session of yours and the codes sent to your phone.",
             client.ip
         )
     } else {
