@@ -83,6 +83,18 @@ impl Kind {
     }
 }
 
+/// The `LIKE` pattern matching a notification whose JSON `data` holds `id` as a string: under
+/// `key` (`"request_id":"<id>"`), or under any key. Ids are generated hexadecimal, so nothing in
+/// the pattern is a wildcard, and a quote inside a note is escaped in the JSON, so no text can
+/// pass for an id.
+pub(crate) fn mentioning(key: Option<&str>, id: &str) -> String {
+    debug_assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    match key {
+        Some(key) => format!("%\"{key}\":\"{id}\"%"),
+        None => format!("%\"{id}\"%"),
+    }
+}
+
 /// Raises a notification for `user_id` inside the caller's transaction: it exists (and is pushed)
 /// only if that transaction commits, so an action that fails raises nothing. Returns nothing the
 /// caller needs; the id is the notification's place in the user's event stream.

@@ -233,20 +233,6 @@ fn clean_note(note: Option<String>) -> Result<Option<String>, AppError> {
 /// Connection requests one patient may send per hour (to any doctors).
 pub const REQUESTS_PER_HOUR: i64 = 20;
 
-fn request_pending() -> AppError {
-    AppError::conflict(
-        "REQUEST_PENDING",
-        "you already have a pending request to this doctor",
-    )
-}
-
-fn already_connected() -> AppError {
-    AppError::conflict(
-        "ALREADY_CONNECTED",
-        "you are already connected to this doctor",
-    )
-}
-
 /// Ask a doctor to connect (patients only). The body (`{note}`) may be left out.
 #[utoipa::path(post, path = "/protected/user/connectionRequest/{doctor_id}", tag = "user", security(("session" = [])),
     params(("doctor_id" = String, Path, description = "the doctor's user id")),
@@ -284,7 +270,10 @@ pub async fn connection_request(
     .await
     .map_err(|e| {
         if crate::db::is_unique_violation(&e) {
-            request_pending()
+            AppError::conflict(
+                "REQUEST_PENDING",
+                "you already have a pending request to this doctor",
+            )
         } else {
             e.into()
         }
@@ -299,7 +288,10 @@ pub async fn connection_request(
             .fetch_optional(&mut *tx)
             .await?;
     if connected.is_some() {
-        return Err(already_connected());
+        return Err(AppError::conflict(
+            "ALREADY_CONNECTED",
+            "you are already connected to this doctor",
+        ));
     }
     // Each request raises a notice for the doctor: sending and withdrawing in a loop must not
     // bury a doctor in notices. Counted in this transaction, once the request is known to reach
@@ -658,11 +650,14 @@ pub async fn delete_pending_request(
         return Err(why_not_pending(&state, &request_id, "patient_id", &me.user_id).await);
     };
     // The doctor's notice of it goes too: it holds the patient's note, which withdrawing takes
-    // back. The id matched a stored request's, so it is hexadecimal: nothing in it is a pattern.
+    // back. The id matched a stored request's, so it is one the server made.
     sqlx::query("DELETE FROM notifications WHERE user_id = $1 AND kind = $2 AND data LIKE $3")
         .bind(&doctor_id)
         .bind(Kind::ConnectionRequested.as_str())
-        .bind(format!("%\"request_id\":\"{request_id}\"%"))
+        .bind(crate::notifications::mentioning(
+            Some("request_id"),
+            &request_id,
+        ))
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

@@ -390,16 +390,13 @@ async fn tell_peers(
 
 /// Removes, inside an erase, every other account's notification that carries `user_id`'s
 /// details (each names the account that acted by id: `patient_id`, `doctor_id` or `by`, beside
-/// its name, a request's note, a file's name). Notifications hold JSON text, so each one
-/// holding the id as a JSON string goes; ids are hexadecimal, with nothing `LIKE` reads as a
-/// pattern. Owners' access ledgers keep who read their files, by name (see the README).
+/// its name, a request's note, a file's name): each one holding the id as a JSON string goes
+/// (`notifications::mentioning`). Owners' access ledgers keep who read their files, by name
+/// (see the README).
 async fn forget_mentions(tx: &mut sqlx::AnyConnection, user_id: &str) -> Result<(), AppError> {
-    debug_assert!(user_id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-'));
     sqlx::query("DELETE FROM notifications WHERE user_id <> $1 AND data LIKE $2")
         .bind(user_id)
-        .bind(format!("%\"{user_id}\"%"))
+        .bind(crate::notifications::mentioning(None, user_id))
         .execute(&mut *tx)
         .await?;
     Ok(())
