@@ -156,33 +156,51 @@ fn document_common(openapi: &mut utoipa::openapi::OpenApi, cookie: &str) {
             )
             .build()
     };
-    for item in openapi.paths.paths.values_mut() {
-        let ops = [
-            (&mut item.get, true),
-            (&mut item.head, true),
-            (&mut item.options, true),
-            (&mut item.post, false),
-            (&mut item.put, false),
-            (&mut item.patch, false),
-            (&mut item.delete, false),
-        ];
-        for (op, safe) in ops {
-            let Some(op) = op.as_mut() else {
-                continue;
-            };
-            let responses = &mut op.responses.responses;
-            if !safe {
-                responses.entry("403".into()).or_insert_with(|| {
-                    refusal("Refused (`ORIGIN_REFUSED`: sent from another site's page)").into()
-                });
-            }
-            if op.request_body.is_some() {
-                responses
-                    .entry("413".into())
-                    .or_insert_with(|| refusal("The body is larger than this route takes").into());
-            }
+    for (changes, op) in operations_mut(openapi) {
+        let responses = &mut op.responses.responses;
+        if changes {
+            responses.entry("403".into()).or_insert_with(|| {
+                refusal("Refused (`ORIGIN_REFUSED`: sent from another site's page)").into()
+            });
+        }
+        if op.request_body.is_some() {
+            responses
+                .entry("413".into())
+                .or_insert_with(|| refusal("The body is larger than this route takes").into());
         }
     }
+}
+
+/// Every operation in the document, each with whether its method changes something (anything
+/// but GET, HEAD, OPTIONS and TRACE, which `check_origin` lets through).
+pub(crate) fn operations_mut(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = (bool, &mut utoipa::openapi::path::Operation)> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        let utoipa::openapi::PathItem {
+            get,
+            put,
+            post,
+            delete,
+            options,
+            head,
+            patch,
+            trace,
+            ..
+        } = item;
+        [
+            (false, get),
+            (false, head),
+            (false, options),
+            (false, trace),
+            (true, post),
+            (true, put),
+            (true, patch),
+            (true, delete),
+        ]
+        .into_iter()
+        .filter_map(|(changes, op)| op.as_mut().map(|op| (changes, op)))
+    })
 }
 
 /// The documented API routes, as one router with its OpenAPI document.

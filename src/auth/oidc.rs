@@ -618,25 +618,13 @@ pub fn document_bearer(openapi: &mut utoipa::openapi::OpenApi) {
     );
     let session =
         serde_json::to_value(SecurityRequirement::new("session", Vec::<String>::new())).ok();
-    for item in openapi.paths.paths.values_mut() {
-        let ops = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-            &mut item.head,
-            &mut item.options,
-            &mut item.trace,
-        ];
-        for op in ops.into_iter().flatten() {
-            let Some(reqs) = op.security.as_mut() else {
-                continue;
-            };
-            let takes_session = reqs.iter().any(|r| serde_json::to_value(r).ok() == session);
-            if takes_session {
-                reqs.push(SecurityRequirement::new("bearer", Vec::<String>::new()));
-            }
+    for (_, op) in crate::app::operations_mut(openapi) {
+        let Some(reqs) = op.security.as_mut() else {
+            continue;
+        };
+        let takes_session = reqs.iter().any(|r| serde_json::to_value(r).ok() == session);
+        if takes_session {
+            reqs.push(SecurityRequirement::new("bearer", Vec::<String>::new()));
         }
     }
 }
