@@ -79,6 +79,19 @@ fn retry_after(r: &Resp) -> u64 {
         .unwrap()
 }
 
+/// Guesses wrong until the code `code` (of `purpose`'s challenge `id`) dies: four 401s with
+/// tries left, then 410 `OTP_DEAD`.
+async fn spend_every_try(app: &TestApp, purpose: &str, id: &str, code: &str) {
+    for _ in 0..4 {
+        verify(app, purpose, id, &wrong(code))
+            .await
+            .expect(401, "OTP_INVALID");
+    }
+    verify(app, purpose, id, &wrong(code))
+        .await
+        .expect(410, "OTP_DEAD");
+}
+
 /// A 6-digit code that is certainly not `code`.
 fn wrong(code: &str) -> String {
     format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
@@ -272,12 +285,7 @@ async fn retry_after_is_the_longest_wait_that_holds_the_phone() {
     let app = TestApp::spawn().await;
     let (phone, id, code) = start_signup(&app).await;
     app.clock().advance(Duration::from_secs(10));
-    for _ in 0..4 {
-        verify(&app, "signup", &id, &wrong(&code)).await;
-    }
-    verify(&app, "signup", &id, &wrong(&code))
-        .await
-        .expect(410, "OTP_DEAD");
+    spend_every_try(&app, "signup", &id, &code).await;
     let r = app
         .post("/auth/signup/resendotp", "", json!({"phone": phone}))
         .await;
@@ -337,14 +345,7 @@ async fn five_wrong_codes_kill_the_code_and_the_phone_backs_off_without_resend_r
     let id = r.data()["id"].as_str().unwrap().to_string();
     let code = app.last_code(&phone).await;
     app.clock().advance(Duration::from_secs(61));
-    for _ in 0..4 {
-        verify(&app, "signup", &id, &wrong(&code))
-            .await
-            .expect(401, "OTP_INVALID");
-    }
-    verify(&app, "signup", &id, &wrong(&code))
-        .await
-        .expect(410, "OTP_DEAD");
+    spend_every_try(&app, "signup", &id, &code).await;
 
     // The resend did not reset the history: the second dead code doubles the wait.
     let r = app
@@ -1488,14 +1489,7 @@ async fn kill_a_code(app: &TestApp, phone: &str, cookie: &str) {
     r.expect(200, "");
     let id = r.data()["id"].as_str().unwrap().to_string();
     let code = app.last_code(phone).await;
-    for _ in 0..4 {
-        verify(app, "signin", &id, &wrong(&code))
-            .await
-            .expect(401, "OTP_INVALID");
-    }
-    verify(app, "signin", &id, &wrong(&code))
-        .await
-        .expect(410, "OTP_DEAD");
+    spend_every_try(app, "signin", &id, &code).await;
 }
 
 /// A new account signed up from a browser: its phone, and that browser's device cookie.
