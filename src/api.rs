@@ -78,6 +78,26 @@ pub type ApiResult<T> = Result<ApiOk<T>, AppError>;
 /// too large → 413.
 pub struct ApiJson<T>(pub T);
 
+/// The request's media type without its parameters, lower-cased (`multipart/form-data` for
+/// `Multipart/Form-Data; boundary=x`); `None` without a readable `Content-Type`.
+pub fn media_type(headers: &axum::http::HeaderMap) -> Option<String> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+/// Whether the request says its body is JSON: `application/json` or `application/*+json`.
+pub fn says_json(headers: &axum::http::HeaderMap) -> bool {
+    media_type(headers).is_some_and(|ct| {
+        ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+    })
+}
+
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     T: DeserializeOwned,
@@ -86,22 +106,7 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|ct| {
-                let ct = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                ct == "application/json"
-                    || (ct.starts_with("application/") && ct.ends_with("+json"))
-            })
-            .unwrap_or(false);
-        if !is_json {
+        if !says_json(req.headers()) {
             return Err(AppError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UNSUPPORTED_MEDIA_TYPE",

@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -154,14 +154,8 @@ pub async fn upload_file(
 ) -> ApiResult<Uploaded> {
     me.require_role(Role::Patient)?;
     let max = state.config.limits.max_upload_bytes;
-    let is_multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            let essence = ct.split(';').next().unwrap_or("").trim();
-            essence.eq_ignore_ascii_case("multipart/form-data")
-        });
+    let is_multipart =
+        crate::api::media_type(req.headers()).is_some_and(|ct| ct == "multipart/form-data");
     if !is_multipart {
         return Err(AppError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

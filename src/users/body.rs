@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::api::{bytes_rejection, parse_json};
@@ -19,27 +19,14 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|ct| {
-                let ct = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                ct == "application/json"
-                    || (ct.starts_with("application/") && ct.ends_with("+json"))
-            });
+        let is_json = crate::api::says_json(req.headers());
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(bytes_rejection)?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }
-        if is_json != Some(true) {
+        if !is_json {
             return Err(AppError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UNSUPPORTED_MEDIA_TYPE",
