@@ -24,6 +24,7 @@ const ROUTES = [
   { path: '/doctors', title: 'Find a doctor', roles: ['patient'], view: peopleViews.findDoctors, needs: ['/protected/user/searchDoctorByName'] },
   { path: '/requests', title: 'Connection requests', view: peopleViews.requests, needs: ['/protected/user/getConnectionRequests'] },
   { path: '/connections', title: 'My doctors', roles: ['patient'], view: peopleViews.connections, needs: ['/protected/user/connections'] },
+  { path: '/access', title: 'Access you gave', roles: ['patient'], view: fileViews.accessGiven, needs: ['/protected/resource/accessGiven'] },
   { path: '/ledger', title: 'Who saw my files', roles: ['patient'], view: fileViews.ledger, needs: ['/protected/resource/accessLog'] },
   { path: '/patients', title: 'My patients', roles: ['doctor'], view: doctorViews.patients, needs: ['/protected/user/connections'] },
   { path: '/patients/:id', title: 'Patient files', roles: ['doctor'], view: doctorViews.patientFiles, needs: ['/protected/resource/patientFileData/{patient_id}'] },
@@ -37,7 +38,7 @@ const ROUTES = [
 const NAV = {
   guest: [['/signin', 'Sign in'], ['/signup', 'Create account']],
   patient: [['/files', 'My files'], ['/upload', 'Upload'], ['/doctors', 'Find a doctor'], ['/requests', 'Requests'],
-    ['/connections', 'My doctors'], ['/ledger', 'Access log'], ['/profile', 'Profile']],
+    ['/connections', 'My doctors'], ['/access', 'Access you gave'], ['/ledger', 'Access log'], ['/profile', 'Profile']],
   doctor: [['/requests', 'Requests'], ['/patients', 'Patients'], ['/shared', 'Shared with me'],
     ['/register-patient', 'Register a patient'], ['/profile', 'Profile']],
 };

@@ -245,6 +245,31 @@ export const files = {
     return arr(d.files).map(file);
   },
   /**
+   * The access the caller (a patient) gave and that is still live, newest first, 50 a page:
+   * `{access: [{access_id, access_kind: grant|share, granted_at, expires_at, file: {id, name},
+   * doctor: {id, name, verified}}], total, page, per_page}`; `fileId` limits it to one file.
+   */
+  async accessGiven({ fileId, page = 1 } = {}) {
+    const d = await get('/protected/resource/accessGiven', { f: fileId, page });
+    const perPage = Number(d.per_page) || 50;
+    const total = Number(d.total) || 0;
+    return {
+      page,
+      perPage,
+      total,
+      pages: Math.max(1, Math.ceil(total / perPage)),
+      hasMore: page * perPage < total,
+      access: arr(d.access).map((a) => ({
+        accessId: a.access_id,
+        kind: a.access_kind === 'share' ? 'share' : 'grant',
+        grantedAt: a.granted_at || null,
+        expiresAt: a.expires_at || null,
+        file: { id: (a.file && a.file.id) || '', name: (a.file && a.file.name) || 'Untitled file' },
+        doctor: person(a.doctor),
+      })),
+    };
+  },
+  /**
    * `{entries[], total, page, per_page}`, each `{id, action: read|grant|revoke|share|delete,
    * actor: {id, name}, file_id, file_name, access_id, subject: {id, name}|null, at, ip, user_agent}`.
    */

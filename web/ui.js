@@ -124,17 +124,20 @@ export function errorText(err) {
 }
 
 /**
- * Wires a form: on submit, clears old errors, disables the submit button while `action` runs,
- * and shows any error in words. `action` gets the FormData.
+ * Wires a form: on submit, clears old errors, marks the submit buttons busy while `action` runs
+ * (aria-disabled, not disabled: a disabled button drops keyboard focus to <body>), and shows any
+ * error in words. `action` gets the FormData.
  */
 export function onSubmit(form, action) {
   form.noValidate = true;
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
+    if (form.dataset.busy) return;
     clearErrors(form);
     if (!checkRequired(form)) return;
-    const btns = form.querySelectorAll('button[type=submit]');
-    btns.forEach((b) => { b.disabled = true; b.setAttribute('aria-busy', 'true'); });
+    const btns = [...form.querySelectorAll('button[type=submit]')];
+    form.dataset.busy = '1';
+    btns.forEach((b) => setBusy(b, true));
     try {
       await action(new FormData(form), ev.submitter);
     } catch (err) {
@@ -142,11 +145,28 @@ export function onSubmit(form, action) {
       else announce(errorText(err), true);
       if (!(err instanceof ApiError)) reportBug(err);
     } finally {
-      btns.forEach((b) => { b.disabled = false; b.removeAttribute('aria-busy'); });
+      delete form.dataset.busy;
+      btns.forEach((b) => setBusy(b, false));
     }
   });
   return form;
 }
+
+/**
+ * Marks a button busy (or unusable) while keeping it focusable, so keyboard focus stays where the
+ * user left it. Click handlers check `isBusy` first.
+ */
+export function setBusy(btn, on, { progress = true } = {}) {
+  if (on) {
+    btn.setAttribute('aria-disabled', 'true');
+    if (progress) btn.setAttribute('aria-busy', 'true');
+  } else {
+    btn.removeAttribute('aria-disabled');
+    btn.removeAttribute('aria-busy');
+  }
+}
+
+export const isBusy = (btn) => btn.getAttribute('aria-disabled') === 'true';
 
 /** Our own required-field check, so the messages read like the rest and sit by their field. */
 function checkRequired(form) {
@@ -173,8 +193,9 @@ export function loading(text = 'Loading…') {
   return h('p', { class: 'state loading', role: 'status' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), text);
 }
 
+/** An empty state; it is where focus goes when the list whose control had it is gone. */
 export function empty(text, action) {
-  return h('div', { class: 'state empty' }, h('p', {}, text), action || null);
+  return h('div', { class: 'state empty', tabindex: '-1', 'data-focus-home': '' }, h('p', {}, text), action || null);
 }
 
 export function errorBox(err, retry) {
@@ -183,19 +204,97 @@ export function errorBox(err, retry) {
     retry ? h('button', { type: 'button', class: 'secondary', onclick: retry }, 'Try again') : null);
 }
 
-/** Runs `load` and puts its result (or a loading/error state) into `slot`. */
+/**
+ * Runs `load` and puts its result (or a loading/error state) into `slot`. The first time the slot
+ * shows a loading state; a refresh (a reload after an action, a live update) keeps the old content
+ * on screen until the new is ready, and keyboard focus stays on the same logical control (see
+ * `keepFocus`). A refresh overtaken by a newer one is dropped.
+ */
 export async function fill(slot, load, text) {
-  slot.replaceChildren(loading(text));
+  const seq = (slot.fillSeq = (slot.fillSeq || 0) + 1);
+  const refresh = !!slot.filled;
+  if (!refresh) slot.replaceChildren(loading(text));
   slot.setAttribute('aria-busy', 'true');
   try {
     const node = await load();
-    slot.replaceChildren(node);
+    if (seq !== slot.fillSeq) return;
+    keepFocus(slot, () => slot.replaceChildren(node));
+    slot.filled = true;
   } catch (err) {
-    slot.replaceChildren(errorBox(err, () => fill(slot, load, text)));
+    if (seq !== slot.fillSeq) return;
+    keepFocus(slot, () => slot.replaceChildren(errorBox(err, () => { slot.filled = false; fill(slot, load, text); })));
     if (!(err instanceof ApiError)) reportBug(err);
   } finally {
-    slot.removeAttribute('aria-busy');
+    if (seq === slot.fillSeq) slot.removeAttribute('aria-busy');
   }
+}
+
+// ---- keeping focus across re-renders ----
+//
+// List items carry `data-key` (stable: an id), their controls `data-ctl` (the control's part:
+// "accept", "revoke"). When a re-render replaces the focused control, focus goes to the control
+// with the same key and part; if that item is gone, to the same part of the next item (or the one
+// before); failing that, to the new content's `[data-focus-home]` (an empty state, a list heading)
+// or `root.focusHome` (a list's heading), or the page heading.
+
+const FOCUSABLE = 'a[href], button, input, select, textarea, [tabindex]';
+
+function partOf(el) {
+  return el.dataset.ctl || el.id || el.getAttribute('aria-label') || el.textContent.trim();
+}
+
+function usable(el) {
+  return el.isConnected && !el.disabled && !el.closest('[hidden]') && el.getClientRects().length > 0;
+}
+
+function findPart(scope, part) {
+  return [scope, ...scope.querySelectorAll(FOCUSABLE)].find((c) => c.matches(FOCUSABLE) && partOf(c) === part && usable(c));
+}
+
+/** Where focus is inside `root`, in terms that survive a re-render; null when it is elsewhere. */
+export function focusSnapshot(root) {
+  const el = document.activeElement;
+  if (!el || el === document.body || !root.contains(el)) return null;
+  const item = el.closest('[data-key]');
+  const own = item && root.contains(item) ? item : null;
+  const items = [...root.querySelectorAll('[data-key]')];
+  const i = own ? items.indexOf(own) : -1;
+  const keys = (list) => list.map((x) => x.dataset.key);
+  return {
+    el,
+    part: partOf(el),
+    key: own ? own.dataset.key : null,
+    after: i >= 0 ? keys(items.slice(i + 1)) : [],
+    before: i >= 0 ? keys(items.slice(0, i).reverse()) : [],
+  };
+}
+
+export function restoreFocus(root, snap) {
+  if (!snap) return;
+  // Still there (patched in place), or something else took focus meanwhile (a dialog): leave it.
+  if (snap.el.isConnected && document.activeElement === snap.el) return;
+  const active = document.activeElement;
+  if (active && active !== document.body && !root.contains(active)) return;
+  const item = (key) => root.querySelector(`[data-key="${CSS.escape(key)}"]`);
+  let target = null;
+  if (snap.key !== null) {
+    for (const key of [snap.key, ...snap.after, ...snap.before]) {
+      const it = item(key);
+      if (it && (target = findPart(it, snap.part))) break;
+    }
+  } else {
+    target = findPart(root, snap.part);
+  }
+  target = target || root.querySelector('[data-focus-home]') || root.focusHome || document.getElementById('page-title');
+  if (target) target.focus();
+}
+
+/** Runs `render` (which re-draws part of `root`) and puts focus back where it logically was. */
+export function keepFocus(root, render) {
+  const snap = focusSnapshot(root);
+  const out = render();
+  restoreFocus(root, snap);
+  return out;
 }
 
 /** Polite (or assertive) announcement for screen readers, plus a visible toast. */

@@ -191,6 +191,9 @@ describe('web client', { concurrency: false }, () => {
     await go(patient, '/upload');
     await page.getByLabel(/^File( \*)?$/).setInputFiles(big);
     await page.locator('main').getByText(/too large to upload: files can be at most 5 MB/).waitFor();
+    // Tied to the field and said out loud, not only shown.
+    assert.equal(await page.getByLabel(/^File( \*)?$/).getAttribute('aria-invalid'), 'true');
+    await page.waitForFunction(() => /too large to upload/.test(document.getElementById('alert-region').textContent));
     await check(patient, 'patient-upload-too-large');
     // A name that says PDF over bytes that are not: the server decides from the bytes (415).
     await page.getByLabel(/^File( \*)?$/).setInputFiles(fake);
@@ -279,8 +282,14 @@ describe('web client', { concurrency: false }, () => {
     }
   });
 
-  test('the patient revokes; the doctor’s next open fails in words', async (t) => {
+  test('the patient revokes; a doctor’s page that missed it fails the next open in words', async (t) => {
     needs(t, '/protected/resource/revokeFileAccess/{file_id}', '/protected/resource/sharedWithMe');
+    // A page whose live updates are down (the stream is held off here) keeps showing the file.
+    const stream = '**/protected/notification/notify';
+    await doctor.page.route(stream, (r) => r.fulfill({ status: 200, contentType: 'text/event-stream', body: 'retry: 600000\n\n' }));
+    // (A new query string makes it a full page load, which opens the stream again.)
+    await doctor.page.goto('/?stale#/shared');
+    await doctor.page.getByRole('button', { name: `Open ${FILE_NAME}` }).waitFor();
     const { page } = patient;
     await go(patient, '/files');
     await page.getByRole('link', { name: `Share ${FILE_NAME}` }).click();
@@ -296,7 +305,8 @@ describe('web client', { concurrency: false }, () => {
     assert.doesNotMatch(await err.innerText(), /[{}]|"code"|ACCESS_/);
     await check(doctor, 'doctor-open-refused');
     // Reloaded, the list no longer offers it.
-    await go(doctor, '/shared');
+    await doctor.page.unroute(stream);
+    await doctor.page.goto('/#/shared');
     await doctor.page.locator('main').getByText('Nothing is shared with you right now.').waitFor();
   });
 
@@ -326,19 +336,42 @@ describe('web client', { concurrency: false }, () => {
     await page.getByRole('link', { name: `Share ${FILE_NAME}` }).click();
     await page.getByLabel('Doctor').selectOption({ label: 'Dr Ravi Menon (not verified)' });
     await page.getByLabel('Until a date').check();
-    const d = new Date(Date.now() + 3 * 86400000);
-    const day = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
-    await page.getByLabel('Last day of access').fill(day);
+    const isoDay = (ms) => { const d = new Date(ms); return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`; };
+    const input = page.getByLabel('Last day of access');
+    // The picker offers today to a year from today; a day past that is refused in words, by the field.
+    assert.equal(await input.getAttribute('min'), isoDay(Date.now()));
+    assert.ok((await input.getAttribute('max')) >= isoDay(Date.now() + 364 * 86400000));
+    await input.fill(isoDay(Date.now() + 400 * 86400000));
+    await page.getByRole('button', { name: 'Share', exact: true }).click();
+    const fieldError = page.locator('[data-field="until"] > .field-error:not([hidden])');
+    await fieldError.waitFor();
+    assert.match(await fieldError.innerText(), /no later than .*at most a year/);
+    assert.equal(await input.getAttribute('aria-invalid'), 'true');
+    assert.match(await input.getAttribute('aria-describedby'), new RegExp(await fieldError.getAttribute('id')));
+    assert.equal(await page.locator('main .form-error').count(), 0, 'no message above the form');
+    assert.doesNotMatch(await page.locator('main').innerText(), /minutes from 1 to 525600/);
+    const day = isoDay(Date.now() + 3 * 86400000);
+    await input.fill(day);
     await page.getByRole('button', { name: 'Share', exact: true }).click();
     await page.locator('main').getByText(/Shared with Dr Ravi Menon until/).waitFor();
     await go(doctor, '/shared');
     const row = doctor.page.locator('main li', { hasText: FILE_NAME });
     await row.waitFor();
     assert.match(await row.innerText(), /Shared/);
-    assert.match(await row.innerText(), /(days|h \d+ min) left/);
+    // The time left, and the end itself.
+    assert.match(await row.innerText(), /(days|h \d+ min) left \(until .+\)/);
+    // Access ends at the end of the chosen day, not a minute into the next.
+    const [end, midnight] = await doctor.page.evaluate(async (d) => {
+      const list = (await (await fetch('/protected/resource/sharedWithMe')).json()).data.files;
+      const [y, m, dd] = d.split('-').map(Number);
+      return [new Date(list[0].expires_at).getTime(), new Date(y, m - 1, dd + 1).getTime()];
+    }, day);
+    assert.ok(end <= midnight && end > midnight - 2 * 60000, `ends by midnight after ${day}: ${new Date(end).toISOString()}`);
     await check(doctor, 'doctor-shared-until-date');
     await page.getByRole('button', { name: 'Revoke this doctor’s access' }).click();
     await page.locator('main').getByText(/is revoked/).waitFor();
+    // The doctor's list, left on screen, drops it by itself when the revoke arrives.
+    await doctor.page.locator('main').getByText('Nothing is shared with you right now.').waitFor();
     // Revoking again: nothing is left to take back, and the page says so in words.
     patient.expectConsoleError(/status of 404/);
     await page.getByRole('button', { name: 'Revoke this doctor’s access' }).click();
@@ -374,6 +407,9 @@ describe('web client', { concurrency: false }, () => {
     await patient.page.getByLabel('Doctor’s name or phone').fill('ravi');
     await patient.page.getByRole('button', { name: 'Search' }).click();
     await patient.page.locator('main').getByText(/Cardiology/).waitFor();
+    // Already connected: no second request is offered.
+    await patient.page.locator('main li', { hasText: 'Dr Ravi Menon' }).getByText('Connected', { exact: true }).waitFor();
+    assert.equal(await patient.page.getByRole('button', { name: 'Request to connect with Dr Ravi Menon' }).count(), 0);
   });
 
   test('everyone sees their signed-in devices and notifications; the doctor reads them', async (t) => {

@@ -7,13 +7,14 @@ import { ApiError } from '../api.js';
 import * as notify from '../notify.js';
 import {
   h, field, onSubmit, fill, empty, announce, confirmDialog, timeEl, verifiedBadge, badge, errorText,
+  setBusy, isBusy, keepFocus,
 } from '../ui.js';
 import { totpField, totpValue, totpError } from './auth.js';
 
 export function profile(ctx) {
   const details = h('section', { 'aria-labelledby': 'p-details' });
   ctx.root.append(details);
-  fill(details, async () => {
+  const load = () => fill(details, async () => {
     const me = await ctx.refreshMe();
     const { user, profile: p } = me;
     const doctor = user.role === 'doctor';
@@ -30,7 +31,7 @@ export function profile(ctx) {
       h('div', { class: 'card' }, h('h2', { id: 'p-details' }, 'Your details'),
         h('dl', { class: 'details' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
         doctor && !p.verified ? h('p', { class: 'hint' }, 'Patients see that your registration has not been checked yet. The Auravita operator verifies doctors after checking the registration number.') : null));
-    if (await has('/protected/user/updateProfile')) out.append(editForm(ctx, user, p));
+    if (await has('/protected/user/updateProfile')) out.append(editForm(ctx, user, p, load));
     out.append(h('div', { class: 'card' }, h('h2', {}, 'Security'),
       h('p', {}, 'See every device that is signed in to your account, and sign any of them out.'),
       h('a', { href: '#/sessions', class: 'button secondary' }, 'Signed-in devices')));
@@ -38,9 +39,10 @@ export function profile(ctx) {
     if (await has('/protected/user/deleteProfile')) out.append(deleteCard(ctx));
     return out;
   }, 'Loading your profile…');
+  load();
 }
 
-function editForm(ctx, user, p) {
+function editForm(ctx, user, p, reload) {
   const doctor = user.role === 'doctor';
   const form = h('form', { class: 'card', 'aria-labelledby': 'p-edit' },
     h('h2', { id: 'p-edit' }, 'Edit profile'),
@@ -61,7 +63,8 @@ function editForm(ctx, user, p) {
     }
     await users.updateProfile(body);
     announce('Your profile is saved.');
-    ctx.navigate('/profile');
+    // Redrawn in place: focus stays on "Save changes".
+    await reload();
   });
   return form;
 }
@@ -260,19 +263,20 @@ export function sessions(ctx) {
     const rows = await users.sessions();
     if (!rows.length) return empty('No devices are signed in.');
     return h('ul', { class: 'cards' }, rows.map((s) => {
-      const revoke = s.current ? null : h('button', { type: 'button', class: 'secondary', 'aria-label': `Sign out ${s.device}` }, 'Sign out');
+      const revoke = s.current ? null : h('button', { type: 'button', class: 'secondary', 'data-ctl': 'signout', 'aria-label': `Sign out ${s.device}` }, 'Sign out');
       revoke?.addEventListener('click', async () => {
-        revoke.disabled = true;
+        if (isBusy(revoke)) return;
+        setBusy(revoke, true);
         try {
           await users.revokeSession(s.id);
           announce(`${s.device} is signed out.`);
-          load();
+          await load();
         } catch (err) {
-          revoke.disabled = false;
+          setBusy(revoke, false);
           announce(errorText(err), true);
         }
       });
-      return h('li', { class: 'card row' },
+      return h('li', { class: 'card row', 'data-key': s.id },
         h('div', {},
           h('h2', { class: 'h3' }, s.device, s.current ? [' ', badge('This device', 'ok')] : null),
           h('p', { class: 'meta' }, s.ip ? `IP ${s.ip} · ` : '', 'signed in ', timeEl(s.createdAt), ' · last active ', timeEl(s.lastSeenAt))),
@@ -338,32 +342,69 @@ export async function notifications(ctx) {
     return;
   }
   const readAll = canReadAll ? h('button', { type: 'button', class: 'secondary' }, 'Mark all as read') : null;
-  const list = h('section', { 'aria-label': 'Notifications', 'aria-live': 'polite', 'aria-relevant': 'additions' });
+  // The region announces additions only, so a redraw must add nothing but new notifications:
+  // items already shown are kept (and patched in place when read), never rebuilt. It becomes a
+  // live region after the first drawing, so the list already there is not read out on arrival.
+  const list = h('section', { 'aria-label': 'Notifications' });
   ctx.root.append(h('p', {}, 'New notifications appear here as they happen.'), readAll ? h('div', { class: 'actions' }, readAll) : null, list);
 
-  const draw = () => {
-    const items = notify.all();
-    if (!items.length) return list.replaceChildren(empty('No notifications yet.'));
-    list.replaceChildren(h('ul', { class: 'cards notifications' }, items.map((n) => {
-      const mark = !n.read && canRead && n.canMarkRead ? h('button', { type: 'button', class: 'secondary small', 'aria-label': `Mark as read: ${n.message}` }, 'Mark as read') : null;
-      mark?.addEventListener('click', async () => {
-        try {
-          await notifApi.read(n.id);
-          notify.markRead(n.id);
-        } catch (err) {
-          announce(errorText(err), true);
-        }
-      });
-      const fresh = !n.read && n.canMarkRead;
-      return h('li', { class: `card row${fresh ? ' unread' : ''}`, 'data-kind': n.kind },
-        h('div', {},
-          h('p', { class: 'meta' }, fresh ? h('span', { class: 'dot' }, 'New · ') : '', KIND_LABEL[n.kind] || 'Notice', ' · ', timeEl(n.createdAt)),
-          h('p', {}, n.message),
-          signInNote(n),
-          linkFor(n) ? h('p', {}, followLink(n, canRead)) : null),
-        mark);
-    })));
+  const fresh = (n) => !n.read && n.canMarkRead;
+  const item = (n) => {
+    const mark = fresh(n) && canRead ? h('button', { type: 'button', class: 'secondary small', 'data-ctl': 'mark', 'aria-label': `Mark as read: ${n.message}` }, 'Mark as read') : null;
+    mark?.addEventListener('click', async () => {
+      if (isBusy(mark)) return;
+      setBusy(mark, true);
+      try {
+        await notifApi.read(n.id);
+        notify.markRead(n.id);
+      } catch (err) {
+        setBusy(mark, false);
+        announce(errorText(err), true);
+      }
+    });
+    const li = h('li', { class: `card row${fresh(n) ? ' unread' : ''}`, 'data-kind': n.kind, 'data-key': n.id },
+      h('div', {},
+        h('p', { class: 'meta' }, fresh(n) ? h('span', { class: 'dot' }, 'New · ') : '', KIND_LABEL[n.kind] || 'Notice', ' · ', timeEl(n.createdAt)),
+        h('p', {}, n.message),
+        signInNote(n),
+        linkFor(n) ? h('p', {}, followLink(n, canRead)) : null),
+      mark);
+    li.fresh = fresh(n);
+    return li;
   };
+  /** Brings a shown item up to date without adding anything: read → no dot, no button. */
+  const patch = (li, n) => {
+    if (li.fresh && !fresh(n)) {
+      li.classList.remove('unread');
+      li.querySelector('.dot')?.remove();
+      li.querySelector('[data-ctl="mark"]')?.remove();
+      li.fresh = false;
+    }
+  };
+  const shown = new Map();
+  const draw = () => keepFocus(list, () => {
+    const items = notify.all();
+    if (!items.length) {
+      shown.clear();
+      return list.replaceChildren(empty('No notifications yet.'));
+    }
+    let ul = list.querySelector(':scope > ul.notifications');
+    if (!ul) {
+      ul = h('ul', { class: 'cards notifications' });
+      shown.clear();
+      list.replaceChildren(ul);
+    }
+    const keep = new Set(items.map((n) => n.id));
+    for (const [id, li] of shown) if (!keep.has(id)) { li.remove(); shown.delete(id); }
+    let at = ul.firstElementChild;
+    for (const n of items) {
+      let li = shown.get(n.id);
+      if (li) patch(li, n);
+      else shown.set(n.id, (li = item(n)));
+      if (li === at) at = at.nextElementSibling;
+      else ul.insertBefore(li, at);
+    }
+  });
   readAll?.addEventListener('click', async () => {
     try {
       await notifApi.readAll();
@@ -383,6 +424,8 @@ export async function notifications(ctx) {
     }, 'Loading notifications…');
   }
   draw();
+  list.setAttribute('aria-live', 'polite');
+  list.setAttribute('aria-relevant', 'additions');
 }
 
 /** Where the setup's SMS code went, and until when it works. */

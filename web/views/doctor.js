@@ -8,23 +8,25 @@ import { openFile, REPORT_LABEL } from './files.js';
 import { onLive } from '../notify.js';
 
 /**
- * Reloads a list when a new share arrives while it is on screen. A revoke does not reload it: the
- * row stays until the doctor tries it, and then says the access was taken back.
+ * Reloads a list when what is shared with the doctor changes while it is on screen: a new share,
+ * a revoke, or the end of the connection (which ends every share). Focus stays put (ui.fill).
  */
-function reloadOnShare(root, load) {
-  onLive(root, ['file_shared', 'file_access_granted'], load);
+function reloadOnChange(root, load) {
+  onLive(root, ['file_shared', 'file_access_granted', 'file_access_revoked', 'connection_ended'], load);
 }
 
 export function patients(ctx) {
   const slot = h('div');
   ctx.root.append(h('div', { class: 'actions' }, h('a', { href: '#/register-patient', class: 'button secondary' }, 'Register a patient')), slot);
-  fill(slot, async () => {
+  const load = () => fill(slot, async () => {
     const list = (await users.connections()).filter((c) => c.peer.role === 'patient');
     if (!list.length) return empty('No patients are connected with you yet. Patients send you a request; it appears under Requests.');
-    return h('ul', { class: 'cards' }, list.map((c) => h('li', { class: 'card row' },
+    return h('ul', { class: 'cards' }, list.map((c) => h('li', { class: 'card row', 'data-key': c.id },
       h('div', {}, h('h2', { class: 'h3' }, c.peer.name), h('p', { class: 'meta' }, c.peer.phone || '', c.peer.phone ? ' · ' : '', 'connected ', timeEl(c.createdAt))),
-      h('a', { href: `#/patients/${encodeURIComponent(c.peer.id)}`, class: 'button secondary', 'aria-label': `Shared files from ${c.peer.name}` }, 'Shared files'))));
+      h('a', { href: `#/patients/${encodeURIComponent(c.peer.id)}`, class: 'button secondary', 'data-ctl': 'files', 'aria-label': `Shared files from ${c.peer.name}` }, 'Shared files'))));
   }, 'Loading your patients…');
+  load();
+  onLive(slot, ['connection_accepted', 'connection_ended'], load);
 }
 
 /**
@@ -32,21 +34,22 @@ export function patients(ctx) {
  * answer says so (410 "taken back") instead of a bare "not found".
  */
 function openButton(f) {
-  const btn = h('button', { type: 'button', class: 'primary', 'aria-label': `Open ${f.name}` }, 'Open');
+  const btn = h('button', { type: 'button', class: 'primary', 'data-ctl': 'open', 'aria-label': `Open ${f.name}` }, 'Open');
   btn.addEventListener('click', () => openFile(
     () => (f.accessId ? files.sharedUrl(f.accessId) : files.url(f.id, false)), btn));
   return btn;
 }
 
 function sharedItem(f, withPatient) {
-  return h('li', { class: 'card row', 'data-file': f.id },
+  const end = f.expiresAt ? [' ', h('span', { class: 'meta' }, '(until ', timeEl(f.expiresAt), ')')] : null;
+  return h('li', { class: 'card row', 'data-file': f.id, 'data-key': f.accessId || f.id },
     h('div', {},
       h('h2', { class: 'h3' }, f.name),
       h('p', { class: 'meta' },
         withPatient && f.patient ? `From ${f.patient.name} · ` : '',
         [REPORT_LABEL[f.reportType], Number.isFinite(f.size) ? fmtSize(f.size) : null].filter(Boolean).join(' · '),
         ' ', badge(f.kind === 'share' ? '30-minute share' : 'Shared', f.kind === 'share' ? 'warn' : ''), ' ',
-        h('span', { class: 'time-left', 'data-end': f.expiresAt || '' }, fmtLeft(f.expiresAt))),
+        h('span', { class: 'time-left', 'data-end': f.expiresAt || '' }, fmtLeft(f.expiresAt)), end),
       f.tags.length ? h('ul', { class: 'tags', 'aria-label': 'Tags' }, f.tags.map((t) => h('li', {}, badge(t)))) : null),
     openButton(f));
 }
@@ -72,7 +75,7 @@ export function patientFiles(ctx) {
     return h('div', {}, h('p', {}, `What ${name} shares with you right now.`), ul);
   }, 'Loading shared files…');
   load();
-  reloadOnShare(slot, load);
+  reloadOnChange(slot, load);
 }
 
 export function sharedWithMe(ctx) {
@@ -86,7 +89,7 @@ export function sharedWithMe(ctx) {
     return ul;
   }, 'Loading…');
   load();
-  reloadOnShare(slot, load);
+  reloadOnChange(slot, load);
 }
 
 export function registerPatient(ctx) {

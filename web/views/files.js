@@ -2,11 +2,13 @@
 // clear size/type errors before anything is sent; sharing with a connected doctor
 // (permanent, until a date, 30 minutes) and revoking; the access ledger.
 
-import { files, users, FILE_LIMIT_BYTES, FILE_TYPES, FILE_EXTENSIONS, PAGE_SIZE } from '../endpoints.js';
+import { files, users, has, FILE_LIMIT_BYTES, FILE_TYPES, FILE_EXTENSIONS, PAGE_SIZE } from '../endpoints.js';
 import {
   h, field, radios, onSubmit, fill, empty, announce, confirmDialog, timeEl, fmtSize, badge, errorText,
-  setFieldError, fmtDate,
+  setFieldError, clearErrors, fmtDate, fmtLeft, verifiedBadge, setBusy, isBusy,
 } from '../ui.js';
+import { ApiError } from '../api.js';
+import { onLive } from '../notify.js';
 import { pager } from './people.js';
 
 const REPORT_TYPES = [['', 'Not set'], ['report', 'Report'], ['prescription', 'Prescription'], ['scan', 'Scan'], ['other', 'Other']];
@@ -14,7 +16,9 @@ export const REPORT_LABEL = Object.fromEntries(REPORT_TYPES.filter(([v]) => v));
 
 /** Opens a file: asks for a short-lived link, then navigates to it (the server sends it as a download). */
 export async function openFile(getUrl, btn) {
-  btn.disabled = true;
+  if (isBusy(btn)) return;
+  // Busy, not disabled: the button keeps keyboard focus.
+  setBusy(btn, true);
   let gone = false;
   try {
     const url = await getUrl();
@@ -35,7 +39,8 @@ export async function openFile(getUrl, btn) {
       }
     }
   } finally {
-    btn.disabled = gone;
+    setBusy(btn, false);
+    if (gone) setBusy(btn, true, { progress: false });
   }
 }
 
@@ -60,22 +65,26 @@ export function list(ctx) {
 }
 
 function fileItem(f, reload) {
-  const open = h('button', { type: 'button', class: 'primary', 'aria-label': `Open ${f.name}` }, 'Open');
-  const share = h('a', { href: `#/files/${encodeURIComponent(f.id)}/share?name=${encodeURIComponent(f.name)}`, class: 'button secondary', 'aria-label': `Share ${f.name}` }, 'Share');
-  const del = h('button', { type: 'button', class: 'secondary danger-text', 'aria-label': `Delete ${f.name}` }, 'Delete');
+  const open = h('button', { type: 'button', class: 'primary', 'data-ctl': 'open', 'aria-label': `Open ${f.name}` }, 'Open');
+  const share = h('a', { href: `#/files/${encodeURIComponent(f.id)}/share?name=${encodeURIComponent(f.name)}`, class: 'button secondary', 'data-ctl': 'share', 'aria-label': `Share ${f.name}` }, 'Share');
+  const del = h('button', { type: 'button', class: 'secondary danger-text', 'data-ctl': 'delete', 'aria-label': `Delete ${f.name}` }, 'Delete');
   open.addEventListener('click', () => openFile(() => files.url(f.id, true), open));
   del.addEventListener('click', async () => {
+    if (isBusy(del)) return;
     const ok = await confirmDialog({ title: `Delete ${f.name}?`, body: 'The file and every share of it are removed. Doctors lose access at once.', confirmLabel: 'Delete file', danger: true });
-    if (!ok) return del.focus();
+    del.focus();
+    if (!ok) return;
+    setBusy(del, true);
     try {
       await files.remove(f.id);
       announce(`${f.name} was deleted.`);
-      reload();
+      await reload();
     } catch (err) {
+      setBusy(del, false);
       announce(errorText(err), true);
     }
   });
-  return h('li', { class: 'card' },
+  return h('li', { class: 'card', 'data-key': f.id },
     h('div', { class: 'row' },
       h('div', {},
         h('h2', { class: 'h3' }, f.name),
@@ -114,10 +123,12 @@ export function upload(ctx) {
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Upload'), cancel));
   fileField.control.addEventListener('change', () => {
     const problem = checkFile(fileField.control.files[0]);
-    const p = fileField.querySelector(':scope > .field-error');
-    p.hidden = !problem;
-    p.textContent = problem || '';
-    fileField.classList.toggle('invalid', !!problem);
+    clearErrors(form);
+    if (problem) {
+      // Tied to the field (aria-invalid, aria-describedby) and said out loud at once.
+      setFieldError(form, 'file', problem);
+      announce(problem, true);
+    }
   });
   onSubmit(form, async (fd) => {
     const file = fileField.control.files[0];
@@ -140,7 +151,8 @@ export function upload(ctx) {
     try {
       await job.promise;
       announce(`${file.name} is uploaded.`);
-      ctx.navigate('/files');
+      // Only if the upload form is still on screen: the user may have gone elsewhere meanwhile.
+      if (form.isConnected) ctx.navigate('/files');
     } finally {
       cancel.hidden = true;
       if (form.isConnected) progress.hidden = true;
@@ -150,6 +162,127 @@ export function upload(ctx) {
 }
 
 const UNTIL = [['permanent', 'Until I revoke it'], ['until', 'Until a date'], ['temp', 'For 30 minutes']];
+const MAX_GRANT_MINUTES = 525600; // the server's limit for a grant with an end: a year
+const DAY_MS = 86400000;
+
+/** `YYYY-MM-DD` of a local date, as an <input type=date> reads and writes it. */
+function isoDay(d) {
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+}
+
+function fmtDay(day) {
+  const [y, m, d] = day.split('-').map(Number);
+  return new Date(y, m - 1, d).toLocaleDateString(undefined, { dateStyle: 'long' });
+}
+
+/**
+ * Minutes from now to the end of the chosen day (local midnight after it), rounded down so access
+ * never runs into the next day; null when the day is not one that can be chosen.
+ */
+export function minutesUntilEndOf(day, now = Date.now()) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day || '');
+  if (!m) return null;
+  const end = new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]) + 1).getTime();
+  const minutes = Math.floor((end - now) / 60000);
+  return minutes >= 1 ? minutes : null;
+}
+
+/** One live grant or share in words: how long it lasts, and how long is left. */
+function accessTerms(a) {
+  if (a.kind === 'share') {
+    return ['For 30 minutes, until ', timeEl(a.expiresAt), ' · ', h('span', { class: 'time-left', 'data-end': a.expiresAt || '' }, fmtLeft(a.expiresAt))];
+  }
+  if (a.expiresAt) {
+    return ['Until ', timeEl(a.expiresAt), ' · ', h('span', { class: 'time-left', 'data-end': a.expiresAt }, fmtLeft(a.expiresAt))];
+  }
+  return ['Until you revoke it'];
+}
+
+/** Groups items by `keyOf`, in the order each key first appears. */
+function groupBy(items, keyOf) {
+  const groups = new Map();
+  for (const it of items) {
+    const k = keyOf(it);
+    if (!groups.has(k)) groups.set(k, []);
+    groups.get(k).push(it);
+  }
+  return [...groups.values()];
+}
+
+/**
+ * One doctor's live access to one file (a grant, a 30-minute share, or both) with a Revoke
+ * button: revoking takes back all of it at once, as the server does.
+ */
+function accessItem(list, { label, withFile }, reload) {
+  const { doctor, file } = list[0];
+  const revoke = h('button', { type: 'button', class: 'secondary danger-text', 'data-ctl': 'revoke', 'aria-label': label(doctor, file) }, 'Revoke');
+  const error = h('p', { class: 'field-error', role: 'alert', hidden: true });
+  revoke.addEventListener('click', async () => {
+    if (isBusy(revoke)) return;
+    setBusy(revoke, true);
+    error.hidden = true;
+    try {
+      try {
+        await files.revoke(file.id, doctor.id);
+        announce(`${doctor.name} can no longer open ${file.name}. Links already issued stop working within 2 minutes.`);
+      } catch (err) {
+        // 404: nothing live was left (it ran out, or was revoked elsewhere): the list catches up.
+        if (!(err instanceof ApiError && err.status === 404)) throw err;
+        announce(`${doctor.name} already had no access to ${file.name}.`);
+      }
+      await reload();
+    } catch (err) {
+      setBusy(revoke, false);
+      error.textContent = errorText(err);
+      error.hidden = false;
+    }
+  });
+  return h('li', { class: 'card row access-item', 'data-key': `${file.id}:${doctor.id}`, 'data-doctor': doctor.id, 'data-file': file.id },
+    h('div', {},
+      h('h3', {}, doctor.name, ' ', verifiedBadge(doctor.verified)),
+      withFile ? h('p', { class: 'meta' }, file.name) : null,
+      h('ul', { class: 'terms' }, list.map((a) => h('li', { 'data-kind': a.kind, 'data-access': a.accessId },
+        accessTerms(a), h('span', { class: 'meta' }, ' · given ', timeEl(a.grantedAt))))),
+      error),
+    h('div', { class: 'row-actions' }, revoke));
+}
+
+/** Keeps "n min left" current while `root` is on screen, and reloads once something has run out. */
+function tickAccess(root, reload) {
+  const t = setInterval(() => {
+    if (!root.isConnected) return clearInterval(t);
+    let ended = false;
+    for (const el of root.querySelectorAll('.time-left[data-end]')) {
+      if (!el.dataset.end) continue;
+      el.textContent = fmtLeft(el.dataset.end);
+      if (new Date(el.dataset.end).getTime() <= Date.now()) ended = true;
+    }
+    if (ended) reload();
+  }, 30000);
+}
+
+/** "Who can open this file now": the file's live access by doctor, each with Revoke. */
+function whoCanOpen(fileId) {
+  const slot = h('div', { class: 'access-now' });
+  const heading = h('h2', { id: 'who-can-open', tabindex: '-1' }, 'Who can open this file now');
+  const section = h('section', { 'aria-labelledby': 'who-can-open' }, heading, slot);
+  slot.focusHome = heading;
+  let page = 1;
+  const load = () => fill(slot, async () => {
+    let d = await files.accessGiven({ fileId, page });
+    if (!d.access.length && page > 1) {
+      page = 1; // the last page emptied: back to the first
+      d = await files.accessGiven({ fileId, page });
+    }
+    if (!d.access.length) return empty('Only you can open this file right now.');
+    const ul = h('ul', { class: 'cards' }, groupBy(d.access, (a) => a.doctor.id).map((list) =>
+      accessItem(list, { label: (doc) => `Revoke ${doc.name}` }, load)));
+    return h('div', {}, ul, d.hasMore || page > 1 ? pager(page, d.hasMore, (p) => { page = p; load(); }, d.pages) : null);
+  }, 'Loading who can open this file…');
+  tickAccess(slot, () => load());
+  onLive(slot, ['connection_ended'], load);
+  return { section, load };
+}
 
 export function share(ctx) {
   const fileId = ctx.params.id;
@@ -157,14 +290,23 @@ export function share(ctx) {
   const slot = h('div');
   ctx.root.append(h('p', {}, fileName ? ['Who may open ', h('strong', {}, fileName), ', and for how long.'] : 'Who may open this file, and for how long.'), slot);
   fill(slot, async () => {
-    const doctors = (await users.connections()).filter((c) => c.peer.role === 'doctor');
+    const [conns, canList] = await Promise.all([users.connections(), has('/protected/resource/accessGiven')]);
+    const doctors = conns.filter((c) => c.peer.role === 'doctor');
+    const now = canList ? whoCanOpen(fileId) : null;
+    if (now) now.load();
     if (!doctors.length) {
-      return empty('You can share only with doctors you are connected with.', h('a', { href: '#/doctors', class: 'button primary' }, 'Find a doctor'));
+      return h('div', { class: 'stack' },
+        empty('You can share only with doctors you are connected with.', h('a', { href: '#/doctors', class: 'button primary' }, 'Find a doctor')),
+        now ? now.section : null);
     }
     const options = doctors.map((c) => [c.peer.id, `${c.peer.name}${c.peer.verified ? ' (verified)' : ' (not verified)'}`]);
     const who = field({ label: 'Doctor', name: 'p', type: 'select', options, required: true });
     const how = radios({ legend: 'How long', name: 'how', value: 'permanent', options: UNTIL });
-    const until = field({ label: 'Last day of access', name: 'until', type: 'date', hint: 'Access ends at the end of this day.' });
+    const today = new Date();
+    const minDay = isoDay(today);
+    const maxDay = isoDay(new Date(today.getFullYear(), today.getMonth(), today.getDate() + 365));
+    const until = field({ label: 'Last day of access', name: 'until', type: 'date', min: minDay, max: maxDay,
+      hint: `Access ends at the end of this day. Choose a day from today to ${fmtDay(maxDay)}.` });
     until.hidden = true;
     how.addEventListener('change', () => { until.hidden = how.querySelector('input:checked').value !== 'until'; });
     const result = h('div', { 'aria-live': 'polite' });
@@ -172,6 +314,10 @@ export function share(ctx) {
       h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', value: 'share' }, 'Share'),
         h('button', { type: 'submit', class: 'secondary', value: 'revoke' }, 'Revoke this doctor’s access')),
       result);
+    const untilError = (text) => {
+      setFieldError(form, 'until', text);
+      until.control.focus();
+    };
     onSubmit(form, async (fd, submitter) => {
       const doctorId = String(fd.get('p'));
       const name = doctors.find((c) => c.peer.id === doctorId).peer.name;
@@ -185,31 +331,71 @@ export function share(ctx) {
           return;
         }
         result.replaceChildren(h('p', { class: 'alert ok' }, `Access for ${name} is revoked. Links already issued stop working within 2 minutes.`));
+        if (now) await now.load();
         return;
       }
       const mode = fd.get('how');
       if (mode === 'temp') {
-        await files.share30(fileId, doctorId);
-        result.replaceChildren(h('p', { class: 'alert ok' }, `Shared with ${name} for 30 minutes (until ${fmtDate(Date.now() + 30 * 60000)}).`));
+        const r = await files.share30(fileId, doctorId);
+        // The end as the server set it, not as this device's clock guesses it.
+        const end = r && r.expires_at ? r.expires_at : null;
+        result.replaceChildren(h('p', { class: 'alert ok' }, `Shared with ${name} for 30 minutes`, end ? ` (until ${fmtDate(end)})` : '', '.'));
       } else if (mode === 'until') {
-        const day = String(fd.get('until'));
-        const end = new Date(`${day}T23:59:59`);
-        const minutes = Math.ceil((end.getTime() - Date.now()) / 60000);
-        if (!day || !(minutes > 0)) {
-          setFieldError(form, 'until', 'Choose a day from today on.');
-          until.control.focus();
-          return;
+        const day = String(fd.get('until') || '');
+        if (!day) return untilError('Choose the last day of access.');
+        if (day < minDay) return untilError('Choose a day from today on.');
+        if (day > maxDay) return untilError(`Choose a day no later than ${fmtDay(maxDay)}: access until a date can last at most a year.`);
+        const minutes = minutesUntilEndOf(day);
+        if (!minutes) return untilError('Choose a day from today on.');
+        let r;
+        try {
+          r = await files.grant(fileId, doctorId, Math.min(minutes, MAX_GRANT_MINUTES));
+        } catch (err) {
+          if (err instanceof ApiError && err.field === 'e') return untilError(`Choose a day no later than ${fmtDay(maxDay)}: access until a date can last at most a year.`);
+          throw err;
         }
-        await files.grant(fileId, doctorId, minutes);
+        const end = r && r.expires_at ? r.expires_at : new Date(Date.now() + Math.min(minutes, MAX_GRANT_MINUTES) * 60000);
         result.replaceChildren(h('p', { class: 'alert ok' }, `Shared with ${name} until ${fmtDate(end)}.`));
       } else {
         await files.grant(fileId, doctorId);
         result.replaceChildren(h('p', { class: 'alert ok' }, `Shared with ${name} until you revoke it.`));
       }
       announce(result.textContent);
+      if (now) await now.load();
     });
-    return h('div', {}, form, h('p', {}, h('a', { href: '#/files' }, 'Back to my files')));
+    return h('div', { class: 'stack' }, form, now ? now.section : null, h('p', {}, h('a', { href: '#/files' }, 'Back to my files')));
   }, 'Loading your doctors…');
+}
+
+/** Every bit of access the patient gave that is still live, by file, each with Revoke. */
+export function accessGiven(ctx) {
+  const page = Math.max(1, Number(ctx.query.get('page')) || 1);
+  const slot = h('div');
+  ctx.root.append(h('p', {}, 'Every doctor who can open one of your files right now, and until when. Revoking works at once; links already issued stop working within 2 minutes.'), slot);
+  const load = () => fill(slot, async () => {
+    const d = await files.accessGiven({ page });
+    if (!d.access.length) {
+      return page > 1 ? empty('There is nothing on this page.', h('a', { href: '#/access' }, 'Back to the first page'))
+        : empty('No doctor can open any of your files right now.', h('a', { href: '#/files', class: 'button secondary' }, 'My files'));
+    }
+    const byFile = groupBy(d.access, (a) => a.file.id);
+    const out = h('div', { class: 'stack' },
+      h('p', { class: 'meta' }, `${d.total} ${d.total === 1 ? 'grant or share' : 'grants and shares'} in force`),
+      byFile.map((list) => {
+        const f = list[0].file;
+        const hid = `access-file-${f.id}`;
+        return h('section', { class: 'access-file', 'aria-labelledby': hid, 'data-file': f.id },
+          h('h2', { id: hid, class: 'h3' }, f.name),
+          h('ul', { class: 'cards' }, groupBy(list, (a) => a.doctor.id).map((l) =>
+            accessItem(l, { label: (doc, file) => `Revoke ${doc.name}’s access to ${file.name}` }, load))),
+          h('p', {}, h('a', { href: `#/files/${encodeURIComponent(f.id)}/share?name=${encodeURIComponent(f.name)}`, 'aria-label': `Share settings for ${f.name}` }, 'Share settings')));
+      }),
+      d.hasMore || page > 1 ? pager(page, d.hasMore, (p) => ctx.navigate(`/access?page=${p}`), d.pages) : null);
+    return out;
+  }, 'Loading the access you gave…');
+  load();
+  tickAccess(slot, () => load());
+  onLive(slot, ['connection_ended'], load);
 }
 
 const ACTION = { read: 'Opened', grant: 'Shared', share: 'Shared for 30 minutes', revoke: 'Revoked', delete: 'Deleted', end: 'Access ended with the connection' };

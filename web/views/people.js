@@ -5,6 +5,7 @@ import { users, has } from '../endpoints.js';
 import { ApiError } from '../api.js';
 import {
   h, field, radios, onSubmit, fill, empty, announce, confirmDialog, timeEl, verifiedBadge, badge, errorText,
+  setBusy, isBusy,
 } from '../ui.js';
 import { toE164 } from './auth.js';
 import { onLive } from '../notify.js';
@@ -28,10 +29,22 @@ export function findDoctors(ctx) {
 
   let page = 1;
   let last = null;
+  /** Doctors this patient is connected with, or has a request waiting with: no second request. */
+  const relations = async () => {
+    const [conns, reqs] = await Promise.all([
+      users.connections().catch(() => []),
+      users.requests().catch(() => ({ outgoing: [] })),
+    ]);
+    const rel = new Map();
+    for (const r of reqs.outgoing) if (r.status === 'pending') rel.set(r.peer.id, 'requested');
+    for (const c of conns) rel.set(c.peer.id, 'connected');
+    return rel;
+  };
   const run = () => fill(results, async () => {
     const { mode, text } = last;
     let doctors = [];
     let hasMore = false;
+    const rel = relations();
     if (mode === 'phone') {
       try {
         doctors = await users.searchByNumber(toE164('', text.startsWith('+') ? text : '+' + text));
@@ -43,9 +56,11 @@ export function findDoctors(ctx) {
       doctors = d.doctors;
       hasMore = d.hasMore;
     }
+    const known = await rel;
     if (!doctors.length) return empty(page > 1 ? 'No more doctors.' : 'No doctor matches that search.');
     const out = h('div', {}, mode === 'name' && (page > 1 || hasMore) ? h('p', { class: 'meta' }, `Page ${page}`) : null,
-      h('ul', { class: 'cards' }, doctors.map((d) => h('li', { class: 'card row' }, h('div', {}, doctorLine(d)), requestButton(d)))));
+      h('ul', { class: 'cards' }, doctors.map((d) => h('li', { class: 'card row', 'data-key': d.id },
+        h('div', {}, doctorLine(d)), requestButton(d, known.get(d.id))))));
     if (mode === 'name' && (page > 1 || hasMore)) out.append(pager(page, hasMore, (p) => { page = p; run(); }));
     return out;
   }, 'Searching…');
@@ -57,22 +72,35 @@ export function findDoctors(ctx) {
   });
 }
 
-function requestButton(d) {
-  const btn = h('button', { type: 'button', class: 'primary', 'aria-label': `Request to connect with ${d.name}` }, 'Request to connect');
-  const slot = h('div', { class: 'row-actions' }, btn);
+/** Where a doctor stands with this patient: a badge, or the button to ask. */
+function relationBadge(state) {
+  return state === 'connected' ? badge('Connected', 'ok') : badge('Requested', 'warn');
+}
+
+function requestButton(d, state) {
+  if (state) return h('div', { class: 'row-actions' }, h('span', { 'data-ctl': 'request', tabindex: '-1' }, relationBadge(state)));
+  const btn = h('button', { type: 'button', class: 'primary', 'data-ctl': 'request', 'aria-label': `Request to connect with ${d.name}` }, 'Request to connect');
+  const error = h('p', { class: 'field-error', role: 'alert', hidden: true });
+  const slot = h('div', { class: 'row-actions' }, btn, error);
   btn.addEventListener('click', async () => {
+    if (isBusy(btn)) return;
     if (!d.verified) {
       const ok = await confirmDialog({ title: `Connect with ${d.name}?`, body: 'Auravita has not verified this doctor’s registration. Only connect if you know who they are.', confirmLabel: 'Send request' });
-      if (!ok) return btn.focus();
+      btn.focus();
+      if (!ok) return;
     }
-    btn.disabled = true;
+    setBusy(btn, true);
     try {
       await users.requestDoctor(d.id);
-      slot.replaceChildren(badge('Request sent', 'ok'));
+      // The button is gone: focus moves to what replaced it, which says what happened.
+      const sent = h('span', { 'data-ctl': 'request', tabindex: '-1' }, badge('Request sent', 'ok'));
+      slot.replaceChildren(sent);
+      sent.focus();
       announce(`Your request was sent to ${d.name}.`);
     } catch (err) {
-      btn.disabled = false;
-      slot.append(h('p', { class: 'field-error', role: 'alert' }, errorText(err)));
+      setBusy(btn, false);
+      error.textContent = errorText(err);
+      error.hidden = false;
     }
   });
   return slot;
@@ -113,20 +141,25 @@ export function requests(ctx) {
 }
 
 function incomingItem(r, reload) {
-  const accept = h('button', { type: 'button', class: 'primary', 'aria-label': `Accept ${r.peer.name}` }, 'Accept');
-  const reject = h('button', { type: 'button', class: 'secondary', 'aria-label': `Decline ${r.peer.name}` }, 'Decline');
-  const li = h('li', { class: 'card row' },
-    h('div', {}, h('h3', {}, r.peer.name), r.note ? h('p', {}, `“${r.note}”`) : null, h('p', { class: 'meta' }, 'Asked ', timeEl(r.createdAt))),
+  const accept = h('button', { type: 'button', class: 'primary', 'data-ctl': 'accept', 'aria-label': `Accept ${r.peer.name}` }, 'Accept');
+  const reject = h('button', { type: 'button', class: 'secondary', 'data-ctl': 'decline', 'aria-label': `Decline ${r.peer.name}` }, 'Decline');
+  const error = h('p', { class: 'field-error', role: 'alert', hidden: true });
+  const li = h('li', { class: 'card row', 'data-key': `in:${r.id}` },
+    h('div', {}, h('h3', {}, r.peer.name), r.note ? h('p', {}, `“${r.note}”`) : null, h('p', { class: 'meta' }, 'Asked ', timeEl(r.createdAt)), error),
     h('div', { class: 'row-actions' }, accept, reject));
   const act = (fn, done) => async () => {
-    accept.disabled = reject.disabled = true;
+    if (isBusy(accept) || isBusy(reject)) return;
+    setBusy(accept, true);
+    setBusy(reject, true);
     try {
       await fn(r.id);
       announce(done);
-      reload();
+      await reload();
     } catch (err) {
-      accept.disabled = reject.disabled = false;
-      li.append(h('p', { class: 'field-error', role: 'alert' }, errorText(err)));
+      setBusy(accept, false);
+      setBusy(reject, false);
+      error.textContent = errorText(err);
+      error.hidden = false;
     }
   };
   accept.addEventListener('click', act(users.accept, `You are now connected with ${r.peer.name}.`));
@@ -138,19 +171,20 @@ const STATUS = { pending: ['Waiting', 'warn'], accepted: ['Accepted', 'ok'], rej
 
 function outgoingItem(r, reload) {
   const [label, kind] = STATUS[r.status] || [r.status, ''];
-  const cancel = r.status === 'pending' ? h('button', { type: 'button', class: 'secondary', 'aria-label': `Withdraw request to ${r.peer.name}` }, 'Withdraw') : null;
+  const cancel = r.status === 'pending' ? h('button', { type: 'button', class: 'secondary', 'data-ctl': 'withdraw', 'aria-label': `Withdraw request to ${r.peer.name}` }, 'Withdraw') : null;
   cancel?.addEventListener('click', async () => {
-    cancel.disabled = true;
+    if (isBusy(cancel)) return;
+    setBusy(cancel, true);
     try {
       await users.cancelRequest(r.id);
       announce('Request withdrawn.');
-      reload();
+      await reload();
     } catch (err) {
-      cancel.disabled = false;
+      setBusy(cancel, false);
       announce(errorText(err), true);
     }
   });
-  return h('li', { class: 'card row' },
+  return h('li', { class: 'card row', 'data-key': `out:${r.id}` },
     h('div', {}, doctorLine(r.peer), h('p', { class: 'meta' }, badge(label, kind), ' · sent ', timeEl(r.createdAt))),
     cancel);
 }
@@ -162,22 +196,27 @@ export function connections(ctx) {
     const list = await users.connections();
     if (!list.length) return empty('You are not connected with any doctor yet.', h('a', { href: '#/doctors', class: 'button primary' }, 'Find a doctor'));
     return h('ul', { class: 'cards' }, list.map((c) => {
-      const end = h('button', { type: 'button', class: 'secondary', 'aria-label': `Disconnect from ${c.peer.name}` }, 'Disconnect');
+      const end = h('button', { type: 'button', class: 'secondary', 'data-ctl': 'disconnect', 'aria-label': `Disconnect from ${c.peer.name}` }, 'Disconnect');
       end.addEventListener('click', async () => {
+        if (isBusy(end)) return;
         const ok = await confirmDialog({ title: `Disconnect from ${c.peer.name}?`, body: 'Every file you shared with this doctor stops being shared at once.', confirmLabel: 'Disconnect', danger: true });
-        if (!ok) return end.focus();
+        end.focus();
+        if (!ok) return;
+        setBusy(end, true);
         try {
           await users.deleteConnection(c.id);
           announce(`You are no longer connected with ${c.peer.name}.`);
-          load();
+          await load();
         } catch (err) {
+          setBusy(end, false);
           announce(errorText(err), true);
         }
       });
-      return h('li', { class: 'card row' }, h('div', {}, doctorLine(c.peer), h('p', { class: 'meta' }, 'Connected since ', timeEl(c.createdAt))), end);
+      return h('li', { class: 'card row', 'data-key': c.id }, h('div', {}, doctorLine(c.peer), h('p', { class: 'meta' }, 'Connected since ', timeEl(c.createdAt))), end);
     }));
   }, 'Loading your doctors…');
   load();
+  onLive(slot, ['connection_ended', 'connection_accepted'], load);
 }
 
 export { has };
