@@ -141,6 +141,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_alert_session"),
     migration!(10, "0010_device_lanes"),
     migration!(11, "0011_ledger_names"),
+    migration!(12, "0012_access_given"),
 ];
 
 impl Db {

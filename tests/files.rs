@@ -445,6 +445,10 @@ struct Outcome {
     shared_with_me: (u16, usize),
     delete: u16,
     log_total: i64,
+    /// `accessGiven?f=<file>`: status and total (before the mutating routes ran).
+    given_file: (u16, i64),
+    /// `accessGiven` over all the caller's files: total.
+    given_all: i64,
 }
 
 /// Tries every route as `who` on `file` (owned by `owner`, with `access` given to someone).
@@ -461,6 +465,13 @@ async fn try_everything(
     let r = app.get("/protected/resource/userFiles", c).await;
     r.expect(200, "");
     let user_files_total = r.data()["total"].as_i64().unwrap();
+    let r = app
+        .get(&format!("/protected/resource/accessGiven?f={file}"), c)
+        .await;
+    let given_file = (r.status.as_u16(), r.data()["total"].as_i64().unwrap_or(0));
+    let r = app.get("/protected/resource/accessGiven", c).await;
+    r.expect(200, "");
+    let given_all = r.data()["total"].as_i64().unwrap();
     let file_url_t = app
         .get(&format!("{}?o=t", path("fileURL", file)), c)
         .await
@@ -527,6 +538,8 @@ async fn try_everything(
         shared_with_me,
         delete,
         log_total,
+        given_file,
+        given_all,
     }
 }
 
@@ -549,6 +562,7 @@ fn assert_no_access(o: &Outcome, doctor: bool, shared_url: (u16, &str)) {
     }
     assert_eq!(o.delete, 404);
     assert_eq!(o.log_total, 0);
+    assert_eq!((o.given_file, o.given_all), ((404, 0), 0));
 }
 
 #[tokio::test]
@@ -672,6 +686,7 @@ async fn every_actor_tries_every_route() {
     assert_eq!(o.patient_data, (200, 1));
     assert_eq!(o.shared_with_me, (200, 1));
     assert_eq!(o.log_total, 0);
+    assert_eq!((o.given_file, o.given_all), ((404, 0), 0));
     let r = app
         .get("/protected/resource/sharedWithMe", &granted.cookie)
         .await;
@@ -701,6 +716,7 @@ async fn every_actor_tries_every_route() {
     );
     assert_eq!((o.grant, o.revoke, o.share, o.delete), (404, 404, 404, 404));
     assert_eq!((o.patient_data.0, o.shared_with_me.0), (403, 403));
+    assert_eq!((o.given_file, o.given_all), ((404, 0), 0));
 
     // Not signed in: 401 everywhere.
     for (m, p) in [
@@ -722,6 +738,7 @@ async fn every_actor_tries_every_route() {
         ("GET", "/protected/resource/sharedWithMe".into()),
         ("POST", path("deleteFile", &file)),
         ("GET", "/protected/resource/accessLog".into()),
+        ("GET", format!("/protected/resource/accessGiven?f={file}")),
     ] {
         let r = app.call(m.parse().unwrap(), &p, "", None).await;
         r.expect(401, "UNAUTHENTICATED");
@@ -739,6 +756,8 @@ async fn every_actor_tries_every_route() {
     assert_eq!((o.patient_data.0, o.shared_with_me.0), (403, 403));
     assert_eq!(o.delete, 200);
     assert!(o.log_total >= 5);
+    // What the owner had given when the tour started: the one grant.
+    assert_eq!((o.given_file, o.given_all), ((200, 1), 1));
     let r = app
         .get("/protected/resource/sharedWithMe", &victim.cookie)
         .await;
@@ -2008,4 +2027,155 @@ async fn two_connected_accounts_erased_at_once_both_go() {
             .await;
         assert_eq!(n, 0, "{table}");
     }
+}
+
+/// `accessGiven`: the owner sees every live grant and share they gave, newest first, with the
+/// doctor and the file; replaced, revoked and expired access is not listed; `f` narrows it to one
+/// of their files; nobody else sees any of it.
+#[tokio::test]
+async fn access_given_lists_exactly_what_is_live() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let rao = app.signup("Dr Rao", "doctor").await;
+    let walk_in = app.signup("Dr Walk-in", "doctor").await;
+    connect(&app, &owner, &rao).await;
+    let first = upload(&app, &owner, pdf(1000), "first.pdf").await;
+    let second = upload(&app, &owner, pdf(1000), "second.pdf").await;
+    let given = |query: &str| {
+        let route = format!("/protected/resource/accessGiven{query}");
+        let app = &app;
+        let cookie = owner.cookie.clone();
+        async move { app.get(&route, &cookie).await }
+    };
+    let r = given("").await;
+    r.expect(200, "");
+    assert_eq!((r.data()["total"].as_i64(), r.data()["per_page"].as_i64()), (Some(0), Some(50)));
+
+    let grant = |file: &str, doctor: &str, extra: &str| {
+        format!("{}?p={doctor}&t=r{extra}", path("createFileAccess", file))
+    };
+    let r = app.post_empty(&grant(&first, &rao.id, ""), &owner.cookie).await;
+    let permanent = r.data()["access_id"].as_str().unwrap().to_string();
+    app.clock().advance(Duration::from_secs(1));
+    let r = app.post_empty(&grant(&second, &rao.id, "&e=60"), &owner.cookie).await;
+    let ending = r.data()["access_id"].as_str().unwrap().to_string();
+    let ending_at = r.data()["expires_at"].clone();
+    app.clock().advance(Duration::from_secs(1));
+    let r = app
+        .post_empty(
+            &format!("{}?p={}&t=r", path("tempFileShare", &first), walk_in.id),
+            &owner.cookie,
+        )
+        .await;
+    let share = r.data()["access_id"].as_str().unwrap().to_string();
+
+    let r = given("").await;
+    assert_eq!(r.data()["total"], 3);
+    let rows = r.data()["access"].as_array().unwrap();
+    let ids: Vec<&str> = rows.iter().map(|a| a["access_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [share.as_str(), ending.as_str(), permanent.as_str()], "newest first");
+    assert_eq!(rows[0]["access_kind"], "share");
+    assert_eq!(rows[0]["doctor"]["id"], walk_in.id.as_str());
+    assert_eq!(rows[0]["doctor"]["name"], "Dr Walk-in");
+    assert_eq!(rows[0]["doctor"]["verified"], false);
+    assert_eq!(rows[0]["file"]["id"], first.as_str());
+    assert_eq!(rows[0]["file"]["name"], "first.pdf");
+    assert!(rows[0]["expires_at"].is_string());
+    assert_eq!(rows[1]["access_kind"], "grant");
+    assert_eq!(rows[1]["file"]["name"], "second.pdf");
+    assert_eq!(rows[1]["expires_at"], ending_at);
+    assert!(rows[2]["expires_at"].is_null());
+    assert!(rows[2]["granted_at"].is_string());
+    let r = given(&format!("?f={first}")).await;
+    let ids: Vec<&str> = r.data()["access"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["access_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [share.as_str(), permanent.as_str()]);
+
+    // Nobody else sees it, and another's file is not found.
+    for who in [&rao, &walk_in] {
+        let r = app.get("/protected/resource/accessGiven", &who.cookie).await;
+        r.expect(200, "");
+        assert_eq!(r.data()["total"], 0);
+        app.get(&format!("/protected/resource/accessGiven?f={first}"), &who.cookie)
+            .await
+            .expect(404, "NOT_FOUND");
+    }
+
+    // A new grant replaces the open one: listed once, with its new end.
+    let r = app.post_empty(&grant(&first, &rao.id, "&e=120"), &owner.cookie).await;
+    let replacing = r.data()["access_id"].as_str().unwrap().to_string();
+    let r = given(&format!("?f={first}")).await;
+    let ids: Vec<&str> = r.data()["access"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["access_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [replacing.as_str(), share.as_str()]);
+    // Revoked: gone from the list.
+    app.post_empty(
+        &format!("{}?p={}", path("revokeFileAccess", &second), rao.id),
+        &owner.cookie,
+    )
+    .await
+    .expect(200, "");
+    assert_eq!(given("").await.data()["total"], 2);
+    // Run out: the 30-minute share goes; the 120-minute grant stays, then goes too (time moves
+    // in steps, each followed by a request, so that the session does not idle out).
+    let wait = |minutes: u64| {
+        let (given, app) = (&given, &app);
+        async move {
+            for _ in 0..minutes / 15 {
+                app.clock().advance(Duration::from_secs(15 * 60));
+                given("").await.expect(200, "");
+            }
+            app.clock().advance(Duration::from_secs(minutes % 15 * 60));
+        }
+    };
+    wait(31).await;
+    let r = given("").await;
+    assert_eq!(r.data()["total"], 1);
+    assert_eq!(r.data()["access"][0]["access_id"], replacing.as_str());
+    wait(90).await;
+    assert_eq!(given("").await.data()["total"], 0);
+
+    given("?f=nope").await.expect(404, "NOT_FOUND");
+    let r = given("?page=0").await;
+    r.expect(422, "VALIDATION_FAILED");
+    assert_eq!(r.body["error"]["details"]["field"], "page");
+    let r = given("?file=x").await;
+    r.expect(422, "VALIDATION_FAILED");
+    assert_eq!(r.body["error"]["details"]["field"], "file");
+
+    // Paged, 50 a page: 53 shares (written as rows) come back once each.
+    for i in 0..53 {
+        sqlx::query(
+            "INSERT INTO file_grants (id, file_id, owner_id, grantee_id, kind, access, created_at) \
+             VALUES ($1, $2, $3, $4, 'share', 'r', $5)",
+        )
+        .bind(format!("bulk{i:03}"))
+        .bind(&second)
+        .bind(&owner.id)
+        .bind(&walk_in.id)
+        .bind(app.clock().now() - 1000 - i)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    }
+    let one = given("?page=1").await;
+    let two = given("?page=2").await;
+    assert_eq!((one.data()["total"].as_i64(), two.data()["total"].as_i64()), (Some(53), Some(53)));
+    let mut seen: Vec<String> = [one, two]
+        .iter()
+        .flat_map(|r| r.data()["access"].as_array().unwrap().clone())
+        .map(|a| a["access_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(seen.len(), 53);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 53);
 }

@@ -37,6 +37,7 @@ pub const UNCONNECTED_SHARES_PER_HOUR: i64 = 20;
 pub const ORPHAN_AGE_MS: Millis = 60 * 60 * 1000;
 const FILES_PER_PAGE: i64 = 10;
 const LOG_PER_PAGE: i64 = 20;
+const GIVEN_PER_PAGE: i64 = 50;
 /// The longest end time a permanent grant may carry (`e`), in minutes: one year.
 const MAX_GRANT_MINUTES: i64 = 525_600;
 
@@ -61,7 +62,8 @@ pub fn router() -> OpenApiRouter<AppState> {
                 .routes(routes!(patient_file_data))
                 .routes(routes!(delete_file))
                 .routes(routes!(shared_with_me))
-                .routes(routes!(access_log)),
+                .routes(routes!(access_log))
+                .routes(routes!(access_given)),
         )
 }
 
@@ -124,6 +126,34 @@ pub struct SharedFiles {
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct FileRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// One live grant or share the caller gave: who may open which file, and until when.
+#[derive(Serialize, ToSchema)]
+pub struct GivenAccessView {
+    /// The grant's or share's id (the doctor opens the file with it).
+    pub access_id: String,
+    /// `grant` (permanent, maybe with an end) or `share` (30 minutes).
+    pub access_kind: String,
+    pub granted_at: String,
+    /// When this access ends by itself; `null` = only when revoked.
+    pub expires_at: Option<String>,
+    pub file: FileRef,
+    pub doctor: crate::users::PeerView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GivenAccessPage {
+    pub access: Vec<GivenAccessView>,
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct LogEntry {
     pub id: String,
     /// `read` (a download link issued), `grant`, `revoke`, `share`, `delete`, or `end` (a grant
@@ -164,6 +194,17 @@ pub struct PageQuery {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
+    /// Page number, from 1.
+    #[param(minimum = 1, maximum = 1000000)]
+    pub page: Option<i64>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct GivenQuery {
+    /// Only the access given to this one of the caller's files.
+    pub f: Option<String>,
     /// Page number, from 1.
     #[param(minimum = 1, maximum = 1000000)]
     pub page: Option<i64>,
@@ -1324,6 +1365,91 @@ async fn access_log(
             per_page: LOG_PER_PAGE,
         },
         "access log",
+    ))
+}
+
+type GivenRow = (
+    String,
+    String,
+    Millis,
+    Option<Millis>,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+);
+
+/// The access the caller has given and that is live now: every grant and share on their files
+/// that has not been revoked, replaced or run out, newest first, 50 a page (all files, or the
+/// one named by `f`). What the owner can take back with `revokeFileAccess`.
+#[utoipa::path(get, path = "/protected/resource/accessGiven", tag = "resource", security(("session" = [])), params(GivenQuery),
+    responses((status = 200, body = crate::api::Envelope<GivenAccessPage>), (status = 401, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)))]
+async fn access_given(
+    State(state): State<AppState>,
+    me: AuthUser,
+    ApiQuery(q): ApiQuery<GivenQuery>,
+) -> ApiResult<GivenAccessPage> {
+    let page = page_number(q.page, "page")?;
+    let now = state.clock.now();
+    let file = q.f.unwrap_or_default();
+    if !file.is_empty() {
+        let mine: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM files WHERE id = $1 AND owner_id = $2")
+                .bind(&file)
+                .bind(&me.user_id)
+                .fetch_optional(&state.db.pool)
+                .await?;
+        if mine.is_none() {
+            return Err(not_found("file"));
+        }
+    }
+    let given = format!(
+        "FROM file_grants g JOIN files f ON f.id = g.file_id JOIN users u ON u.id = g.grantee_id \
+         WHERE g.owner_id = $1 AND ($2 = '' OR g.file_id = $2) AND {}",
+        live("$3")
+    );
+    let (total,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) {given}"))
+        .bind(&me.user_id)
+        .bind(&file)
+        .bind(now)
+        .fetch_one(&state.db.pool)
+        .await?;
+    let rows: Vec<GivenRow> = sqlx::query_as(&format!(
+        "SELECT g.id, g.kind, g.created_at, g.expires_at, f.id, f.file_name, {} {given} \
+         ORDER BY g.created_at DESC, g.id DESC LIMIT $4 OFFSET $5",
+        crate::users::PEER_COLS
+    ))
+    .bind(&me.user_id)
+    .bind(&file)
+    .bind(now)
+    .bind(GIVEN_PER_PAGE)
+    .bind((page - 1) * GIVEN_PER_PAGE)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let access = rows
+        .into_iter()
+        .map(|r| GivenAccessView {
+            access_id: r.0,
+            access_kind: r.1,
+            granted_at: rfc3339(r.2),
+            expires_at: r.3.map(rfc3339),
+            file: FileRef { id: r.4, name: r.5 },
+            doctor: crate::users::PeerView::from_row((r.6, r.7, r.8, r.9, r.10)),
+        })
+        .collect();
+    Ok(ApiOk::new(
+        GivenAccessPage {
+            access,
+            total,
+            page,
+            per_page: GIVEN_PER_PAGE,
+        },
+        "access you have given",
     ))
 }
 
