@@ -2049,15 +2049,22 @@ async fn access_given_lists_exactly_what_is_live() {
     };
     let r = given("").await;
     r.expect(200, "");
-    assert_eq!((r.data()["total"].as_i64(), r.data()["per_page"].as_i64()), (Some(0), Some(50)));
+    assert_eq!(
+        (r.data()["total"].as_i64(), r.data()["per_page"].as_i64()),
+        (Some(0), Some(50))
+    );
 
     let grant = |file: &str, doctor: &str, extra: &str| {
         format!("{}?p={doctor}&t=r{extra}", path("createFileAccess", file))
     };
-    let r = app.post_empty(&grant(&first, &rao.id, ""), &owner.cookie).await;
+    let r = app
+        .post_empty(&grant(&first, &rao.id, ""), &owner.cookie)
+        .await;
     let permanent = r.data()["access_id"].as_str().unwrap().to_string();
     app.clock().advance(Duration::from_secs(1));
-    let r = app.post_empty(&grant(&second, &rao.id, "&e=60"), &owner.cookie).await;
+    let r = app
+        .post_empty(&grant(&second, &rao.id, "&e=60"), &owner.cookie)
+        .await;
     let ending = r.data()["access_id"].as_str().unwrap().to_string();
     let ending_at = r.data()["expires_at"].clone();
     app.clock().advance(Duration::from_secs(1));
@@ -2072,8 +2079,15 @@ async fn access_given_lists_exactly_what_is_live() {
     let r = given("").await;
     assert_eq!(r.data()["total"], 3);
     let rows = r.data()["access"].as_array().unwrap();
-    let ids: Vec<&str> = rows.iter().map(|a| a["access_id"].as_str().unwrap()).collect();
-    assert_eq!(ids, [share.as_str(), ending.as_str(), permanent.as_str()], "newest first");
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|a| a["access_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [share.as_str(), ending.as_str(), permanent.as_str()],
+        "newest first"
+    );
     assert_eq!(rows[0]["access_kind"], "share");
     assert_eq!(rows[0]["doctor"]["id"], walk_in.id.as_str());
     assert_eq!(rows[0]["doctor"]["name"], "Dr Walk-in");
@@ -2097,16 +2111,23 @@ async fn access_given_lists_exactly_what_is_live() {
 
     // Nobody else sees it, and another's file is not found.
     for who in [&rao, &walk_in] {
-        let r = app.get("/protected/resource/accessGiven", &who.cookie).await;
+        let r = app
+            .get("/protected/resource/accessGiven", &who.cookie)
+            .await;
         r.expect(200, "");
         assert_eq!(r.data()["total"], 0);
-        app.get(&format!("/protected/resource/accessGiven?f={first}"), &who.cookie)
-            .await
-            .expect(404, "NOT_FOUND");
+        app.get(
+            &format!("/protected/resource/accessGiven?f={first}"),
+            &who.cookie,
+        )
+        .await
+        .expect(404, "NOT_FOUND");
     }
 
     // A new grant replaces the open one: listed once, with its new end.
-    let r = app.post_empty(&grant(&first, &rao.id, "&e=120"), &owner.cookie).await;
+    let r = app
+        .post_empty(&grant(&first, &rao.id, "&e=120"), &owner.cookie)
+        .await;
     let replacing = r.data()["access_id"].as_str().unwrap().to_string();
     let r = given(&format!("?f={first}")).await;
     let ids: Vec<&str> = r.data()["access"]
@@ -2168,7 +2189,10 @@ async fn access_given_lists_exactly_what_is_live() {
     }
     let one = given("?page=1").await;
     let two = given("?page=2").await;
-    assert_eq!((one.data()["total"].as_i64(), two.data()["total"].as_i64()), (Some(53), Some(53)));
+    assert_eq!(
+        (one.data()["total"].as_i64(), two.data()["total"].as_i64()),
+        (Some(53), Some(53))
+    );
     let mut seen: Vec<String> = [one, two]
         .iter()
         .flat_map(|r| r.data()["access"].as_array().unwrap().clone())
@@ -2178,4 +2202,43 @@ async fn access_given_lists_exactly_what_is_live() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 53);
+}
+
+/// Two grants of one file to one doctor at the same moment (a double click, two tabs changing
+/// the end): both succeed, the later replaces the earlier, and one grant is left open.
+#[tokio::test]
+async fn two_grants_at_once_both_succeed_and_leave_one_open() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("Asha", "patient").await;
+    let doctor = app.signup("Dr Rao", "doctor").await;
+    connect(&app, &owner, &doctor).await;
+    let file = upload(&app, &owner, pdf(1000), "report.pdf").await;
+    for round in 0..20 {
+        let route = |e: u32| {
+            format!(
+                "{}?p={}&t=r&e={e}",
+                path("createFileAccess", &file),
+                doctor.id
+            )
+        };
+        let (thirty, sixty) = (route(30), route(60));
+        let (a, b) = tokio::join!(
+            app.post_empty(&thirty, &owner.cookie),
+            app.post_empty(&sixty, &owner.cookie)
+        );
+        assert_eq!(
+            (a.status.as_u16(), b.status.as_u16()),
+            (200, 200),
+            "round {round}: {} / {}",
+            a.body,
+            b.body
+        );
+        let open = app
+            .count(
+                "SELECT COUNT(*) FROM file_grants WHERE file_id = $1 AND kind = 'grant' AND ended_at IS NULL",
+                &[&file],
+            )
+            .await;
+        assert_eq!(open, 1, "round {round}");
+    }
 }

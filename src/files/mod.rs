@@ -397,17 +397,19 @@ async fn target_doctor(
 }
 
 /// The caller's file and the doctor a grant or share of it is for (with their connection when
-/// `need_connection`), each row held against a delete until the caller commits.
+/// `need_connection`), each row held against a delete until the caller commits; the file's row
+/// with `lock` (`Update` where two such transactions must not overlap).
 async fn to_give(
     conn: &mut sqlx::AnyConnection,
     dialect: Dialect,
+    lock: RowLock,
     file_id: &str,
     owner: &str,
     doctor: &str,
     need_connection: bool,
 ) -> Result<OwnedFile, AppError> {
     // A doctor gone is looked up below (404).
-    let file = owned_file(conn, dialect, RowLock::KeyShare, file_id, owner, &[doctor]).await?;
+    let file = owned_file(conn, dialect, lock, file_id, owner, &[doctor]).await?;
     target_doctor(conn, dialect, owner, doctor, need_connection).await?;
     Ok(file)
 }
@@ -896,7 +898,19 @@ async fn create_file_access(
     let now = state.clock.now();
     let expires_at = q.e.map(|m| now + m * 60_000);
     let mut tx = state.db.begin().await?;
-    let file = to_give(&mut tx, state.db.dialect, &file_id, &me.user_id, &q.p, true).await?;
+    // The file's row is held against other grants of it until the commit: a second grant made
+    // at the same moment waits, then replaces this one, as it would a moment later (both
+    // replacing none, the second would break the one-open-grant index).
+    let file = to_give(
+        &mut tx,
+        state.db.dialect,
+        RowLock::Update,
+        &file_id,
+        &me.user_id,
+        &q.p,
+        true,
+    )
+    .await?;
     // A new grant replaces the doctor's open one (e.g. to change its end time).
     sqlx::query(
         "UPDATE file_grants SET ended_at = $1, ended_reason = 'replaced' \
@@ -1069,6 +1083,7 @@ async fn temp_file_share(
     let file = to_give(
         &mut tx,
         state.db.dialect,
+        RowLock::KeyShare,
         &file_id,
         &me.user_id,
         &q.p,
