@@ -79,6 +79,7 @@ impl AppState {
         let db = Db::connect(&config.database_url(), config.limits.db_max_connections).await?;
         db.migrate().await.context("migrating the database")?;
         let keys = Keys::load(&config)?;
+        same_secret(&db, &keys).await?;
         let sms = crate::sms::from_config(&config)?;
         let ledger = crate::files::ledger::Ledger::start(db.clone())
             .await
@@ -105,6 +106,31 @@ impl AppState {
             shutdown: CancellationToken::new(),
         })))
     }
+}
+
+/// Refuses to start with a secret other than the one the database was first used with. Every
+/// instance on one database must share it: with another, codes sent by one instance fail on the
+/// next (each try counted as wrong), its links are refused, and authenticator keys sealed by one
+/// cannot be opened by the other. The first start records the secret's fingerprint.
+async fn same_secret(db: &Db, keys: &Keys) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO server_settings (name, value) VALUES ('secret_fingerprint', $1) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(keys.fingerprint())
+    .execute(&db.pool)
+    .await?;
+    let (recorded,): (String,) =
+        sqlx::query_as("SELECT value FROM server_settings WHERE name = 'secret_fingerprint'")
+            .fetch_one(&db.pool)
+            .await?;
+    anyhow::ensure!(
+        recorded == keys.fingerprint(),
+        "this database was first used with another secret: every instance on one database needs \
+         the same AURAVITA_SECRET (without it, each data folder's secret.key is its own). Codes, \
+         download links and authenticator keys depend on it"
+    );
+    Ok(())
 }
 
 /// Called inside the sign-in transaction, after the session is created, for a sign-in to an

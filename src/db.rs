@@ -142,6 +142,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(10, "0010_device_lanes"),
     migration!(11, "0011_ledger_names"),
     migration!(12, "0012_access_given"),
+    migration!(13, "0013_settings"),
 ];
 
 impl Db {

@@ -18,6 +18,8 @@ const TOTP_NONCE: usize = 12;
 const TOTP_TAG: usize = 16;
 
 pub struct Keys {
+    /// Names the secret without revealing it: instances on one database compare it at start.
+    fingerprint: String,
     /// HMAC-SHA256 keyed once (its pads hashed); each use clones it.
     otp: HmacSha256,
     link: HmacSha256,
@@ -64,11 +66,17 @@ impl Keys {
     /// Every key, derived from the master secret under its own label.
     fn from_master(master: &[u8]) -> Keys {
         Keys {
+            fingerprint: hex::encode(derive(master, b"auravita/fingerprint")),
             otp: keyed(&derive(master, b"auravita/otp")),
             link: keyed(&derive(master, b"auravita/link")),
             device: keyed(&derive(master, b"auravita/device")),
             totp: derive(master, b"auravita/totp-secret"),
         }
+    }
+
+    /// A one-way name for the secret (its own derived key, so it tells nothing of the others).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Keyed hash of a one-time code, bound to its challenge so equal codes hash differently.

@@ -1006,3 +1006,28 @@ async fn the_document_names_the_session_cookie_as_set_over_https() {
         "__Host-auravita_session"
     );
 }
+
+/// Every instance on one database needs the same secret: with another, codes sent by one fail
+/// on the next (each try counted wrong), its links are refused, and authenticator keys sealed by
+/// one cannot be opened by the other. An instance started with another secret refuses to start
+/// and says why; one with the same secret starts.
+#[tokio::test]
+async fn an_instance_with_another_secret_on_the_same_database_refuses_to_start() {
+    let app = TestApp::spawn().await;
+    let peer = app.spawn_peer().await;
+    peer.get("/health/ready", "").await.expect(200, "");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = common::base_config(dir.path(), app.state.db.url());
+    cfg.secret = Some(
+        "another-secret-another-secret-0123456789"
+            .to_string()
+            .into(),
+    );
+    let refused = auravita::AppState::build(cfg).await.err().expect("refused");
+    let why = format!("{refused:#}");
+    assert!(why.contains("AURAVITA_SECRET"), "{why}");
+    // Without AURAVITA_SECRET, a data folder's own generated key is another secret too.
+    let mut cfg = common::base_config(dir.path(), app.state.db.url());
+    cfg.secret = None;
+    assert!(auravita::AppState::build(cfg).await.is_err());
+}
