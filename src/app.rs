@@ -834,10 +834,22 @@ impl Server {
         })
     }
 
-    /// Stops accepting, ends event streams, and waits (up to `grace`) for requests in flight.
+    /// Stops accepting, ends event streams, and waits (up to `grace` in all) for requests in
+    /// flight, then for sign-in codes still being sent: their answer told the person a code is
+    /// on its way, and its cooldown is already counted.
     pub async fn shutdown(self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
         self.state.shutdown.cancel();
-        let _ = tokio::time::timeout(grace, self.handle).await;
+        let _ = tokio::time::timeout_at(deadline, self.handle).await;
+        while self
+            .state
+            .sms_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn wait(&mut self) -> anyhow::Result<()> {

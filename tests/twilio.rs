@@ -859,3 +859,54 @@ async fn neither_the_auth_token_nor_the_message_is_ever_logged() {
         assert!(!text.contains(secret), "{secret:?} in the logs:\n{text}");
     }
 }
+
+/// A sign-in code is sent after its answer has told the person "a code is on its way". A
+/// shutdown right then (a rolling deploy's SIGTERM) waits for that send, its retries included,
+/// instead of dropping it with the cooldown already spent.
+#[tokio::test]
+async fn shutdown_waits_for_a_sign_in_code_still_being_sent() {
+    let fake = FakeTwilio::start().await;
+    let app = app_with(&fake, |_| {}).await;
+    // A client that keeps no connection open, so that nothing but the send holds the shutdown.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let post = |path: String, body: serde_json::Value| {
+        let req = client
+            .post(app.url(&path))
+            .header("connection", "close")
+            .json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let phone = random_phone();
+    assert_eq!(post("/auth/signup".into(), signup_body(&phone)).await, 200);
+    let sent = fake.accepted();
+    let code = sent[0]["Body"][..6].to_string();
+    let (challenge,): (String,) = sqlx::query_as("SELECT id FROM otp_challenges")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        post(
+            format!("/auth/signup/verify/{challenge}"),
+            json!({"otp": code})
+        )
+        .await,
+        200
+    );
+    app.clock().advance(Duration::from_secs(61));
+
+    // Twilio asks for three seconds' patience first.
+    fake.too_many(1, Some(3));
+    assert_eq!(
+        post("/auth/signin".into(), json!({"phone": phone})).await,
+        200
+    );
+    let started = Instant::now();
+    app.stop().await;
+    let sent = fake.accepted();
+    assert_eq!(sent.len(), 2, "the sign-in code was dropped at shutdown");
+    assert_eq!(sent[1]["To"], phone.as_str());
+    assert!(started.elapsed() < Duration::from_secs(8));
+}
