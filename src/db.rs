@@ -185,6 +185,13 @@ impl Db {
             // that has died fails its query instead (503), and is then dropped by the pool.
             .test_before_acquire(false)
             .max_lifetime(CONNECTION_LIFETIME)
+            // A connection whose transaction sqlx still counts as open is not handed out again
+            // (it is closed and replaced): a ROLLBACK that failed, as SQLite's does after it
+            // rolled back by itself on a full disk, leaves the count up, and every later
+            // transaction on it would fail. Counting, not asking the database: no round trip.
+            .before_acquire(|conn, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {
@@ -298,11 +305,22 @@ impl Db {
     /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: a deferred transaction that
     /// reads and then writes cannot wait for the write lock (SQLite answers BUSY at once to avoid
     /// deadlock), whereas an immediate one queues on the busy timeout like any writer.
+    ///
+    /// The `BEGIN` runs in a task of its own, which finishes even when the request that asked
+    /// for it is dropped (its client went away): sqlx's `begin` is not safe to drop half way,
+    /// and one dropped after the database began the transaction but before sqlx counted it
+    /// would go back to the pool still inside it (on PostgreSQL, later writes on that
+    /// connection would then never commit). Finished, the transaction is dropped with the task's
+    /// unclaimed result, which rolls it back.
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Dialect::Postgres => self.pool.begin().await,
-        }
+        let (pool, dialect) = (self.pool.clone(), self.dialect);
+        let begun = tokio::spawn(async move {
+            match dialect {
+                Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+                Dialect::Postgres => pool.begin().await,
+            }
+        });
+        begun.await.map_err(|_| sqlx::Error::WorkerCrashed)?
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {

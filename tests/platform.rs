@@ -1007,6 +1007,79 @@ async fn the_document_names_the_session_cookie_as_set_over_https() {
     );
 }
 
+/// A request whose client goes away is dropped wherever it is waiting, in the middle of a
+/// transaction's `BEGIN` too. sqlx's `begin` is not safe to drop half way: on PostgreSQL a
+/// connection could go back to the pool inside a transaction nobody would end, and every later
+/// write on it would answer success and never commit. Dropped at many points, no `BEGIN` leaves
+/// one behind: what the pool writes afterwards is seen from a connection of its own.
+#[tokio::test]
+async fn a_transaction_begun_for_a_request_that_went_away_leaves_nothing_open() {
+    use sqlx::Connection;
+    // Two connections, so that the writes below meet the ones the dropped BEGINs had.
+    let app = TestApp::spawn_with(|cfg| cfg.limits.db_max_connections = 2).await;
+    let db = &app.state.db;
+    // Dropped after 0, 2, 4, … scheduler turns (before, during and after the round trip), each
+    // followed by a write outside any transaction.
+    let rounds: Vec<usize> = (0..400).step_by(2).collect();
+    for &turns in &rounds {
+        tokio::select! {
+            biased;
+            _ = db.begin() => {}
+            _ = async {
+                for _ in 0..turns {
+                    tokio::task::yield_now().await;
+                }
+            } => {}
+        }
+        sqlx::query("INSERT INTO server_settings (name, value) VALUES ($1, 'probe')")
+            .bind(format!("probe{turns}"))
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    let mut outside = sqlx::AnyConnection::connect(db.url()).await.unwrap();
+    let (seen,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM server_settings WHERE value = 'probe'")
+            .fetch_one(&mut outside)
+            .await
+            .unwrap();
+    assert_eq!(
+        seen,
+        rounds.len() as i64,
+        "writes answered as done but not committed"
+    );
+}
+
+/// A transaction that sqlx counts as open although the database has ended it (SQLite rolls back
+/// by itself on a full disk, and the ROLLBACK that follows fails) must not make every later
+/// transaction on that connection fail: the pool closes such a connection instead of handing it
+/// out again.
+#[tokio::test]
+async fn a_connection_whose_transaction_was_ended_behind_sqlx_is_not_reused() {
+    let app = TestApp::spawn().await;
+    let db = &app.state.db;
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("ROLLBACK").execute(&mut *tx).await.unwrap();
+    drop(tx);
+    for i in 0..16 {
+        let mut tx = db.begin().await.expect("a transaction begins");
+        sqlx::query("INSERT INTO server_settings (name, value) VALUES ($1, 'after')")
+            .bind(format!("after{i}"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM server_settings WHERE value = $1",
+            &["after"]
+        )
+        .await,
+        16
+    );
+}
+
 /// Every instance on one database needs the same secret: with another, codes sent by one fail
 /// on the next (each try counted wrong), its links are refused, and authenticator keys sealed by
 /// one cannot be opened by the other. An instance started with another secret refuses to start
