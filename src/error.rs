@@ -200,12 +200,21 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::Io(_)
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        // SQLite's 14 (CANTOPEN): it could not open a file, as when the process is out of file
-        // descriptors.
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P") || code == "14"),
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| unavailable_code(&code)),
         _ => false,
+    }
+}
+
+/// A database error code that says the database cannot do its work now, whatever was asked.
+/// SQLite's codes are numbers (extended: the primary code in the low byte): 10 (IOERR), 13
+/// (FULL: the disk is full) and 14 (CANTOPEN: it could not open a file, as when the process is
+/// out of file descriptors). PostgreSQL's are five-character SQLSTATEs: class 08 (connection
+/// exception), 57P (shut down, crashed, still starting), 53 (insufficient resources: disk full,
+/// out of memory, too many connections).
+fn unavailable_code(code: &str) -> bool {
+    match code.parse::<u32>() {
+        Ok(n) if code.len() < 5 => matches!(n & 0xff, 10 | 13 | 14),
+        _ => code.starts_with("08") || code.starts_with("57P") || code.starts_with("53"),
     }
 }
 
@@ -270,3 +279,28 @@ impl IntoResponse for AppError {
 /// Response extension: this body is already an envelope.
 #[derive(Clone, Copy, Debug)]
 pub struct Enveloped;
+
+#[cfg(test)]
+mod tests {
+    use super::unavailable_code;
+
+    #[test]
+    fn full_disks_and_lost_connections_are_unavailable_and_other_codes_are_not() {
+        // SQLite: IOERR and an extended IOERR (IOERR_WRITE), FULL, CANTOPEN.
+        for code in ["10", "778", "13", "14"] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        // SQLite: CONSTRAINT_UNIQUE, BUSY, ERROR.
+        for code in ["2067", "5", "1"] {
+            assert!(!unavailable_code(code), "{code}");
+        }
+        // PostgreSQL: connection failure, admin shutdown, disk full, too many connections.
+        for code in ["08006", "57P01", "53100", "53300"] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        // PostgreSQL: unique violation, deadlock, syntax error.
+        for code in ["23505", "40P01", "42601"] {
+            assert!(!unavailable_code(code), "{code}");
+        }
+    }
+}

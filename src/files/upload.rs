@@ -194,9 +194,10 @@ pub async fn upload_file(
             let raw_name = field.file_name().map(str::to_string);
             let path = state.storage.tmp_dir().join(crate::db::new_id());
             let guard = TmpGuard(Some(path.clone()));
-            let mut out = tokio::fs::File::create(&path)
-                .await
-                .map_err(AppError::internal)?;
+            // The upload's folder failing (full, read-only) is the server's storage, not the
+            // client: 503, as when the object store fails.
+            let spool = |e: std::io::Error| AppError::unavailable("storage", e);
+            let mut out = tokio::fs::File::create(&path).await.map_err(spool)?;
             let mut hasher = Sha256::new();
             let mut head: Vec<u8> = Vec::with_capacity(132);
             let mut size: u64 = 0;
@@ -210,7 +211,7 @@ pub async fn upload_file(
                     head.extend_from_slice(&chunk[..take]);
                 }
                 hasher.update(&chunk);
-                out.write_all(&chunk).await.map_err(AppError::internal)?;
+                out.write_all(&chunk).await.map_err(spool)?;
             }
             let Some((ctype, exts)) = sniff(&head) else {
                 return Err(AppError::new(
@@ -220,8 +221,8 @@ pub async fn upload_file(
                 )
                 .with_details(serde_json::json!({"field": "file"})));
             };
-            out.flush().await.map_err(AppError::internal)?;
-            out.sync_all().await.map_err(AppError::internal)?;
+            out.flush().await.map_err(spool)?;
+            out.sync_all().await.map_err(spool)?;
             drop(out);
             let file_name = clean_name(raw_name.as_deref(), exts);
             stored = Some((
