@@ -99,13 +99,12 @@ pub async fn issue(state: &AppState, c: NewChallenge<'_>) -> Result<String, AppE
             // or the answer would reveal that the phone has an account: send in the background.
             let sms = state.sms.clone();
             let to = c.phone.to_string();
-            let in_flight = state.sms_in_flight.clone();
-            in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let sending = InFlight::start(&state.sms_in_flight);
             tokio::spawn(async move {
                 if let Err(e) = sms.send(&to, &body, validity).await {
                     tracing::warn!(error = %e, "a sign-in code could not be sent");
                 }
-                in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                drop(sending);
             });
             return Ok(id);
         }
@@ -457,4 +456,41 @@ pub async fn forgive(tx: &mut sqlx::AnyConnection, lane: &str) -> Result<(), App
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+/// One send counted in `AppState::sms_in_flight` (which shutdown waits for) until dropped, as
+/// its task is when the send ends, fails or panics.
+struct InFlight(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    fn start(count: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> InFlight {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod in_flight_tests {
+    use super::InFlight;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_send_whose_task_panics_is_no_longer_counted() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let sending = InFlight::start(&count);
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        let task = tokio::spawn(async move {
+            let _sending = sending;
+            panic!("a provider's bug");
+        });
+        assert!(task.await.is_err());
+        assert_eq!(count.load(Ordering::SeqCst), 0);
+    }
 }
