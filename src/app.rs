@@ -74,6 +74,15 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// Returns once no sign-in code is being sent in the background, or at `deadline`.
+    pub async fn sms_sent_by(&self, deadline: tokio::time::Instant) {
+        while self.sms_in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Connects and migrates the database, loads the secret, and sets up the providers.
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
         let db = Db::connect(&config.database_url(), config.limits.db_max_connections).await?;
@@ -841,15 +850,7 @@ impl Server {
         let deadline = tokio::time::Instant::now() + grace;
         self.state.shutdown.cancel();
         let _ = tokio::time::timeout_at(deadline, self.handle).await;
-        while self
-            .state
-            .sms_in_flight
-            .load(std::sync::atomic::Ordering::SeqCst)
-            > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.state.sms_sent_by(deadline).await;
     }
 
     pub async fn wait(&mut self) -> anyhow::Result<()> {

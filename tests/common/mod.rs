@@ -196,17 +196,9 @@ impl TestApp {
 
     /// Every SMS sent so far, oldest first (after any background send in flight has finished).
     pub async fn sms(&self) -> Vec<Value> {
-        for _ in 0..500 {
-            if self
-                .state
-                .sms_in_flight
-                .load(std::sync::atomic::Ordering::SeqCst)
-                == 0
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.state
+            .sms_sent_by(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
         std::fs::read_to_string(&self.outbox)
             .unwrap_or_default()
             .lines()
