@@ -692,24 +692,10 @@ async fn invalid_names_and_roles_are_422_naming_the_field() {
 async fn malformed_json_wrong_type_and_oversized_bodies_are_refused_in_the_envelope() {
     let app = TestApp::spawn().await;
     let url = app.url("/auth/signin");
-    let r = send(
-        app.http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body("{\"phone\": "),
-    )
-    .await;
-    r.expect(400, "MALFORMED_JSON");
-    let r = send(
-        app.http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body("not json"),
-    )
-    .await;
-    r.expect(400, "MALFORMED_JSON");
-    // A value followed by anything but whitespace is not a JSON body either.
+    // Cut short, not JSON at all, or a value followed by anything but whitespace.
     for body in [
+        "{\"phone\": ",
+        "not json",
         "{\"phone\": \"+919812345678\"} {\"phone\": \"+919812345679\"}",
         "{\"phone\": \"+919812345678\"}]]]",
         "{\"phone\": \"+919812345678\"}\u{1}garbage",
