@@ -108,3 +108,12 @@ export function newPhone() {
   const national = '98' + String(Math.floor(Math.random() * 1e8)).padStart(8, '0');
   return { national, e164: '+91' + national };
 }
+
+/** A suite's `after`: closes its browser, prints the server's log when `E2E_SERVER_LOG` is set, stops the server. */
+export async function stopAll(browser, server) {
+  await browser?.close();
+  if (server) {
+    if (process.env.E2E_SERVER_LOG) console.log(server.log.join(''));
+    await server.stop();
+  }
+}

@@ -6,7 +6,7 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, newPhone } from '../lib/server.mjs';
+import { startServer, newPhone, stopAll } from '../lib/server.mjs';
 import { launch, person, check } from '../lib/browser.mjs';
 import { go, signUp } from '../lib/flows.mjs';
 
@@ -68,13 +68,7 @@ describe('access given, and focus', { concurrency: false }, () => {
     doctorId = (await api(doctor, 'GET', '/protected/user/sessionDetail')).data.user.id;
   });
 
-  after(async () => {
-    await browser?.close();
-    if (server) {
-      if (process.env.E2E_SERVER_LOG) console.log(server.log.join(''));
-      await server.stop();
-    }
-  });
+  after(() => stopAll(browser, server));
 
   test('doctor search: a refused request shows one error, however often it is tried; then "Requested"', async () => {
     const { page } = patient;

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync, readFileSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { startServer, newPhone } from '../lib/server.mjs';
+import { startServer, newPhone, stopAll } from '../lib/server.mjs';
 import { launch, person, check } from '../lib/browser.mjs';
 import { go, signUp, signIn, signOut } from '../lib/flows.mjs';
 
@@ -37,13 +37,7 @@ describe('web client', { concurrency: false }, () => {
     doctor = await person(browser, server.base, 'doctor');
   });
 
-  after(async () => {
-    await browser?.close();
-    if (server) {
-      if (process.env.E2E_SERVER_LOG) console.log(server.log.join(''));
-      await server.stop();
-    }
-  });
+  after(() => stopAll(browser, server));
 
   test('a signed-out visitor lands on sign-in, with a skip link and labelled controls', async () => {
     const { page } = patient;

@@ -6,7 +6,7 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, newPhone } from '../lib/server.mjs';
+import { startServer, newPhone, stopAll } from '../lib/server.mjs';
 import { launch, person, check } from '../lib/browser.mjs';
 import { go, signUp, enterCode, signOut } from '../lib/flows.mjs';
 import { totp, base32Decode, stepOf, STEP_MS } from '../lib/totp.mjs';
@@ -65,13 +65,7 @@ describe('two-step sign-in', { concurrency: false }, () => {
     patient = await person(browser, server.base, 'patient');
   });
 
-  after(async () => {
-    await browser?.close();
-    if (server) {
-      if (process.env.E2E_SERVER_LOG) console.log(server.log.join(''));
-      await server.stop();
-    }
-  });
+  after(() => stopAll(browser, server));
 
   test('the test’s authenticator agrees with RFC 6238 (appendix B, SHA-1)', () => {
     const seed = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ';
